@@ -1,0 +1,32 @@
+# The commands a newcomer types: `make run` and `make test`. Each does all of its own set-up.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup run test bench serve clean help
+
+help:
+	@echo "make run    - set up, then benchmark the embedded model on all three tiers and write the report"
+	@echo "make test   - set up, then run the test suite against real Docker, Prefect and LLM servers"
+	@echo "make bench  - set up, then measure sandbox, judge and orchestration speed"
+	@echo "make serve  - set up, then serve the nightly scheduled deployment"
+	@echo "make setup  - only the set-up (idempotent; scripts/setup.sh STEP for one step)"
+
+setup:
+	bash scripts/setup.sh all
+
+run: setup
+	$(BIN)/audioprobe run --model local --tier all
+
+test: setup
+	set -o pipefail; $(BIN)/python -m pytest $(PYTEST_ARGS) 2>&1 | tee .pytest-last.log
+
+bench: setup
+	$(BIN)/python -m tests.bench.run_all
+
+serve: setup
+	$(BIN)/audioprobe serve
+
+clean:
+	rm -rf $(VENV) .pytest_cache .pytest-last.log

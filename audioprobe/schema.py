@@ -1,0 +1,228 @@
+"""The records every part of audioprobe speaks: items, prompts, responses, executions, judgements.
+
+One home per concept: the sandbox, the generators, the judges, the flows and the report import these
+models and no other module defines its own copy. Every model is JSON-serialisable, because run
+records outlive the Prefect database and are read back by `audioprobe retry` and the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Tier = Literal["notes", "environmental", "speech"]
+TIERS: tuple[Tier, ...] = ("notes", "environmental", "speech")
+
+# Prompt methods per tier, as the paper names them; one template file per (tier, method).
+PromptMethod = Literal["paper", "detailed", "detailed_description"]
+TIER_METHODS: dict[str, tuple[str, ...]] = {
+    "notes": ("paper",),
+    "environmental": ("detailed", "detailed_description"),
+    "speech": ("paper",),
+}
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --------------------------------------------------------------------------- probe sets
+
+
+class ReferenceClip(Record):
+    """One real recording that stands as ground truth for a class."""
+
+    path: str
+    label: str
+    source: str = ""  # dataset name or the Debian/PyPI package the clip came from
+    source_file: str = ""  # file inside that package or dataset
+    license: str = ""
+    human_recording: bool = True  # False for synthesised stand-ins (flite words, GM synth programs)
+
+
+class ProbeItem(Record):
+    """A target the LLM is asked to make, with the tier's own fields; `id` is stable across runs."""
+
+    id: str
+    tier: Tier
+    label: str  # notes: <family>_<source>; environmental: FSD50K label; speech: the word
+    dataset: str  # e.g. "nsynth", "fsd50k", "speech_commands", "offline-notes"
+    # notes
+    note_id: str | None = None
+    pitch: int | None = None  # MIDI number
+    note_name: str | None = None  # e.g. "C4"
+    velocity: int | None = None
+    amplitude: float | None = None  # velocity / 127
+    instrument_family: str | None = None
+    instrument_source: str | None = None
+    qualities: list[str] = Field(default_factory=list)
+    quality_descriptions: list[str] = Field(default_factory=list)
+    # environmental and speech
+    display_name: str | None = None  # human-readable class name for the prompt
+    description: str | None = None
+    description_source: str | None = None  # "audioset-ontology", "cmudict", "llm:<model>"
+    references: list[str] = Field(default_factory=list)  # paths of the class's ground-truth clips
+
+
+class SkippedItem(Record):
+    """An item that could not be made into a probe, and why: nothing is dropped silently."""
+
+    key: str
+    tier: Tier
+    reason: str
+
+
+# --------------------------------------------------------------------------- prompting
+
+
+class RenderedPrompt(Record):
+    template: str  # template file name, e.g. "notes.paper.txt"
+    template_sha256: str
+    method: str
+    text: str
+    output_name: str | None  # the file the prompt asks for; None when the prompt names none
+    contract_line: str | None = None  # appended output contract, None reproduces the paper exactly
+
+
+# --------------------------------------------------------------------------- generation
+
+ExtractionStatus = Literal[
+    "single_block",  # exactly one fenced python block
+    "multiple_blocks",  # several fenced blocks; the chosen one is recorded
+    "unfenced",  # the whole answer parsed as Python
+    "prose_with_code",  # code recovered from mixed prose without fences
+    "no_code",  # text, but nothing that parses as Python
+    "empty",
+    "refusal",
+    "llm_error",  # the call itself failed; see Generation.error
+]
+
+
+class Generation(Record):
+    """One LLM response to one rendered prompt, with the code extracted from it."""
+
+    response_id: str  # content key: model, api_base, messages, params, sample index
+    model: str
+    api_base: str | None = None
+    sample: int = 0
+    params: dict[str, Any] = Field(default_factory=dict)
+    cached: bool = False
+    raw_text: str = ""
+    extraction_status: ExtractionStatus = "empty"
+    extraction_note: str = ""
+    code: str = ""
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    latency_s: float | None = None
+    cost: float | None = None  # None when litellm cannot price the model
+    error: str | None = None
+    error_kind: str | None = None  # transient, auth, not_found, bad_request, oversized, ...
+
+
+# --------------------------------------------------------------------------- execution
+
+ExecutionStatus = Literal["ok", "error", "timeout", "memory", "no_output", "output_rejected"]
+
+
+class OutputFile(Record):
+    name: str
+    bytes: int
+    sha256: str
+    path: str | None = None  # where it was copied on the host, if it was
+
+
+class ExecutionLimits(Record):
+    timeout_s: float = 60.0
+    memory_mb: int = 2048
+    cpus: float = 1.0
+    pids: int = 128
+    workdir_mb: int = 256  # tmpfs size of the work dir; also the largest output accepted
+    tmp_mb: int = 64
+    max_output_mb: int = 100  # per expected file
+    nofile: int = 256
+    tail_bytes: int = 4096
+
+
+class ExecutionResult(Record):
+    status: ExecutionStatus
+    exit_code: int | None = None
+    wall_s: float = 0.0
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    error_type: str | None = None  # e.g. ModuleNotFoundError, SyntaxError
+    missing_module: str | None = None
+    files: list[OutputFile] = Field(default_factory=list)
+    rejected: list[str] = Field(default_factory=list)  # why outputs were refused
+    image: str | None = None
+
+
+# --------------------------------------------------------------------------- gate and judges
+
+
+class GateResult(Record):
+    ok: bool
+    problems: list[str] = Field(default_factory=list)
+    sample_rate: int | None = None
+    channels: int | None = None
+    duration_s: float | None = None
+    peak: float | None = None
+    rms: float | None = None
+    sha256: str | None = None
+    gate_version: str = ""
+
+
+class Judgement(Record):
+    """One judge's verdict on one clip. `values` holds the judge's own fields (f0_hz, choices, ...)."""
+
+    judge: str  # e.g. "pitch/torchcrepe-full", "classify/clap-630k", "classify/offline-audio-knn"
+    judge_version: str
+    audio_sha256: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    correct: bool | None = None
+    score: float | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    cached: bool = False
+
+
+class FADResult(Record):
+    """A Fréchet Audio Distance between a set of generated clips and a set of references."""
+
+    label: str
+    fad: float | None
+    n_gen: int
+    n_ref: int
+    embedding: str
+    baseline: float | None = None  # reference split in halves: the score of "the same distribution"
+    ci: tuple[float, float] | None = None  # bootstrap over generated clips
+    band: str | None = None  # the paper's calibration: highly / moderately similar, distinct
+    note: str = ""
+
+
+# --------------------------------------------------------------------------- records
+
+Stage = Literal["prompt", "generation", "execution", "gate", "judging", "done"]
+
+
+class ItemOutcome(Record):
+    """Everything that happened to one (item, model, method, sample): the unit a run records."""
+
+    run_id: str
+    item: ProbeItem
+    model: str
+    method: str
+    sample: int = 0
+    prompt: RenderedPrompt | None = None
+    generation: Generation | None = None
+    execution: ExecutionResult | None = None
+    gate: GateResult | None = None
+    judgements: list[Judgement] = Field(default_factory=list)
+    audio_path: str | None = None
+    stage_reached: Stage = "prompt"
+    failure: str | None = None  # taxonomy: syntax, runtime, missing_module, timeout, memory, ...
+    error: str | None = None  # a clear message naming the item and the reason
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}|{self.method}|{self.item.id}|{self.sample}"

@@ -1,0 +1,120 @@
+"""All of audioprobe's settings in one pydantic-settings model.
+
+Sources, strongest first: keyword arguments, `AUDIOPROBE_*` environment variables (nested fields with
+`__`, e.g. `AUDIOPROBE_LIMITS__TIMEOUT_S=30`), the TOML file named by `AUDIOPROBE_CONFIG` (or
+`./audioprobe.toml` when present), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from audioprobe.schema import ExecutionLimits
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROMPTS_DIR = REPO_ROOT / "prompts"
+
+
+class ModelSettings(BaseModel):
+    """Generation settings for one litellm model string."""
+
+    temperature: float = 0.0
+    max_tokens: int = 1536
+    seed: int | None = 0
+    samples: int = 1
+    api_base: str | None = None
+    api_key_env: str | None = None  # name of the env var holding the key, never the key itself
+    timeout_s: float = 300.0
+    max_concurrency: int = 4
+    requests_per_minute: int | None = None
+    max_retries: int = 4
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("AUDIOPROBE_CONFIG")
+    if named:
+        return Path(named)
+    local = Path("audioprobe.toml")
+    return local if local.exists() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIOPROBE_", env_nested_delimiter="__", extra="ignore")
+
+    # Built things that can be rebuilt (model file, wheels, rootfs, reference sets): shared by clones.
+    cache_dir: Path = Path.home() / ".cache" / "audioprobe"
+    # Results that cannot be rebuilt without paying again (responses, runs, judgements).
+    data_dir: Path = Path.home() / ".local" / "share" / "audioprobe"
+
+    sandbox_image: str = "audioprobe-sandbox"
+    sandbox_base_image: str = "python:3.11-slim"
+    sandbox_concurrency: int = 2
+    limits: ExecutionLimits = Field(default_factory=ExecutionLimits)
+
+    local_model: str = "qwen2.5-coder-1.5b"  # or "qwen2.5-coder-0.5b"
+    local_host: str = "127.0.0.1"
+    local_port: int = 8765
+    local_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
+    local_ctx: int = 4096
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+
+    prompt_contract: bool = False  # append the output-contract line; off reproduces the paper
+    judge_device: str = "auto"
+    judge_concurrency: int = 1
+    vggish_checkpoint: Path | None = None
+    clap_checkpoint: Path | None = None
+
+    prefect_api_url: str | None = None
+    prefect_port: int = 4200
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            if not path.exists():
+                raise FileNotFoundError(f"AUDIOPROBE_CONFIG names {path}, which does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def model_settings(self, model: str) -> ModelSettings:
+        return self.models.get(model, ModelSettings())
+
+    # Derived locations, one place each.
+    @property
+    def refs_dir(self) -> Path:
+        return self.cache_dir / "refs"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def responses_dir(self) -> Path:
+        return self.data_dir / "responses"
+
+    @property
+    def judgements_dir(self) -> Path:
+        return self.data_dir / "judgements"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# make setup: every step idempotent, each says what it does and skips what is already done.
+# Usage: scripts/setup.sh [python|docker|image|llm|refs|browser|all]...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-python3}
+VENV=$ROOT/.venv
+CACHE=${AUDIOPROBE_CACHE_DIR:-$HOME/.cache/audioprobe}
+mkdir -p "$CACHE"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+need_root() { [ "$(id -u)" = 0 ] || { echo "setup: $1 needs root (or install it yourself: $2)" >&2; exit 1; }; }
+
+apt_install() {  # apt_install PKG... : install Debian packages that are missing
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  need_root "installing ${missing[*]}" "apt-get install ${missing[*]}"
+  say "apt-get install ${missing[*]}"
+  if [ ! -f /var/lib/apt/periodic/audioprobe-updated ] || [ -z "$(ls /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
+    apt-get update -q && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/audioprobe-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+step_python() {
+  local stamp
+  stamp="$VENV/.audioprobe-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+  if [ -f "$stamp" ]; then say "python env up to date (.venv)"; return; fi
+  apt_install libsndfile1
+  [ -x "$VENV/bin/python" ] || { say "creating .venv"; $PY -m venv "$VENV"; }
+  say "installing audioprobe and its judges into .venv (torch CPU, prefect, litellm, ...)"
+  "$VENV/bin/pip" install -q --progress-bar on -c constraints.txt -e '.[judges,refs,scale,dev]'
+  rm -f "$VENV"/.audioprobe-*; touch "$stamp"
+}
+
+step_docker() { bash sandbox/engine.sh ensure; }
+step_image() { "$VENV/bin/audioprobe" sandbox build; }
+step_llm() { bash scripts/setup_llm.sh; }
+step_refs() {
+  apt_install fluidsynth fluid-soundfont-gm flite sox
+  "$VENV/bin/audioprobe" refs build
+}
+step_browser() { apt_install chromium; }
+
+steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(all)
+for s in "${steps[@]}"; do
+  case "$s" in
+    all) step_python; step_docker; step_image; step_llm; step_refs; step_browser ;;
+    python|docker|image|llm|refs|browser) "step_$s" ;;
+    *) echo "setup: unknown step $s" >&2; exit 2 ;;
+  esac
+done
