@@ -39,6 +39,7 @@ class ReferenceClip(Record):
     source_file: str = ""  # file inside that package or dataset
     license: str = ""
     human_recording: bool = True  # False for synthesised stand-ins (flite words, GM synth programs)
+    attribution: str = ""  # author/title line a CC-BY license asks to keep with the clip
 
 
 class ProbeItem(Record):
@@ -63,6 +64,7 @@ class ProbeItem(Record):
     description: str | None = None
     description_source: str | None = None  # "audioset-ontology", "cmudict", "llm:<model>"
     references: list[str] = Field(default_factory=list)  # paths of the class's ground-truth clips
+    reference_clips: list[ReferenceClip] = Field(default_factory=list)  # same clips, with provenance
 
 
 class SkippedItem(Record):
@@ -118,6 +120,7 @@ class Generation(Record):
     cost: float | None = None  # None when litellm cannot price the model
     error: str | None = None
     error_kind: str | None = None  # transient, auth, not_found, bad_request, oversized, ...
+    finish_reason: str | None = None  # "stop", or "length" when max_tokens cut the answer
 
 
 # --------------------------------------------------------------------------- execution
@@ -189,7 +192,7 @@ class Judgement(Record):
 class FADResult(Record):
     """A Fréchet Audio Distance between a set of generated clips and a set of references."""
 
-    label: str
+    label: str  # the class: an instrument ("guitar") or instrument x source ("guitar_acoustic")
     fad: float | None
     n_gen: int
     n_ref: int
@@ -198,6 +201,12 @@ class FADResult(Record):
     ci: tuple[float, float] | None = None  # bootstrap over generated clips
     band: str | None = None  # the paper's calibration: highly / moderately similar, distinct
     note: str = ""
+    model: str = ""  # set by the flow that made it; judges leave these empty
+    method: str = ""
+    group: str = ""  # "instrument" or "instrument_source"
+    # fad.json holds every (model, method, class) of a run: these say whose clips were scored.
+    model: str | None = None
+    method: str | None = None
 
 
 # --------------------------------------------------------------------------- records
@@ -226,3 +235,23 @@ class ItemOutcome(Record):
     @property
     def key(self) -> str:
         return f"{self.model}|{self.method}|{self.item.id}|{self.sample}"
+
+
+class RunManifest(Record):
+    """What a run was asked to do, with what: written once at the start, read by resume and report."""
+
+    run_id: str
+    created: str  # ISO time
+    config_hash: str  # same command and data -> same hash: the same command run again resumes
+    models: list[str]
+    tiers: list[Tier]
+    methods: dict[str, list[str]]  # tier -> prompt methods
+    samples: int = 1
+    limit: int | None = None
+    seed: int = 0
+    dataset_root: str | None = None  # None: the offline reference sets
+    settings: dict[str, Any] = Field(default_factory=dict)  # snapshot, secrets excluded
+    versions: dict[str, str] = Field(default_factory=dict)  # audioprobe, python, packages, image
+    skipped: list[SkippedItem] = Field(default_factory=list)
+    finished: str | None = None
+    flow_runs: list[str] = Field(default_factory=list)

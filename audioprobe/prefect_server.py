@@ -1,0 +1,87 @@
+"""The embedded Prefect server: SQLite under the data dir, on 127.0.0.1, left running for the UI.
+
+When PREFECT_API_URL (or AUDIOPROBE_PREFECT_API_URL) names a server that answers, it is used as is:
+the docker-compose stack or a team server. Otherwise `ensure_server()` starts one in its own process
+session, so it outlives the command that started it and the UI stays usable after a run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from audioprobe.settings import get_settings
+
+START_TIMEOUT_S = 120
+
+
+def _healthy(api_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(api_url.rstrip("/") + "/health", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def prefect_home() -> Path:
+    return get_settings().data_dir / "prefect"
+
+
+def configure_environment(api_url: str) -> None:
+    """Point this process (and the processes it starts) at the server and at persisted results."""
+    home = prefect_home()
+    os.environ["PREFECT_API_URL"] = api_url
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(home / "storage"))
+    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def ensure_server(port: int | None = None) -> str:
+    """Return the API URL of a server that answers, starting the embedded one if needed."""
+    settings = get_settings()
+    for candidate in (settings.prefect_api_url, os.environ.get("PREFECT_API_URL")):
+        if candidate and _healthy(candidate):
+            configure_environment(candidate)
+            return candidate
+    port = port or settings.prefect_port
+    api_url = f"http://127.0.0.1:{port}/api"
+    if not _healthy(api_url):
+        _start(port)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _healthy(api_url):
+            if time.monotonic() > deadline:
+                log = prefect_home() / "server.log"
+                raise RuntimeError(f"the Prefect server did not answer on {api_url} within {START_TIMEOUT_S}s; see {log}")
+            time.sleep(1)
+    configure_environment(api_url)
+    return api_url
+
+
+def _start(port: int) -> None:
+    home = prefect_home()
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_ENABLED="true",
+    )
+    prefect = Path(sys.executable).with_name("prefect")
+    with open(home / "server.log", "ab") as log:
+        subprocess.Popen(
+            [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+
+
+def stop_server(port: int | None = None) -> None:
+    """Stop the embedded server started for this data dir (tests and `audioprobe server stop`)."""
+    port = port or get_settings().prefect_port
+    subprocess.run(["pkill", "-f", f"prefect server start --host 127.0.0.1 --port {port}"], check=False)

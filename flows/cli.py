@@ -1,0 +1,190 @@
+"""`audioprobe run | retry | runs | report | serve | server`: the orchestration commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from audioprobe.cli import UserError, emit
+from audioprobe.schema import TIERS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="benchmark models on tiers; resumes an unfinished identical run")
+    run.add_argument("--model", action="append", dest="models", help="litellm model string, or 'local' (repeatable)")
+    run.add_argument("--tier", action="append", dest="tiers", choices=[*TIERS, "all"])
+    run.add_argument("--method", action="append", dest="methods", help="prompt method (default: all of the tier's)")
+    run.add_argument("--limit", type=int, default=None, help="items per tier (default: the offline default size)")
+    run.add_argument("--samples", type=int, default=1, help="samples per item")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--dataset-root", default=None, help="folder holding nsynth/, fsd50k/, speech_commands/")
+    run.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
+    run.set_defaults(func=cmd_run)
+
+    retry = subparsers.add_parser("retry", help="rerun only the failed items of a run")
+    retry.add_argument("run_id")
+    retry.add_argument("--only", choices=["generation", "execution", "judging"])
+    retry.add_argument("--status", default=None, help="comma list: error,timeout,memory,missing_module,...")
+    retry.set_defaults(func=cmd_retry)
+
+    runs = subparsers.add_parser("runs", help="list runs")
+    runs.set_defaults(func=cmd_runs)
+
+    report = subparsers.add_parser("report", help="write a run's HTML report")
+    report.add_argument("run_id")
+    report.add_argument("--compare", action="append", default=[], help="another run to put beside it")
+    report.set_defaults(func=cmd_report)
+
+    serve = subparsers.add_parser("serve", help="serve the nightly benchmark deployment (Ctrl-C to stop)")
+    serve.add_argument("--cron", default="0 2 * * *")
+    serve.add_argument("--model", action="append", dest="models")
+    serve.add_argument("--tier", action="append", dest="tiers", choices=[*TIERS, "all"])
+    serve.add_argument("--limit", type=int, default=None)
+    serve.set_defaults(func=cmd_serve)
+
+    server = subparsers.add_parser("server", help="the embedded Prefect server")
+    server.add_argument("action", choices=["start", "stop", "status"])
+    server.set_defaults(func=cmd_server)
+
+
+DEFAULT_OFFLINE_LIMIT = 4  # items per tier and method for `make run`: minutes, not hours, on 2 cores
+
+
+def _tiers(asked: list[str] | None) -> list[str]:
+    if not asked or "all" in asked:
+        return list(TIERS)
+    return list(dict.fromkeys(asked))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from audioprobe.prefect_server import ensure_server
+
+    api_url = ensure_server()
+    from tasks import runs
+
+    models = args.models or ["local"]
+    tiers = _tiers(args.tiers)
+    limit = args.limit if args.limit is not None else (DEFAULT_OFFLINE_LIMIT if args.dataset_root is None else None)
+    store = runs.start_or_resume(models, tiers, runs.methods_for(tiers, args.methods), args.samples, limit,
+                                 args.seed, args.dataset_root, new=args.new)
+    print(f"run {store.run_id}  (Prefect UI: {api_url.removesuffix('/api')})", file=sys.stderr)
+    return _run_flow(store, refresh=None)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from audioprobe.prefect_server import ensure_server
+
+    ensure_server()
+    from tasks import runs
+    from tasks.records import RunStore
+
+    store = _open(args.run_id)
+    statuses = [s.strip() for s in args.status.split(",")] if args.status else None
+    chosen = runs.select_for_retry(store, args.only, statuses)
+    print(f"retrying {len(chosen)} failed item(s) of run {store.run_id}", file=sys.stderr)
+    if not chosen:
+        emit({"run_id": store.run_id, "retried": 0})
+        return 0
+    runs.prepare_retry(store, chosen)
+    refresh = args.only if args.only in ("execution", "judging") else ("execution" if statuses else None)
+    code = _run_flow(RunStore.open(store.run_id), refresh=refresh)
+    return code
+
+
+def _run_flow(store, refresh: str | None) -> int:
+    from flows.benchmark import benchmark_flow
+    from tasks.report import summary_markdown
+
+    watcher = _ProgressWatcher(store)
+    watcher.start()
+    try:
+        report = benchmark_flow(run_id=store.run_id, refresh=refresh)
+    finally:
+        watcher.stop()
+    print(summary_markdown(store), file=sys.stderr)
+    emit({"run_id": store.run_id, "run_dir": str(store.dir), "report": report})
+    return 0
+
+
+class _ProgressWatcher(threading.Thread):
+    """A progress bar over recorded outcomes: the run directory is the source of truth."""
+
+    def __init__(self, store):
+        super().__init__(daemon=True)
+        self.store, self._stop = store, threading.Event()
+
+    def _expected(self) -> int:
+        manifest = self.store.manifest()
+        per_tier = 0
+        for tier in manifest.tiers:
+            path = self.store.dir / f"items-{tier}.json"
+            count = path.read_text().count('"id":') if path.exists() else (manifest.limit or 0)
+            per_tier += count * len(manifest.methods[tier])
+        return per_tier * len(manifest.models) * manifest.samples
+
+    def run(self) -> None:
+        from tqdm import tqdm
+
+        folder = self.store.dir / "outcomes"
+        with tqdm(total=self._expected(), desc=f"run {self.store.run_id}", unit="item", file=sys.stderr) as bar:
+            while not self._stop.wait(2.0):
+                bar.total = max(self._expected(), bar.total or 0)
+                bar.n = len(list(folder.glob("*.json"))) if folder.exists() else 0
+                bar.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=5)
+
+
+def _open(run_id: str):
+    from tasks.records import RunStore
+
+    try:
+        return RunStore.open(run_id)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from tasks.records import RunStore, list_runs
+
+    for manifest in list_runs():
+        done = len(RunStore.open(manifest.run_id).outcomes())
+        emit({"run_id": manifest.run_id, "created": manifest.created, "finished": manifest.finished,
+              "models": manifest.models, "tiers": manifest.tiers, "limit": manifest.limit, "outcomes": done})
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tasks.report import build_report
+
+    store = _open(args.run_id)
+    compare = [str(_open(other).dir) for other in args.compare]
+    emit({"run_id": store.run_id, "report": str(build_report(str(store.dir), compare=compare))})
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from audioprobe.prefect_server import ensure_server
+
+    ensure_server()
+    from flows.deploy import serve_nightly
+
+    serve_nightly(cron=args.cron, models=args.models or ["local"], tiers=_tiers(args.tiers), limit=args.limit)
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from audioprobe import prefect_server
+
+    if args.action == "start":
+        emit({"api_url": prefect_server.ensure_server()})
+    elif args.action == "stop":
+        prefect_server.stop_server()
+        emit({"stopped": True})
+    else:
+        url = f"http://127.0.0.1:{prefect_server.get_settings().prefect_port}/api"
+        emit({"api_url": url, "healthy": prefect_server._healthy(url)})
+    return 0

@@ -1,0 +1,82 @@
+"""One flow per tier. Each probes its items with flows.probe and adds what only that tier needs."""
+
+from __future__ import annotations
+
+from prefect import flow, tags
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from audioprobe.schema import ItemOutcome
+from flows.probe import probe_items
+from tasks import pipeline, runs
+from tasks.records import RunStore
+
+
+def _name(tier: str) -> str:
+    return tier + "-{model}-{method}"
+
+
+@flow(name="notes", flow_run_name=_name("notes"), log_prints=True)
+def notes_flow(run_id: str, model: str, method: str = "paper", refresh: str | None = None):
+    with tags("tier:notes", f"model:{model}", f"method:{method}"):
+        store = RunStore.open(run_id)
+        items = runs.items_for(store, "notes")
+        outcomes = probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+        fad = pipeline.fad_per_class(outcomes)
+        for result in fad:
+            result.model, result.method = model, method
+        kept = [r for r in store.fad() if (r.model, r.method) != (model, method)]
+        store.save_fad(kept + fad)
+        publish(run_id, "notes", model, method, outcomes)
+    return tally(outcomes)
+
+
+@flow(name="environmental", flow_run_name=_name("environmental"), log_prints=True)
+def environmental_flow(run_id: str, model: str, method: str = "detailed", refresh: str | None = None):
+    with tags("tier:environmental", f"model:{model}", f"method:{method}"):
+        store = RunStore.open(run_id)
+        items = runs.items_for(store, "environmental")
+        outcomes = probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+        publish(run_id, "environmental", model, method, outcomes)
+    return tally(outcomes)
+
+
+@flow(name="speech", flow_run_name=_name("speech"), log_prints=True)
+def speech_flow(run_id: str, model: str, method: str = "paper", refresh: str | None = None):
+    with tags("tier:speech", f"model:{model}", f"method:{method}"):
+        store = RunStore.open(run_id)
+        items = runs.items_for(store, "speech")
+        outcomes = probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+        publish(run_id, "speech", model, method, outcomes)
+    return tally(outcomes)
+
+
+TIER_FLOWS = {"notes": notes_flow, "environmental": environmental_flow, "speech": speech_flow}
+
+
+def tally(outcomes: list[ItemOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.failure or "ok"] = counts.get(outcome.failure or "ok", 0) + 1
+    return counts
+
+
+def outcome_row(outcome: ItemOutcome) -> dict:
+    scores = {}
+    for judgement in outcome.judgements:
+        name = judgement.judge.split("/")[0]
+        if judgement.correct is not None:
+            scores[f"{name}_correct"] = judgement.correct
+        if judgement.score is not None:
+            scores[f"{name}_score"] = round(judgement.score, 3)
+    return {"item": outcome.item.id, "label": outcome.item.label, "sample": outcome.sample,
+            "status": outcome.failure or outcome.stage_reached, **scores}
+
+
+def publish(run_id: str, tier: str, model: str, method: str, outcomes: list[ItemOutcome]) -> None:
+    """The UI's view of a tier: a table of items and a short summary."""
+    key = f"{tier}-{model}-{method}".lower().replace("/", "-").replace(".", "-").replace("_", "-")
+    create_table_artifact([outcome_row(o) for o in outcomes], key=key[:100], description=f"run {run_id}")
+    failures = tally(outcomes)
+    lines = [f"### {tier} · {model} · {method}", f"run `{run_id}`, {len(outcomes)} items", ""]
+    lines += [f"- {name}: {count}" for name, count in sorted(failures.items())]
+    create_markdown_artifact("\n".join(lines), key=f"summary-{key}"[:100])

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# scripts/setup.sh llm: the embedded model's own venv, llama-cpp-python (compiled once, cached as a
+# wheel), and both verified model files. Idempotent: each part is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-python3}
+CACHE=${AUDIOPROBE_CACHE_DIR:-$HOME/.cache/audioprobe}
+LLM_VENV=$CACHE/llm-venv
+WHEELS=$CACHE/wheels
+LOGS=$CACHE/logs
+LLAMA_VERSION=0.3.36
+# The server and the library only: the multimodal, test, example and tool targets double the build.
+LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
+mkdir -p "$WHEELS" "$LOGS" "$CACHE/src"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+find_wheel() { ls "$WHEELS"/llama_cpp_python-$LLAMA_VERSION-*.whl 2>/dev/null | head -n1; }
+
+build_wheel() {
+  # One build at a time, even across concurrent `make` runs: the second waits and reuses the first's.
+  exec 9>"$WHEELS/.llama-build.lock"
+  flock 9
+  [ -n "$(find_wheel)" ] && return 0
+  local sdist
+  sdist=$(ls "$CACHE"/src/llama_cpp_python-$LLAMA_VERSION.tar.gz 2>/dev/null || true)
+  if [ -z "$sdist" ]; then
+    say "downloading llama-cpp-python $LLAMA_VERSION source"
+    "$PY" -m pip download -q --no-deps --no-binary :all: -d "$CACHE/src" "llama-cpp-python==$LLAMA_VERSION"
+    sdist=$(ls "$CACHE"/src/llama_cpp_python-$LLAMA_VERSION.tar.gz)
+  fi
+  say "compiling llama-cpp-python $LLAMA_VERSION ($(nproc) cores; ~20 min on 2; log $LOGS/llama-build.log)"
+  # cmake's "[ NN%]" (make) or "[n/N]" (ninja) lines are the progress; everything else goes to the log only.
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "$PY" -m pip wheel -v --no-deps -w "$WHEELS" "$sdist" 2>&1 | tee "$LOGS/llama-build.log" \
+    | grep --line-buffered -oE '^\s*\[ *[0-9]+(%|/[0-9]+)\] (Building|Linking) [^ ]+ [^ ]+ [^ ]+' | sed -u 's/^ */    /' || true
+  [ -n "$(find_wheel)" ] || { echo "setup llm: the llama-cpp-python build failed; see $LOGS/llama-build.log" >&2; exit 1; }
+}
+
+if "$LLM_VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_VERSION')" 2>/dev/null \
+   && "$LLM_VENV/bin/python" -c "import llama_cpp.server.app, uvicorn" 2>/dev/null; then
+  say "llm venv up to date ($LLM_VENV, llama-cpp-python $LLAMA_VERSION)"
+else
+  [ -n "$(find_wheel)" ] || build_wheel
+  [ -x "$LLM_VENV/bin/python" ] || { say "creating $LLM_VENV"; "$PY" -m venv "$LLM_VENV"; }
+  say "installing llama-cpp-python[server] $LLAMA_VERSION into $LLM_VENV"
+  "$LLM_VENV/bin/pip" install -q "$(find_wheel)[server]"
+fi
+
+say "embedded models: qwen2.5-coder-1.5b (make run) and qwen2.5-coder-0.5b (tests), verified by SHA-256"
+"$ROOT/.venv/bin/audioprobe" llm fetch --model qwen2.5-coder-1.5b --model qwen2.5-coder-0.5b >/dev/null
+say "embedded models ready"

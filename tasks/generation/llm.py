@@ -1,0 +1,283 @@
+"""Ask any litellm model for a program: cached by content, rate-limited, retried only when it can help.
+
+Outcomes of `generate`:
+- an answer (stored, then returned; later identical asks return it with `cached=True` and no call);
+- a permanent failure (no API key, unknown model, bad request, auth, malformed or oversized answer):
+  returned as a Generation with `error`/`error_kind` set, extraction_status "llm_error", never raised,
+  so one bad item never stops a run;
+- a transient failure (429, 5xx, timeout, connection refused: a server that is down) that survived
+  `max_retries` retries with exponential backoff and full jitter: raises `TransientLLMError`, whose
+  `.generation` holds the recorded error. An orchestrator catches it to retry the item later; callers
+  that only want a record pass `raise_transient=False` and get that Generation back instead.
+Only calls that returned an answer are stored (malformed and oversized ones included: they were paid
+for); failures are not, so a fixed key or a restarted server is asked again.
+
+Samples: sample k asks with seed = base seed + k, so samples at temperature > 0 differ even on servers
+that honour the seed (llama.cpp does), and the sample index is part of the store key.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches its cost map otherwise
+
+from audioprobe.schema import Generation, RenderedPrompt  # noqa: E402
+from audioprobe.settings import ModelSettings, Settings, get_settings  # noqa: E402
+from tasks.generation import local_model  # noqa: E402
+from tasks.generation.extract import extract  # noqa: E402
+from tasks.generation.store import ResponseStore, response_key  # noqa: E402
+
+MAX_RAW_CHARS = 200_000  # a program for one sound is a few KB; 200 KB is a runaway answer
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0
+
+
+class TransientLLMError(RuntimeError):
+    """The provider kept failing transiently after all retries; retry the item later."""
+
+    def __init__(self, message: str, generation: Generation, attempts: int):
+        super().__init__(message)
+        self.generation = generation
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a user-facing model name is actually sent."""
+
+    name: str  # as the user wrote it: "local", "gpt-4o", "ollama/qwen2.5-coder"
+    litellm_model: str
+    api_base: str | None
+    api_key: str | None
+    local: bool
+
+
+def resolve(model: str, settings: Settings | None = None) -> Target:
+    settings = settings or get_settings()
+    ms = settings.model_settings(model)
+    key = os.environ.get(ms.api_key_env) if ms.api_key_env else None
+    if model == local_model.LOCAL_NAME:
+        return Target(model, f"openai/{settings.local_model}", ms.api_base or local_model.api_base(settings),
+                      key or local_model.LOCAL_API_KEY, True)
+    return Target(model, model, ms.api_base, key, False)
+
+
+# --------------------------------------------------------------------------- limits
+
+
+class _TokenBucket:
+    def __init__(self, per_minute: int, burst: int):
+        self.rate = per_minute / 60.0
+        self.capacity = max(1, burst)
+        self.tokens = float(self.capacity)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.rate
+            time.sleep(wait)
+
+
+_limits_lock = threading.Lock()
+_semaphores: dict[str, threading.BoundedSemaphore] = {}
+_buckets: dict[str, _TokenBucket] = {}
+
+
+def _limits(model: str, ms: ModelSettings) -> tuple[threading.BoundedSemaphore, _TokenBucket | None]:
+    with _limits_lock:
+        sem = _semaphores.setdefault(model, threading.BoundedSemaphore(max(1, ms.max_concurrency)))
+        bucket = None
+        if ms.requests_per_minute:
+            bucket = _buckets.setdefault(
+                model, _TokenBucket(ms.requests_per_minute, min(ms.requests_per_minute, ms.max_concurrency))
+            )
+        return sem, bucket
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def classify(exc: BaseException) -> tuple[str, bool]:
+    """(error_kind, transient) for an exception raised by litellm.completion."""
+    import litellm
+
+    def isa(*names: str) -> bool:
+        types = tuple(t for n in names if isinstance(t := getattr(litellm, n, None), type))
+        return bool(types) and isinstance(exc, types)
+
+    if isa("Timeout"):
+        return "timeout", True
+    if isa("RateLimitError"):
+        return "rate_limit", True
+    if isa("ServiceUnavailableError", "InternalServerError", "BadGatewayError"):
+        return "server_error", True
+    if isa("APIConnectionError"):
+        return "connection", True
+    if isa("AuthenticationError", "PermissionDeniedError"):
+        return "auth", False
+    if isa("NotFoundError"):
+        return "not_found", False
+    if isa("ContextWindowExceededError"):
+        return "context_window", False
+    if isa("ContentPolicyViolationError"):
+        return "content_policy", False
+    if isa("BadRequestError", "UnprocessableEntityError"):
+        return ("unknown_model" if "LLM Provider NOT provided" in str(exc) else "bad_request"), False
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and (status == 429 or status >= 500):
+        return "server_error", True
+    return "error", False
+
+
+def _preflight(target: Target) -> tuple[str, str] | None:
+    """Problems visible without any network: an unknown provider, a missing key."""
+    import litellm
+
+    try:
+        litellm.get_llm_provider(target.litellm_model, api_base=target.api_base)
+    except Exception as exc:  # litellm raises its BadRequestError here
+        return "unknown_model", f"unknown model {target.name!r}: {str(exc).splitlines()[0][:300]}"
+    if target.api_key is None and target.api_base is None:
+        env = litellm.validate_environment(model=target.litellm_model)
+        if not env.get("keys_in_environment", True):
+            missing = ", ".join(env.get("missing_keys") or []) or "the provider's key"
+            return "auth", f"no API key for {target.name!r}: set {missing} in the environment"
+    return None
+
+
+def _cost(response: Any) -> float | None:
+    import litellm
+
+    try:
+        cost = litellm.completion_cost(completion_response=response)
+    except Exception:  # not in litellm's (local) price list: unpriceable, not an error
+        return None
+    return float(cost) if cost else None
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def messages_for(prompt: RenderedPrompt | str) -> list[dict[str, str]]:
+    text = prompt.text if isinstance(prompt, RenderedPrompt) else prompt
+    return [{"role": "user", "content": text}]
+
+
+def request_of(prompt: RenderedPrompt | str, model: str, sample: int = 0,
+               settings: Settings | None = None) -> tuple[Target, ModelSettings, dict[str, Any], str]:
+    """The target, settings, params and store key of an ask, computed without any call."""
+    settings = settings or get_settings()
+    target = resolve(model, settings)
+    ms = settings.model_settings(model)
+    params = {
+        "temperature": ms.temperature,
+        "max_tokens": ms.max_tokens,
+        "seed": None if ms.seed is None else ms.seed + sample,
+    }
+    key = response_key(target.litellm_model, target.api_base, messages_for(prompt), params, sample)
+    return target, ms, params, key
+
+
+def generate(
+    prompt: RenderedPrompt | str,
+    model: str,
+    sample: int = 0,
+    *,
+    settings: Settings | None = None,
+    store: ResponseStore | None = None,
+    raise_transient: bool = True,
+) -> Generation:
+    settings = settings or get_settings()
+    store = store or ResponseStore(settings.responses_dir)
+    target, ms, params, key = request_of(prompt, model, sample, settings)
+    cached = store.get(key)
+    if cached is not None:
+        return cached
+
+    base = Generation(response_id=key, model=target.litellm_model, api_base=target.api_base, sample=sample,
+                      params=params, extraction_status="llm_error")
+    problem = _preflight(target)
+    if problem:
+        return base.model_copy(update={"error_kind": problem[0], "error": problem[1]})
+
+    import litellm
+
+    messages = messages_for(prompt)
+    sem, bucket = _limits(target.litellm_model, ms)
+    attempts = 0
+    while True:
+        attempts += 1
+        if bucket:
+            bucket.take()
+        with sem:
+            t0 = time.monotonic()
+            try:
+                response = litellm.completion(
+                    model=target.litellm_model, messages=messages, api_base=target.api_base,
+                    api_key=target.api_key, timeout=ms.timeout_s, num_retries=0, drop_params=True,
+                    **{k: v for k, v in params.items() if v is not None},
+                )
+            except Exception as exc:
+                kind, transient = classify(exc)
+                msg = f"{type(exc).__name__}: {str(exc)[:500]}"
+                if not transient:
+                    return base.model_copy(update={"error_kind": kind, "error": msg})
+                if attempts > ms.max_retries:
+                    failed = base.model_copy(update={"error_kind": kind,
+                                                     "error": f"{msg} (after {attempts} attempts)"})
+                    if raise_transient:
+                        raise TransientLLMError(f"{target.name}: {msg}", failed, attempts) from exc
+                    return failed
+            else:
+                latency = time.monotonic() - t0
+                break
+        # Full jitter: concurrent workers hit by the same 429 do not come back in step.
+        time.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))))
+
+    gen = _from_response(base, response, latency)
+    store.put(gen, {"model": target.litellm_model, "api_base": target.api_base, "messages": messages,
+                    "params": params, "sample": sample})
+    return gen
+
+
+def _from_response(base: Generation, response: Any, latency: float) -> Generation:
+    update: dict[str, Any] = {"latency_s": round(latency, 3), "cost": _cost(response)}
+    usage = getattr(response, "usage", None)
+    if usage is not None:
+        update["tokens_in"] = getattr(usage, "prompt_tokens", None)
+        update["tokens_out"] = getattr(usage, "completion_tokens", None)
+    choices = getattr(response, "choices", None) or []
+    message = getattr(choices[0], "message", None) if choices else None
+    if message is None:
+        return base.model_copy(update=update | {"error_kind": "malformed", "error": "the answer has no message"})
+    content = getattr(message, "content", None)
+    if content is None:
+        content = getattr(message, "refusal", None) or ""
+    if not isinstance(content, str):
+        return base.model_copy(update=update | {"error_kind": "malformed",
+                                                "error": f"message content is {type(content).__name__}"})
+    update["finish_reason"] = getattr(choices[0], "finish_reason", None)
+    if len(content) > MAX_RAW_CHARS:
+        return base.model_copy(update=update | {
+            "raw_text": content[:MAX_RAW_CHARS], "error_kind": "oversized",
+            "error": f"answer of {len(content)} characters exceeds {MAX_RAW_CHARS}; kept the first part"})
+    ex = extract(content)
+    note = ex.note
+    if update["finish_reason"] == "length":
+        note += "; the answer was cut at max_tokens"
+    return base.model_copy(update=update | {"raw_text": content, "extraction_status": ex.status,
+                                            "code": ex.code, "extraction_note": note})

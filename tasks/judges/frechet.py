@@ -1,0 +1,159 @@
+"""Fréchet distance between two sets of embeddings, with the statistics needed to read it.
+
+FD = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2). The trace of the square root is the sum of
+the square roots of the eigenvalues of S1 S2 (similar to S1^1/2 S2 S1^1/2, symmetric PSD, so they are
+real and >= 0 in exact arithmetic). Numerically they are not: eigenvalues with a large imaginary part
+mean the product is badly conditioned, and we retry with eps on both diagonals (as the reference code
+does with sqrtm) before giving up loudly. Shapes are asserted: a 1-D embedding must give a 1x1
+covariance, never a scalar mistaken for one.
+
+FAD on small samples is biased upwards; every score is shown beside the same-distribution baseline
+(the references split in halves) and a bootstrap interval over generated clips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from audioprobe.schema import FADResult
+
+FRECHET_VERSION = "frechet-v1"
+# The paper's human calibration (VGGish embeddings, NSynth notes): only meaningful for VGGish.
+PAPER_BANDS = ((10.0, "highly similar"), (15.0, "moderately similar"), (float("inf"), "distinct"))
+CALIBRATED_EMBEDDINGS = ("vggish",)
+
+
+class FrechetError(ValueError):
+    pass
+
+
+def stats(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    emb = np.asarray(emb, dtype=np.float64)
+    if emb.ndim != 2:
+        raise FrechetError(f"embeddings must be (n, dim), got shape {emb.shape}")
+    n, d = emb.shape
+    if n < 2:
+        raise FrechetError(f"need at least 2 embeddings for a covariance, got {n}")
+    if not np.all(np.isfinite(emb)):
+        raise FrechetError("embeddings contain NaN or inf")
+    mu = emb.mean(axis=0)
+    sigma = np.atleast_2d(np.cov(emb, rowvar=False))
+    assert mu.shape == (d,) and sigma.shape == (d, d), (mu.shape, sigma.shape)
+    return mu, sigma
+
+
+def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> tuple[float, float]:
+    """tr((s1 s2)^1/2) and the largest relative imaginary part of the eigenvalues."""
+    eig = np.linalg.eigvals(s1 @ s2)
+    scale = max(float(np.max(np.abs(eig.real))), 1e-30)
+    imag = float(np.max(np.abs(eig.imag))) / scale
+    return float(np.sum(np.sqrt(np.clip(eig.real, 0.0, None)))), imag
+
+
+def frechet_distance(
+    mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray, eps: float = 1e-6, imag_tol: float = 1e-3
+) -> float:
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    s1, s2 = np.atleast_2d(s1).astype(np.float64), np.atleast_2d(s2).astype(np.float64)
+    d = mu1.shape[0]
+    if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+        raise FrechetError(f"shape mismatch: mu {mu1.shape} {mu2.shape}, sigma {s1.shape} {s2.shape}")
+    tr_sqrt, imag = _trace_sqrt_product(s1, s2)
+    if imag > imag_tol or not np.isfinite(tr_sqrt):
+        offset = np.eye(d) * eps
+        tr_sqrt, imag = _trace_sqrt_product(s1 + offset, s2 + offset)
+        if imag > imag_tol or not np.isfinite(tr_sqrt):
+            raise FrechetError(f"(S1 S2)^1/2 has imaginary part {imag:.3g} even with eps={eps}")
+    diff = mu1 - mu2
+    fd = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
+    return max(fd, 0.0)  # rounding can give -1e-12 for identical sets
+
+
+def fd_embeddings(a: np.ndarray, b: np.ndarray) -> float:
+    return frechet_distance(*stats(a), *stats(b))
+
+
+def band(fad: float | None, embedding: str) -> str | None:
+    if fad is None or embedding.split("/")[0] not in CALIBRATED_EMBEDDINGS:
+        return None
+    return next(name for limit, name in PAPER_BANDS if fad < limit)
+
+
+def _stack(clips: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.atleast_2d(c) for c in clips], axis=0)
+
+
+def baseline(ref_clips: Sequence[np.ndarray], seed: int = 0, repeats: int = 5) -> float | None:
+    """Median FD between random halves of the references: what 'the same distribution' scores here."""
+    if len(ref_clips) < 4:
+        return None
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(repeats):
+        order = rng.permutation(len(ref_clips))
+        half = len(order) // 2
+        a, b = _stack([ref_clips[i] for i in order[:half]]), _stack([ref_clips[i] for i in order[half:]])
+        scores.append(fd_embeddings(a, b))
+    return float(np.median(scores))
+
+
+def bootstrap_ci(
+    gen_clips: Sequence[np.ndarray], ref: np.ndarray, n_boot: int = 200, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float] | None:
+    """Percentile interval over generated clips resampled with replacement (references held fixed)."""
+    if len(gen_clips) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    mu_r, s_r = stats(ref)
+    scores = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(gen_clips), len(gen_clips))
+        sample = _stack([gen_clips[i] for i in pick])
+        if sample.shape[0] < 2:
+            continue
+        scores.append(frechet_distance(*stats(sample), mu_r, s_r))
+    lo, hi = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def score_sets(
+    gen_clips: Sequence[np.ndarray],
+    ref_clips: Sequence[np.ndarray],
+    *,
+    label: str,
+    embedding: str,
+    seed: int = 0,
+    n_boot: int = 200,
+) -> FADResult:
+    """FAD of generated against reference clips; each clip is an (examples, dim) array of frame embeddings."""
+    n_gen, n_ref = len(gen_clips), len(ref_clips)
+    if n_gen == 0 or n_ref == 0:
+        return FADResult(label=label, fad=None, n_gen=n_gen, n_ref=n_ref, embedding=embedding,
+                         note="no generated clips" if n_gen == 0 else "no reference clips")
+    gen, ref = _stack(gen_clips), _stack(ref_clips)
+    note = f"frames: {gen.shape[0]} generated, {ref.shape[0]} reference; dim {gen.shape[1]}"
+    if gen.shape[0] < 2 or ref.shape[0] < 2:
+        return FADResult(label=label, fad=None, n_gen=n_gen, n_ref=n_ref, embedding=embedding,
+                         note=note + "; fewer than 2 frames on a side")
+    fad = fd_embeddings(gen, ref)
+    if min(gen.shape[0], ref.shape[0]) <= gen.shape[1]:
+        note += "; fewer frames than dimensions: covariance is singular, expect a large small-sample bias"
+    return FADResult(
+        label=label, fad=fad, n_gen=n_gen, n_ref=n_ref, embedding=embedding,
+        baseline=baseline(ref_clips, seed=seed), ci=bootstrap_ci(gen_clips, ref, n_boot=n_boot, seed=seed),
+        band=band(fad, embedding), note=note,
+    )
+
+
+def macro_average(results: Sequence[FADResult]) -> dict:
+    """Unweighted mean over classes that have a score, with the classes left out named."""
+    scored = [r for r in results if r.fad is not None]
+    mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
+    return {
+        "fad": mean([r.fad for r in scored]),
+        "baseline": mean([r.baseline for r in scored if r.baseline is not None]),
+        "classes": len(scored),
+        "unscored": [r.label for r in results if r.fad is None],
+    }

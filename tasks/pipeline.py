@@ -1,0 +1,256 @@
+"""The Prefect tasks of one probe item: generate -> execute -> gate -> judge -> record.
+
+Each task is a small function of its inputs. Caching follows content, never the run id:
+- generation: the response store is the cache (content key: model, api_base, messages, params,
+  sample); it keeps only real answers, so a failed call is asked again on the next run and a paid
+  answer is never asked twice. Prefect's own cache would also keep failures, so it is off here.
+- execution: keyed by the program's hash, the expected output, the limits and the sandbox image.
+- gate and judges: keyed by the clip's hash, the judge, its version and parameters.
+Retries are for transient failures only (LLM 429/5xx/timeouts, Docker daemon errors); a program
+that fails is a result, not a retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from audioprobe.schema import (
+    ExecutionResult,
+    FADResult,
+    Generation,
+    GateResult,
+    ItemOutcome,
+    Judgement,
+    ProbeItem,
+    RenderedPrompt,
+)
+from audioprobe.settings import get_settings
+from tasks import judging, prompting
+from tasks.generation import llm
+from tasks.records import RunStore, outcome_key
+from tasks.taxonomy import classify_failure
+
+TASK_VERSION = "1"
+_sandbox_slots: threading.BoundedSemaphore | None = None
+_judge_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+def _slots(kind: str) -> threading.BoundedSemaphore:
+    """Process-wide bounds: Prefect's thread pool would otherwise start every item at once."""
+    global _sandbox_slots, _judge_slots
+    with _slots_lock:
+        if kind == "sandbox":
+            _sandbox_slots = _sandbox_slots or threading.BoundedSemaphore(get_settings().sandbox_concurrency)
+            return _sandbox_slots
+        _judge_slots = _judge_slots or threading.BoundedSemaphore(get_settings().judge_concurrency)
+        return _judge_slots
+
+
+def _digest(*parts: object) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _is_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - classifying is the point
+        return isinstance(exc, llm.TransientLLMError) or type(exc).__name__ in ("DockerException", "APIError")
+    return False
+
+
+# ----------------------------------------------------------------------------- prompt
+
+
+def render_prompt(item: ProbeItem, method: str) -> RenderedPrompt:
+    return prompting.render(item, item.tier, method, contract=get_settings().prompt_contract)
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+@task(
+    name="generate",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_is_transient,
+    tags=["llm"],
+)
+def generate(prompt: RenderedPrompt, model: str, sample: int) -> Generation:
+    return llm.generate(prompt, model, sample)
+
+
+# ----------------------------------------------------------------------------- execute
+
+
+def _execution_key(context, parameters) -> str:  # noqa: ANN001
+    gen: Generation | None = parameters["generation"]
+    prompt: RenderedPrompt = parameters["prompt"]
+    settings = get_settings()
+    code = gen.code if gen else ""
+    return "execute-" + _digest(TASK_VERSION, code, prompt.output_name, settings.limits, settings.sandbox_image)
+
+
+@task(
+    name="execute",
+    cache_key_fn=_execution_key,
+    cache_expiration=timedelta(days=365),
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=3),
+    retry_condition_fn=_is_transient,
+    tags=["sandbox"],
+)
+def execute(generation: Generation | None, prompt: RenderedPrompt) -> ExecutionResult | None:
+    """Run the program in the sandbox; the WAV goes to a content-addressed audio store."""
+    if generation is None or not generation.code:
+        return None
+    from sandbox.client import run_program  # Docker is imported only where it is needed
+
+    settings = get_settings()
+    expect = [prompt.output_name] if prompt.output_name else None
+    audio_dir = settings.data_dir / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    with _slots("sandbox"), tempfile.TemporaryDirectory(dir=audio_dir) as tmp:
+        result = run_program(generation.code, expect=expect, limits=settings.limits, out_dir=Path(tmp))
+        for output in result.files:
+            if output.path:
+                stored = audio_dir / f"{output.sha256}.wav"
+                if not stored.exists():
+                    shutil.move(output.path, stored)
+                output.path = str(stored)
+    return result
+
+
+def audio_of(execution: ExecutionResult | None) -> Path | None:
+    if execution is None or execution.status != "ok":
+        return None
+    for output in execution.files:
+        if output.path and Path(output.path).exists():
+            return Path(output.path)
+    return None
+
+
+# ----------------------------------------------------------------------------- gate and judge
+
+
+def _audio_key(context, parameters) -> str:  # noqa: ANN001
+    execution: ExecutionResult | None = parameters["execution"]
+    sha = execution.files[0].sha256 if execution and execution.files else None
+    item: ProbeItem = parameters["item"]
+    return f"{context.task.name}-" + _digest(TASK_VERSION, sha, item.model_dump(exclude={"references"}), item.references)
+
+
+@task(name="gate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365))
+def gate(execution: ExecutionResult | None, item: ProbeItem) -> GateResult | None:
+    audio = audio_of(execution)
+    return judging.gate_for_tier(audio, item.tier) if audio else None
+
+
+@task(name="judge", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365), tags=["judge"])
+def judge(execution: ExecutionResult | None, gate_result: GateResult | None, item: ProbeItem) -> list[Judgement]:
+    audio = audio_of(execution)
+    if audio is None or gate_result is None or not gate_result.ok:
+        return []
+    with _slots("judge"):
+        return judging.judge_item(audio, item)
+
+
+@task(name="fad", cache_policy=NO_CACHE, tags=["judge"])
+def fad_per_class(outcomes: list[ItemOutcome]) -> list[FADResult]:
+    """Set-level: FAD of each instrument (and instrument x source) against its references."""
+    with _slots("judge"):
+        return judging.fad_for_outcomes(outcomes)
+
+
+# ----------------------------------------------------------------------------- record
+
+
+@task(name="record", cache_policy=NO_CACHE)
+def record(
+    run_id: str,
+    item: ProbeItem,
+    model: str,
+    method: str,
+    sample: int,
+    prompt: RenderedPrompt,
+    generation: Generation | None,
+    execution: ExecutionResult | None,
+    gate_result: GateResult | None,
+    judgements: list[Judgement] | None,
+) -> ItemOutcome:
+    outcome = ItemOutcome(
+        run_id=run_id,
+        item=item,
+        model=model,
+        method=method,
+        sample=sample,
+        prompt=prompt,
+        generation=generation,
+        execution=execution,
+        gate=gate_result,
+        judgements=judgements or [],
+    )
+    return save_outcome(outcome)
+
+
+def save_outcome(outcome: ItemOutcome) -> ItemOutcome:
+    """Classify, keep the clip in the run, write the record: the one place outcomes are written."""
+    store = RunStore.open(outcome.run_id)
+    outcome.failure = classify_failure(outcome)
+    outcome.stage_reached = _stage_reached(outcome)
+    audio = audio_of(outcome.execution)
+    if audio is not None:
+        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample)
+        outcome.audio_path = str(store.keep_audio(key, audio))
+    if outcome.failure and not outcome.error:
+        outcome.error = describe_failure(outcome)
+    store.save_outcome(outcome)
+    return outcome
+
+
+def _stage_reached(outcome: ItemOutcome) -> str:
+    if outcome.failure is None and outcome.judgements:
+        return "done"
+    if outcome.gate is not None:
+        return "judging" if outcome.gate.ok else "gate"
+    if outcome.execution is not None:
+        return "execution" if outcome.execution.status != "ok" else "gate"
+    if outcome.generation is not None:
+        return "generation"
+    return "prompt"
+
+
+def describe_failure(outcome: ItemOutcome) -> str:
+    """A clear message naming the item and the reason."""
+    where = f"{outcome.item.id} ({outcome.model}, {outcome.method}, sample {outcome.sample})"
+    gen, exe, gate_result = outcome.generation, outcome.execution, outcome.gate
+    reason = outcome.failure or "unknown"
+    if reason == "llm_error" and gen:
+        reason = f"LLM call failed [{gen.error_kind}]: {gen.error}"
+    elif reason == "no_code" and gen:
+        reason = f"no code in the answer ({gen.extraction_status})"
+    elif reason == "missing_module" and exe:
+        reason = f"program imports a module the sandbox lacks: {exe.missing_module}"
+    elif exe and reason in ("syntax", "runtime"):
+        reason = f"program failed with {exe.error_type or 'exit code ' + str(exe.exit_code)}"
+    elif exe and reason in ("timeout", "memory", "no_output", "output_rejected"):
+        reason = f"execution {reason}" + (f": {'; '.join(exe.rejected)}" if exe.rejected else "")
+    elif reason == "invalid_audio" and gate_result:
+        reason = f"audio refused by the gate: {', '.join(gate_result.problems)}"
+    elif reason == "judge_error":
+        reason = "; ".join(j.error for j in outcome.judgements if j.error)
+    return f"{where}: {reason}"

@@ -1,0 +1,163 @@
+"""The run directory: the record of a benchmark run that outlives the Prefect database.
+
+    runs/<run_id>/
+      run.json                 RunManifest: what was asked, config snapshot, versions
+      outcomes/<key>.json      one ItemOutcome per (model, method, item, sample), rewritten per stage
+      files/<key>/             prompt.txt, response.txt, program.py, stdout.txt, stderr.txt, output.wav
+      fad.json                 set-level FAD results per (model, method, class)
+      items.parquet            the outcome table, derived from outcomes/ (rebuilt, never edited)
+      report/                  index.html and its CSV/Parquet numbers
+
+Writes are atomic (temp file + rename), so a run killed at any moment leaves only whole records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from audioprobe.schema import FADResult, ItemOutcome, RunManifest
+from audioprobe.settings import get_settings
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def slug(text: str, limit: int = 60) -> str:
+    cleaned = _UNSAFE.sub("-", text).strip("-")
+    if len(cleaned) <= limit:
+        return cleaned
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{cleaned[: limit - 9]}-{digest}"
+
+
+def outcome_key(model: str, method: str, item_id: str, sample: int) -> str:
+    return f"{slug(model, 40)}__{method}__{slug(item_id, 80)}__s{sample}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+
+    # -- creation and lookup
+    @classmethod
+    def create(cls, manifest: RunManifest, runs_dir: Path | None = None) -> "RunStore":
+        store = cls((runs_dir or get_settings().runs_dir) / manifest.run_id)
+        store.dir.mkdir(parents=True, exist_ok=True)
+        store.save_manifest(manifest)
+        return store
+
+    @classmethod
+    def open(cls, run_id: str, runs_dir: Path | None = None) -> "RunStore":
+        candidate = Path(run_id)
+        run_dir = candidate if (candidate / "run.json").exists() else (runs_dir or get_settings().runs_dir) / run_id
+        if not (run_dir / "run.json").exists():
+            raise FileNotFoundError(f"no run {run_id!r}: {run_dir / 'run.json'} does not exist")
+        return cls(run_dir)
+
+    @property
+    def run_id(self) -> str:
+        return self.dir.name
+
+    # -- manifest
+    def manifest(self) -> RunManifest:
+        return RunManifest.model_validate_json((self.dir / "run.json").read_text())
+
+    def save_manifest(self, manifest: RunManifest) -> None:
+        atomic_write(self.dir / "run.json", manifest.model_dump_json(indent=2))
+
+    # -- outcomes
+    def outcome_path(self, key: str) -> Path:
+        return self.dir / "outcomes" / f"{key}.json"
+
+    def files_dir(self, key: str) -> Path:
+        return self.dir / "files" / key
+
+    def save_outcome(self, outcome: ItemOutcome) -> Path:
+        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample)
+        path = self.outcome_path(key)
+        atomic_write(path, outcome.model_dump_json(indent=1))
+        self._save_side_files(key, outcome)
+        return path
+
+    def load_outcome(self, key: str) -> ItemOutcome | None:
+        path = self.outcome_path(key)
+        return ItemOutcome.model_validate_json(path.read_text()) if path.exists() else None
+
+    def outcomes(self) -> list[ItemOutcome]:
+        folder = self.dir / "outcomes"
+        if not folder.exists():
+            return []
+        return [ItemOutcome.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+    def _save_side_files(self, key: str, outcome: ItemOutcome) -> None:
+        """Plain-text copies a person can open: prompt, response, program, logs."""
+        folder = self.files_dir(key)
+        texts = {
+            "prompt.txt": outcome.prompt.text if outcome.prompt else None,
+            "response.txt": outcome.generation.raw_text if outcome.generation else None,
+            "program.py": outcome.generation.code if outcome.generation and outcome.generation.code else None,
+            "stdout.txt": outcome.execution.stdout_tail if outcome.execution else None,
+            "stderr.txt": outcome.execution.stderr_tail if outcome.execution else None,
+        }
+        for name, text in texts.items():
+            if text is not None:
+                atomic_write(folder / name, text)
+
+    def keep_audio(self, key: str, source: Path) -> Path:
+        """Copy a generated clip into the run (hard link when on the same filesystem)."""
+        target = self.files_dir(key) / "output.wav"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target.unlink()
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        return target
+
+    # -- set-level results
+    def save_fad(self, results: Iterable[FADResult]) -> None:
+        atomic_write(self.dir / "fad.json", json.dumps([r.model_dump(mode="json") for r in results], indent=1))
+
+    def fad(self) -> list[FADResult]:
+        path = self.dir / "fad.json"
+        return [FADResult.model_validate(r) for r in json.loads(path.read_text())] if path.exists() else []
+
+    def finish(self) -> None:
+        manifest = self.manifest()
+        manifest.finished = now_iso()
+        self.save_manifest(manifest)
+
+
+def list_runs(runs_dir: Path | None = None) -> list[RunManifest]:
+    folder = runs_dir or get_settings().runs_dir
+    if not folder.exists():
+        return []
+    manifests = [RunManifest.model_validate_json(p.read_text()) for p in folder.glob("*/run.json")]
+    return sorted(manifests, key=lambda m: m.created)

@@ -1,0 +1,153 @@
+"""Pictures and sounds for the page, as data URIs: players, spectrograms, the paper's figures.
+
+Players play a copy made for the page: mono, 16-bit PCM WAV, the first CLIP_SECONDS, at most 48 kHz,
+NaN/inf set to 0 (Chromium plays that everywhere; a float or 24-bit WAV does not always).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from math import gcd
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import soundfile as sf  # noqa: E402
+from scipy.signal import resample_poly, spectrogram  # noqa: E402
+
+from tasks.report import paper  # noqa: E402
+
+CLIP_SECONDS = 10.0
+MAX_RATE = 48000
+COLORS = ["#3b6ea8", "#d08c2f", "#5a9e5a", "#a8456b", "#7a68a6", "#4a9ca8", "#8c6d46", "#666666"]
+plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                     "figure.dpi": 110, "savefig.bbox": "tight"})
+
+
+def read_clip(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 in [-1, 1]-ish, the first CLIP_SECONDS, at most MAX_RATE."""
+    info = sf.info(str(path))
+    frames = int(min(info.frames, CLIP_SECONDS * info.samplerate)) if info.frames > 0 else -1
+    data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    mono = np.nan_to_num(data.mean(axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+    if rate > MAX_RATE:
+        g = gcd(rate, MAX_RATE)
+        mono, rate = resample_poly(mono, MAX_RATE // g, rate // g).astype(np.float32), MAX_RATE
+    return mono, rate
+
+
+def wav_bytes(mono: np.ndarray, rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(mono, -1, 1), rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def data_uri(payload: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return data_uri(buf.getvalue(), "image/png")
+
+
+def spectrograms(clips: list[tuple[str, np.ndarray, int]]) -> str:
+    """Log spectrograms side by side (generated, reference), one PNG."""
+    fig, axes = plt.subplots(1, len(clips), figsize=(3.2 * len(clips), 1.9), squeeze=False)
+    for ax, (title, mono, rate) in zip(axes[0], clips):
+        if len(mono) < 64:
+            ax.text(0.5, 0.5, "too short", ha="center", va="center", transform=ax.transAxes)
+        else:
+            f, t, s = spectrogram(mono, fs=rate, nperseg=min(512, len(mono)), noverlap=None)
+            ax.pcolormesh(t, f / 1000, 10 * np.log10(s + 1e-10), shading="auto", cmap="magma", vmin=-100, vmax=-10)
+            ax.set_ylim(0, min(rate / 2000, 8))
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("s", fontsize=7)
+        ax.set_ylabel("kHz", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _who(df: pd.DataFrame) -> pd.Series:
+    several_runs = df["run"].nunique() > 1
+    return df["model"] + (" @ " + df["run"] if several_runs else "") + " · " + df["method"]
+
+
+def figure_fad(fad: pd.DataFrame, labels: list[str]) -> str | None:
+    """Figure 2: FAD per instrument and model, with the paper's bands and each class's baseline."""
+    df = fad[fad["fad"].notna() & fad["label"].isin(labels)].copy()
+    if df.empty:
+        return None
+    df["who"] = _who(df)
+    whos = sorted(df["who"].unique())
+    labels = [label for label in labels if label in set(df["label"])]
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(labels) * max(1, len(whos)) ** 0.5 + 2), 2.9))
+    width = 0.8 / len(whos)
+    x = np.arange(len(labels))
+    for i, who in enumerate(whos):
+        sub = df[df["who"] == who].set_index("label").reindex(labels)
+        pos = x - 0.4 + width * (i + 0.5)
+        err = None
+        if sub["ci_lo"].notna().any():
+            err = np.vstack([(sub["fad"] - sub["ci_lo"]).clip(lower=0).fillna(0),
+                             (sub["ci_hi"] - sub["fad"]).clip(lower=0).fillna(0)])
+        ax.bar(pos, sub["fad"], width, yerr=err, capsize=2, label=who, color=COLORS[i % len(COLORS)])
+        ax.scatter(pos, sub["baseline"], marker="_", s=120, color="black", zorder=3,
+                   label="reference baseline" if i == 0 else None)
+    ax.axhspan(0, paper.BAND_HIGH, color="#5a9e5a", alpha=0.08)
+    ax.axhspan(paper.BAND_HIGH, paper.BAND_MODERATE, color="#d08c2f", alpha=0.08)
+    ax.axhline(paper.BAND_HIGH, color="#5a9e5a", lw=0.8, ls="--")
+    ax.axhline(paper.BAND_MODERATE, color="#d08c2f", lw=0.8, ls="--")
+    ax.set_xticks(x, labels, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center")
+    ax.set_ylabel("FAD (lower is closer)")
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    return _png(fig)
+
+
+def figure_similar(sim: pd.DataFrame) -> str | None:
+    """Figure 3: share of instrument classes per band, stacked, one bar per model."""
+    if sim.empty:
+        return None
+    df = sim.copy()
+    df["who"] = _who(df)
+    fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.45 * len(df)))
+    left = np.zeros(len(df))
+    for band, color in zip(paper.BANDS, ["#5a9e5a", "#d08c2f", "#b0b0b0"]):
+        share = df[f"{band.split()[0]}_share"].fillna(0).to_numpy() * 100
+        ax.barh(df["who"], share, left=left, color=color, label=band)
+        left += share
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of instrument classes")
+    ax.legend(fontsize=7, frameon=False, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1))
+    return _png(fig)
+
+
+def figure_confidence(hist: pd.DataFrame) -> str | None:
+    """Figure 4: confidences of correctly classified clips in the paper's bins, ours beside the paper's."""
+    df = hist[(hist["method"] == "all") & (hist["run"] != "all")]
+    if df.empty or df["count"].sum() == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 2.5))
+    series = [("paper (GPT-4 + Llama 3.1-70b)", [paper.FIG4["bins"][b] / paper.FIG4["n"] for b in paper.CONF_BIN_LABELS])]
+    for (run, model), g in df.groupby(["run", "model"]):
+        g = g.set_index("bin").reindex(paper.CONF_BIN_LABELS)
+        name = model if df["run"].nunique() == 1 else f"{model} @ {run}"
+        series.append((f"{name} (n={int(g['count'].sum())})", g["share"].fillna(0).tolist()))
+    width = 0.8 / len(series)
+    x = np.arange(len(paper.CONF_BIN_LABELS))
+    for i, (name, share) in enumerate(series):
+        color = "#bbbbbb" if i == 0 else COLORS[(i - 1) % len(COLORS)]
+        ax.bar(x - 0.4 + width * (i + 0.5), np.array(share) * 100, width, label=name, color=color)
+    ax.set_xticks(x, paper.CONF_BIN_LABELS)
+    ax.set_xlabel("CLAP-style confidence of correctly classified clips")
+    ax.set_ylabel("% of correct clips")
+    ax.legend(fontsize=7, frameon=False)
+    return _png(fig)

@@ -1,0 +1,155 @@
+"""Starting, resuming and summarising runs: the run directory's life cycle around the flows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+
+from audioprobe.schema import TIER_METHODS, ItemOutcome, ProbeItem, RunManifest, SkippedItem
+from audioprobe.settings import get_settings
+from tasks.records import RunStore, atomic_write, list_runs, now_iso
+
+_VERSIONED = ("audioprobe", "prefect", "litellm", "docker", "numpy", "torch", "torchcrepe", "pocketsphinx",
+              "transformers")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def settings_snapshot() -> dict:
+    """The settings that shape results; api keys are never in settings, only env var names."""
+    return json.loads(get_settings().model_dump_json())
+
+
+def config_hash(models, tiers, methods, samples, limit, seed, dataset_root) -> str:
+    snapshot = settings_snapshot()
+    for volatile in ("data_dir", "cache_dir", "prefect_api_url", "local_threads"):
+        snapshot.pop(volatile, None)
+    blob = json.dumps([sorted(models), sorted(tiers), methods, samples, limit, seed, dataset_root, snapshot],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def methods_for(tiers: list[str], asked: list[str] | None) -> dict[str, list[str]]:
+    chosen = {}
+    for tier in tiers:
+        known = TIER_METHODS[tier]
+        picked = [m for m in (asked or known) if m in known]
+        chosen[tier] = picked or list(known)
+    return chosen
+
+
+def start_or_resume(models, tiers, methods, samples, limit, seed, dataset_root, new: bool = False) -> RunStore:
+    """The same command run again resumes its unfinished run; `new` forces a fresh one."""
+    digest = config_hash(models, tiers, methods, samples, limit, seed, dataset_root)
+    if not new:
+        for manifest in reversed(list_runs()):
+            if manifest.config_hash == digest and manifest.finished is None:
+                return RunStore.open(manifest.run_id)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    manifest = RunManifest(
+        run_id=f"{stamp}-{digest[:6]}", created=now_iso(), config_hash=digest, models=list(models),
+        tiers=list(tiers), methods=methods, samples=samples, limit=limit, seed=seed,
+        dataset_root=dataset_root, settings=settings_snapshot(), versions=versions(),
+    )
+    return RunStore.create(manifest)
+
+
+def note_skipped(store: RunStore, skipped: list[SkippedItem]) -> None:
+    manifest = store.manifest()
+    seen = {(s.tier, s.key) for s in manifest.skipped}
+    manifest.skipped += [s for s in skipped if (s.tier, s.key) not in seen]
+    store.save_manifest(manifest)
+
+
+def write_table(store: RunStore) -> None:
+    """items.parquet: one flat row per outcome, for pandas users and the report."""
+    import pandas as pd
+
+    rows = [flat_row(o) for o in store.outcomes()]
+    frame = pd.DataFrame(rows)
+    path = store.dir / "items.parquet"
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def flat_row(outcome: ItemOutcome) -> dict:
+    gen, exe, gate = outcome.generation, outcome.execution, outcome.gate
+    row = {
+        "run_id": outcome.run_id, "model": outcome.model, "method": outcome.method, "tier": outcome.item.tier,
+        "item_id": outcome.item.id, "label": outcome.item.label, "sample": outcome.sample,
+        "stage_reached": outcome.stage_reached, "failure": outcome.failure, "error": outcome.error,
+        "extraction_status": gen.extraction_status if gen else None,
+        "tokens_in": gen.tokens_in if gen else None, "tokens_out": gen.tokens_out if gen else None,
+        "latency_s": gen.latency_s if gen else None, "cost": gen.cost if gen else None,
+        "execution_status": exe.status if exe else None, "error_type": exe.error_type if exe else None,
+        "missing_module": exe.missing_module if exe else None, "wall_s": exe.wall_s if exe else None,
+        "gate_ok": gate.ok if gate else None, "gate_problems": ",".join(gate.problems) if gate else None,
+        "audio_path": outcome.audio_path,
+    }
+    for judgement in outcome.judgements:
+        name = judgement.judge.split("/")[0]
+        row[f"{name}_judge"] = judgement.judge
+        row[f"{name}_correct"] = judgement.correct
+        row[f"{name}_score"] = judgement.score
+    return row
+
+
+def items_for(store: RunStore, tier: str) -> list[ProbeItem]:
+    """The run's items of a tier, sampled once and frozen in the run dir: resume and retry reuse them."""
+    path = store.dir / f"items-{tier}.json"
+    if path.exists():
+        return [ProbeItem.model_validate(i) for i in json.loads(path.read_text())]
+    from tasks import probesets
+
+    manifest = store.manifest()
+    items, skipped = probesets.load_items(tier, probesets.dataset_path(manifest.dataset_root, tier),
+                                          manifest.limit, manifest.seed)
+    note_skipped(store, skipped)
+    atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
+    return items
+
+
+def select_for_retry(store: RunStore, only: str | None, statuses: list[str] | None) -> list[ItemOutcome]:
+    """Failed outcomes that match: `only` names a stage, `statuses` failure or execution status names."""
+    from tasks.taxonomy import STAGE_OF_FAILURE
+
+    chosen = []
+    for outcome in store.outcomes():
+        if outcome.failure is None:
+            continue
+        if only and STAGE_OF_FAILURE.get(outcome.failure) != only:
+            continue
+        names = {outcome.failure, outcome.execution.status if outcome.execution else None}
+        if statuses and not names & set(statuses):
+            continue
+        chosen.append(outcome)
+    return chosen
+
+
+def prepare_retry(store: RunStore, outcomes: list[ItemOutcome]) -> None:
+    """Move the chosen records aside (kept, never deleted) so the flows see those items as pending."""
+    from tasks.records import outcome_key
+
+    archive = store.dir / "outcomes.retried"
+    archive.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    for outcome in outcomes:
+        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample)
+        source = store.outcome_path(key)
+        if source.exists():
+            source.replace(archive / f"{key}.{stamp}.json")
+    manifest = store.manifest()
+    manifest.finished = None
+    store.save_manifest(manifest)
