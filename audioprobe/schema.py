@@ -158,6 +158,8 @@ class ExecutionResult(Record):
     files: list[OutputFile] = Field(default_factory=list)
     rejected: list[str] = Field(default_factory=list)  # why outputs were refused
     image: str | None = None
+    signal: str | None = None  # e.g. SIGKILL, SIGXFSZ when a signal ended the program
+    total_s: float | None = None  # wall time including the sandbox's own start and clean-up
 
 
 # --------------------------------------------------------------------------- gate and judges

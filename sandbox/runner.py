@@ -151,9 +151,15 @@ def run(cfg):
     return report
 
 
+MAX_FILES = 64
+
+
 def collect(patterns, max_bytes, exclude):
-    """Regular files in the work dir matching the patterns; everything else is refused with a reason."""
-    accepted, rejected = [], []
+    """Regular files in the work dir matching the patterns; everything else is refused with a reason.
+
+    max_bytes bounds the files' total, not only each one.
+    """
+    accepted, rejected, total = [], [], 0
     try:
         names = sorted(os.listdir(WORK))
     except OSError as exc:
@@ -172,8 +178,11 @@ def collect(patterns, max_bytes, exclude):
         if kind:
             rejected.append("%s: is a %s, not a regular file" % (name, kind))
             continue
-        if st.st_size > max_bytes:
+        if st.st_size > max_bytes - total:
             rejected.append("%s: %d bytes, over the %d-byte limit" % (name, st.st_size, max_bytes))
+            continue
+        if len(accepted) >= MAX_FILES:
+            rejected.append("%s: more than %d outputs" % (name, MAX_FILES))
             continue
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -181,11 +190,12 @@ def collect(patterns, max_bytes, exclude):
             rejected.append("%s: %s" % (name, exc.strerror))
             continue
         fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or fst.st_size > max_bytes:
+        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or fst.st_size > max_bytes - total:
             os.close(fd)
             rejected.append("%s: changed while being read" % name)
             continue
         accepted.append((name, fd, fst.st_size))
+        total += fst.st_size
     return accepted, rejected
 
 

@@ -35,7 +35,10 @@ step_python() {
   rm -f "$VENV"/.audioprobe-*; touch "$stamp"
 }
 
-step_docker() { bash sandbox/engine.sh ensure; }
+step_docker() {
+  bash sandbox/engine.sh ensure
+  apt_install docker-compose  # Debian's compose v1: validates docker-compose.yml in the tests
+}
 step_image() { "$VENV/bin/audioprobe" sandbox build; }
 step_llm() { bash scripts/setup_llm.sh; }
 step_refs() {

@@ -56,6 +56,7 @@ class Target:
     api_base: str | None
     api_key: str | None
     local: bool
+    key_env: str | None = None  # the env var the settings name for this model's key
 
 
 def resolve(model: str, settings: Settings | None = None) -> Target:
@@ -64,8 +65,8 @@ def resolve(model: str, settings: Settings | None = None) -> Target:
     key = os.environ.get(ms.api_key_env) if ms.api_key_env else None
     if model == local_model.LOCAL_NAME:
         return Target(model, f"openai/{settings.local_model}", ms.api_base or local_model.api_base(settings),
-                      key or local_model.LOCAL_API_KEY, True)
-    return Target(model, model, ms.api_base, key, False)
+                      key or local_model.LOCAL_API_KEY, True, ms.api_key_env)
+    return Target(model, model, ms.api_base, key, False, ms.api_key_env)
 
 
 # --------------------------------------------------------------------------- limits
@@ -143,14 +144,23 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     return "error", False
 
 
+def _litellm():
+    import litellm
+
+    litellm.suppress_debug_info = True  # it prints provider lists on stdout, where our JSON goes
+    return litellm
+
+
 def _preflight(target: Target) -> tuple[str, str] | None:
     """Problems visible without any network: an unknown provider, a missing key."""
-    import litellm
+    litellm = _litellm()
 
     try:
         litellm.get_llm_provider(target.litellm_model, api_base=target.api_base)
     except Exception as exc:  # litellm raises its BadRequestError here
         return "unknown_model", f"unknown model {target.name!r}: {str(exc).splitlines()[0][:300]}"
+    if target.key_env and not target.api_key:
+        return "auth", f"no API key for {target.name!r}: the settings name ${target.key_env}, which is not set"
     if target.api_key is None and target.api_base is None:
         env = litellm.validate_environment(model=target.litellm_model)
         if not env.get("keys_in_environment", True):
@@ -214,8 +224,7 @@ def generate(
     if problem:
         return base.model_copy(update={"error_kind": problem[0], "error": problem[1]})
 
-    import litellm
-
+    litellm = _litellm()
     messages = messages_for(prompt)
     sem, bucket = _limits(target.litellm_model, ms)
     attempts = 0

@@ -1,0 +1,141 @@
+"""Orchestration against real parts: Prefect server, Docker sandbox, local LLM server, judges.
+
+Sizes are small (2-3 items a run) so the module stays within a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.fixtures_flows import wait_for
+
+pytestmark = [pytest.mark.prefect, pytest.mark.docker, pytest.mark.llm, pytest.mark.judges]
+
+
+def outcomes_of(run_dir: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((run_dir / "outcomes").glob("*.json"))}
+
+
+def stored_responses(data_dir: Path) -> int:
+    return sum(1 for _ in (data_dir / "responses").rglob("*.json"))
+
+
+def flow_runs(cli, name_like: str) -> list[dict]:
+    return cli.api("/flow_runs/filter", {"flow_runs": {"name": {"like_": name_like}}, "limit": 50})
+
+
+def test_run_records_every_item_and_the_ui_shows_it(cli):
+    proc = cli("run", "--tier", "notes", "--model", "local", "--limit", "2", "--new")
+    result = cli.last_json(proc)
+    run_dir = Path(result["run_dir"])
+    outcomes = outcomes_of(run_dir)
+    items = json.loads((run_dir / "items-notes.json").read_text())
+
+    assert len(items) == 2 and len(outcomes) == 2, "every item ends with a recorded outcome"
+    for outcome in outcomes.values():
+        assert outcome["generation"]["raw_text"], "the raw answer is kept"
+        assert outcome["failure"] is not None or outcome["judgements"], "a failure or a judgement, never neither"
+        if outcome["failure"]:
+            assert outcome["item"]["id"] in outcome["error"], "the error names the item"
+    table = pd.read_parquet(run_dir / "items.parquet")
+    assert sorted(table["item_id"]) == sorted(i["id"] for i in items)
+    assert Path(result["report"]).is_file()
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["finished"] and manifest["versions"]["prefect"]
+
+    runs = flow_runs(cli, "notes-local-paper")
+    assert runs and all(r["state_type"] == "COMPLETED" for r in runs)
+    assert any("model:local" in r["tags"] and "tier:notes" in r["tags"] for r in runs)
+    artifacts = cli.api("/artifacts/filter", {"artifacts": {"key": {"any_": ["notes-local-paper"]}}})
+    assert artifacts and artifacts[0]["type"] == "table"
+    rows = json.loads(artifacts[0]["data"]) if isinstance(artifacts[0]["data"], str) else artifacts[0]["data"]
+    assert {row["item"] for row in rows} == {i["id"] for i in items}
+
+
+def test_second_run_reuses_responses_and_executions(cli):
+    first = cli.last_json(cli("run", "--tier", "notes", "--model", "local", "--limit", "2", "--new"))
+    before = stored_responses(cli.data_dir)
+    second = cli.last_json(cli("run", "--tier", "notes", "--model", "local", "--limit", "2", "--new"))
+    assert second["run_id"] != first["run_id"]
+    assert stored_responses(cli.data_dir) == before, "no new model call"
+    again = outcomes_of(Path(second["run_dir"]))
+    assert again and all(o["generation"]["cached"] for o in again.values())
+    originals = outcomes_of(Path(first["run_dir"]))
+    for key, outcome in again.items():
+        assert outcome["failure"] == originals[key]["failure"], "cached work gives the same result"
+
+
+def test_killed_run_resumes_without_repeating_model_calls(cli):
+    command = ("run", "--tier", "environmental", "--method", "detailed", "--model", "local", "--limit", "3")
+    proc = cli.start(*command)
+    runs_dir = cli.data_dir / "runs"
+    run_dir = wait_for(lambda: next(iter(runs_dir.glob("*/outcomes/*.json")), None), 400, "a first outcome")
+    run_dir = run_dir.parent.parent
+    cli.kill(proc)
+    at_kill = {key: json.dumps(o, sort_keys=True) for key, o in outcomes_of(run_dir).items()}
+    responses_at_kill = stored_responses(cli.data_dir)
+    assert 1 <= len(at_kill) < 3 or pytest.skip("the run finished before it could be killed")
+    assert json.loads((run_dir / "run.json").read_text())["finished"] is None
+
+    result = cli.last_json(cli(*command))
+    assert result["run_id"] == run_dir.name, "the same command resumes the unfinished run"
+    after = outcomes_of(run_dir)
+    assert len(after) == 3, "nothing is lost"
+    for key, snapshot in at_kill.items():
+        assert json.dumps(after[key], sort_keys=True) == snapshot, "finished work is kept as it was"
+    new_calls = [o for k, o in after.items() if k not in at_kill and not o["generation"]["cached"]]
+    assert len(new_calls) == 3 - responses_at_kill, "only items with no stored response asked the model"
+    assert stored_responses(cli.data_dir) == 3
+
+
+def test_retry_reruns_only_the_matching_failures(cli):
+    tight = cli.env | {"AUDIOPROBE_LIMITS__TIMEOUT_S": "0.05"}
+    proc = subprocess.run([*cli_args(cli), "run", "--tier", "notes", "--model", "local", "--limit", "2", "--new"],
+                          env=tight, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
+    failed = outcomes_of(run_dir)
+    timed_out = {k for k, o in failed.items() if o["failure"] == "timeout"}
+    assert timed_out, f"a 0.05 s limit times programs out: {[o['failure'] for o in failed.values()]}"
+
+    nothing = cli("retry", run_dir.name, "--only", "execution", "--status", "memory")
+    assert "retrying 0" in nothing.stderr
+    assert outcomes_of(run_dir) == failed, "a retry that matches nothing changes nothing"
+
+    cli("retry", run_dir.name, "--only", "execution", "--status", "timeout")
+    retried = outcomes_of(run_dir)
+    for key in timed_out:
+        assert retried[key]["failure"] != "timeout", "the normal limit lets the program finish"
+        assert retried[key]["generation"]["cached"], "a retry of execution never asks the model again"
+    for key in set(failed) - timed_out:
+        assert retried[key] == failed[key], "items that did not match are untouched"
+    archived = list((run_dir / "outcomes.retried").glob("*.json"))
+    assert len(archived) == len(timed_out), "the replaced records are kept"
+
+
+def test_flows_run_on_a_local_two_worker_dask_cluster(cli):
+    dask = cli.env | {"AUDIOPROBE_TASK_RUNNER": "dask", "AUDIOPROBE_DASK_WORKERS": "2"}
+    proc = subprocess.run([*cli_args(cli), "run", "--tier", "notes", "--model", "local", "--limit", "2", "--new"],
+                          env=dask, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
+    assert len(outcomes_of(run_dir)) == 2
+
+
+def test_compose_file_validates():
+    assert shutil.which("docker-compose"), "scripts/setup.sh docker installs Debian's docker-compose"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(["docker-compose", "-f", str(root / "docker-compose.yml"), "config", "-q"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def cli_args(cli) -> list[str]:
+    return [sys.executable, "-m", "audioprobe.cli"]
