@@ -201,7 +201,7 @@ class Sandbox:
         """Write a file in the work dir (a tmpfs, so through exec, in chunks below the argument limit)."""
         _check_name(name)
         script = "import sys,base64;open(sys.argv[1],sys.argv[2]).write(base64.b64decode(sys.argv[3]))"
-        step = 96 * 1024
+        step = 64 * 1024  # 88 KiB in base64: one exec argument must stay under 128 KiB
         for i in range(0, max(len(data), 1), step):
             chunk = base64.b64encode(data[i : i + step]).decode()
             code, _, err, problem = self.exec(
@@ -311,7 +311,7 @@ def classify(report: dict, expect: list[str], oom_killed: bool) -> tuple[str, st
     if report.get("timed_out"):
         return "timeout", None, None
     code = report.get("exit_code")
-    if etype == "MemoryError" or (report.get("oom_kills") and report.get("signal") == "SIGKILL") or (
+    if (etype or "").endswith("MemoryError") or (report.get("oom_kills") and report.get("signal") == "SIGKILL") or (
         code and oom_killed
     ):
         return "memory", etype or "OOMKilled", None
@@ -355,16 +355,10 @@ def run_program(
             expect, max_bytes, "run", limits.timeout_s + GRACE_S, code=inline, timeout_s=limits.timeout_s
         )
         oom_killed = False
-        if report.get("runner_failed") and report.get("runner_problem") != "timeout":
-            # The program killed the runner (kill -1) or the OOM killer chose it: ask the engine, then
-            # clean up and collect what is there with a fresh runner.
-            state = box.client.api.inspect_container(box.id)["State"]
-            oom_killed = bool(state.get("OOMKilled"))
-            if state.get("Running"):
-                again, blobs = box._collect(expect, max_bytes, "collect", 60)
-                if not again.get("runner_failed"):
-                    report.update(files=again["files"], rejected=again["rejected"])
-        elif report.get("exit_code") and report.get("signal") == "SIGKILL":
+        if (report.get("runner_failed") and report.get("runner_problem") != "timeout") or (
+            report.get("signal") == "SIGKILL"
+        ):
+            # The OOM killer chose the program or the runner (or the program killed the runner with kill -1).
             oom_killed = bool(box.client.api.inspect_container(box.id)["State"].get("OOMKilled"))
     finally:
         if pool:
@@ -374,9 +368,9 @@ def run_program(
     status, etype, missing = classify(report, expect, oom_killed)
     files = []
     rejected = list(report.get("rejected", []))
-    if out_dir is not None:
+    if out_dir is not None and status == "ok":
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for f in report.get("files", []):
+    for f in report.get("files", []) if status == "ok" else []:
         name = f["name"]
         if not any(fnmatch.fnmatchcase(name, p) for p in expect) or name.startswith("."):
             rejected.append(f"{name}: not an expected output")
@@ -455,8 +449,7 @@ class SandboxPool:
             return Sandbox(self.limits, self.image, self.client)
 
     def discard(self, box: Sandbox) -> None:
-        box.kill()  # stop it now; the removal itself may lag behind
-        self._work.submit(box.remove)
+        self._work.submit(box.remove)  # off the caller's path; the runner already killed the program
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         end = time.monotonic() + timeout

@@ -67,21 +67,33 @@ def build_image(force: bool = False, image: str | None = None, base: str | None 
     base = base or settings.sandbox_base_image
     base_used = _ensure_base(client, base, settings.cache_dir)
     _log(f"building {status['image']} from {base_used} (pip installs sandbox/requirements.txt from PyPI)")
-    # The host network only for the build: pip must reach PyPI; the engine runs with no bridge.
-    stream = client.api.build(
-        path=str(HERE), dockerfile="Dockerfile", tag=status["image"], buildargs={"BASE": base_used},
-        network_mode="host", labels={HASH_LABEL: status["context_sha256"]}, rm=True, forcerm=True,
-        decode=True, pull=False,
-    )
-    tail: list[str] = []
-    for chunk in stream:
-        text = chunk.get("stream") or chunk.get("status") or ""
-        if text.strip():
-            tail = (tail + [text.rstrip()])[-30:]
-            print(text, end="" if text.endswith("\n") else "\n", file=sys.stderr, flush=True)
-        if "error" in chunk:
-            raise SandboxError(f"building {status['image']} failed: {chunk['error'].strip()}")
+    with tempfile.TemporaryDirectory(prefix="audioprobe-build-") as ctx:
+        for name in ("Dockerfile", "requirements.txt"):
+            shutil.copy(HERE / name, Path(ctx) / name)
+        # The host's CA bundle goes along, for pip behind a TLS-inspecting proxy (a public file).
+        ca = _host_ca_bundle()
+        (Path(ctx) / "host-ca.pem").write_bytes(ca.read_bytes() if ca else b"")
+        # The host network only for the build: pip must reach PyPI; the engine runs with no bridge.
+        stream = client.api.build(
+            path=ctx, dockerfile="Dockerfile", tag=status["image"], buildargs={"BASE": base_used},
+            network_mode="host", labels={HASH_LABEL: status["context_sha256"]}, rm=True, forcerm=True,
+            decode=True, pull=False,
+        )
+        for chunk in stream:
+            text = chunk.get("stream") or chunk.get("status") or ""
+            if text.strip():
+                print(text, end="" if text.endswith("\n") else "\n", file=sys.stderr, flush=True)
+            if "error" in chunk:
+                raise SandboxError(f"building {status['image']} failed: {chunk['error'].strip()}")
     return {**image_status(image), "built": True, "base": base_used}
+
+
+def _host_ca_bundle() -> Path | None:
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("REQUESTS_CA_BUNDLE"),
+                      os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 def _ensure_base(client, base: str, cache_dir: Path) -> str:

@@ -207,10 +207,12 @@ def main():
             f.write(base64.b64decode(cfg["code"]))
     if cfg["mode"] == "run":
         report = run(cfg)
-    else:  # "collect": the run was cut short (the runner itself was killed); clean up, then collect
-        kill_leftovers()
+    else:  # "collect": only read files (Sandbox.read_file)
         report = {}
-    files, rejected = collect(cfg["expect"], cfg["max_bytes"], {cfg["program"]})
+    files, rejected = [], []
+    if cfg["mode"] == "collect" or (report["exit_code"] == 0 and not report["timed_out"]):
+        # Outputs of a failed run are not worth sending: the run is an error whatever they hold.
+        files, rejected = collect(cfg["expect"], cfg["max_bytes"], {cfg["program"]})
     report["files"] = [{"name": n, "bytes": size} for n, _, size in files]
     report["rejected"] = rejected
     out = sys.stdout.buffer

@@ -146,3 +146,16 @@ def test_concurrency_limit_is_per_model():
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert peak == 2
+
+
+def test_server_down_is_transient_raised_or_recorded(tmp_path):
+    from tests.fixtures_llm import free_port
+
+    s = Settings(data_dir=tmp_path, local_port=free_port(),
+                 models={"local": ModelSettings(max_retries=1, timeout_s=5)})
+    with pytest.raises(llm.TransientLLMError) as info:
+        llm.generate("hello", "local", settings=s)
+    assert info.value.attempts == 2 and info.value.generation.error_kind == "connection"
+    gen = llm.generate("hello", "local", settings=s, raise_transient=False)
+    assert gen.error_kind == "connection" and gen.extraction_status == "llm_error" and "attempts" in gen.error
+    assert not list(tmp_path.rglob("*.json")), "a failed call must not be stored"

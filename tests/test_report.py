@@ -43,7 +43,7 @@ RUN_ID = "20261126-fixture"
 # --------------------------------------------------------------------------- real audio
 
 
-def note(midi: int, seconds: float = 4.0, harmonics: int = 4, amp: float = 0.5) -> np.ndarray:
+def note(midi: float, seconds: float = 4.0, harmonics: int = 4, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(SR * seconds)) / SR
     f0 = 440.0 * 2 ** ((midi - 69) / 12)
     wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, harmonics + 1))
@@ -66,28 +66,60 @@ def write_wav(path: Path, samples: np.ndarray) -> str:
 
 
 def prompt(tier: str, method: str, text: str) -> RenderedPrompt:
-    return RenderedPrompt(template=f"{tier}.{method}.txt", template_sha256="ab12" * 16, method=method, text=text,
-                          output_name="output.wav")
+    return RenderedPrompt(
+        template=f"{tier}.{method}.txt",
+        template_sha256="ab12" * 16,
+        method=method,
+        text=text,
+        output_name="output.wav",
+    )
 
 
-def gen(model: str, code: str = "import numpy as np\n# synthesise\n", status: str = "single_block",
-        error: str | None = None, cost: float | None = 0.0012) -> Generation:
-    return Generation(response_id=hashlib.sha1(f"{model}{code}{status}".encode()).hexdigest(), model=model,
-                      raw_text=f"```python\n{code}```" if code else "I cannot write audio.", extraction_status=status,
-                      code=code if status in ("single_block", "multiple_blocks") else "", tokens_in=320,
-                      tokens_out=410, latency_s=2.5, cost=None if model == LOCAL else cost, error=error,
-                      error_kind="transient" if error else None)
+def gen(
+    model: str,
+    code: str = "import numpy as np\n# synthesise\n",
+    status: str = "single_block",
+    error: str | None = None,
+    cost: float | None = 0.0012,
+) -> Generation:
+    return Generation(
+        response_id=hashlib.sha1(f"{model}{code}{status}".encode()).hexdigest(),
+        model=model,
+        raw_text=f"```python\n{code}```" if code else "I cannot write audio.",
+        extraction_status=status,
+        code=code if status in ("single_block", "multiple_blocks") else "",
+        tokens_in=320,
+        tokens_out=410,
+        latency_s=2.5,
+        cost=None if model == LOCAL else cost,
+        error=error,
+        error_kind="transient" if error else None,
+    )
 
 
 def ok_exec(sha: str) -> ExecutionResult:
-    return ExecutionResult(status="ok", exit_code=0, wall_s=1.2, stdout_tail="saved output.wav\n",
-                           files=[OutputFile(name="output.wav", bytes=128044, sha256=sha)], image="audioprobe-sandbox:1")
+    return ExecutionResult(
+        status="ok",
+        exit_code=0,
+        wall_s=1.2,
+        stdout_tail="saved output.wav\n",
+        files=[OutputFile(name="output.wav", bytes=128044, sha256=sha)],
+        image="audioprobe-sandbox:1",
+    )
 
 
 def gate(samples: np.ndarray, sha: str, problems: list[str] | None = None) -> GateResult:
-    return GateResult(ok=not problems, problems=problems or [], sample_rate=SR, channels=1,
-                      duration_s=len(samples) / SR, peak=float(np.max(np.abs(samples))),
-                      rms=float(np.sqrt(np.mean(samples**2))), sha256=sha, gate_version="gate-1")
+    return GateResult(
+        ok=not problems,
+        problems=problems or [],
+        sample_rate=SR,
+        channels=1,
+        duration_s=len(samples) / SR,
+        peak=float(np.max(np.abs(samples))),
+        rms=float(np.sqrt(np.mean(samples**2))),
+        sha256=sha,
+        gate_version="gate-1",
+    )
 
 
 def item(tier: str, iid: str, label: str, ref: Path, **kw) -> ProbeItem:
@@ -99,12 +131,29 @@ def make_fixture_run(root: Path) -> RunStore:
     runs = root / "runs"
     refs = root / "refs"
     manifest = RunManifest(
-        run_id=RUN_ID, created="2026-11-26T13:00:00+00:00", finished="2026-11-26T13:07:30+00:00",
-        config_hash="c0ffee" * 10, models=[LOCAL, GPT], tiers=["notes", "environmental", "speech"],
-        methods={"notes": ["paper"], "environmental": ["detailed", "detailed_description"], "speech": ["paper"]},
-        samples=1, limit=8, seed=0, settings={"limits": {"timeout_s": 60, "memory_mb": 2048}, "prompt_contract": False},
-        versions={"audioprobe": "0.1.0", "python": "3.11.7", "sandbox image": "audioprobe-sandbox:1",
-                  "litellm": "1.82.6", "torchcrepe": "0.0.24"})
+        run_id=RUN_ID,
+        created="2026-11-26T13:00:00+00:00",
+        finished="2026-11-26T13:07:30+00:00",
+        config_hash="c0ffee" * 10,
+        models=[LOCAL, GPT],
+        tiers=["notes", "environmental", "speech"],
+        methods={
+            "notes": ["paper"],
+            "environmental": ["detailed", "detailed_description"],
+            "speech": ["paper"],
+        },
+        samples=1,
+        limit=8,
+        seed=0,
+        settings={"limits": {"timeout_s": 60, "memory_mb": 2048}, "prompt_contract": False},
+        versions={
+            "audioprobe": "0.1.0",
+            "python": "3.11.7",
+            "sandbox image": "audioprobe-sandbox:1",
+            "litellm": "1.82.6",
+            "torchcrepe": "0.0.24",
+        },
+    )
     store = RunStore.create(manifest, runs_dir=runs)
     ref_note = {m: refs / "notes" / f"{m}.wav" for m in (60, 64, 69, 36)}
     for m, path in ref_note.items():
@@ -124,109 +173,285 @@ def make_fixture_run(root: Path) -> RunStore:
             o.gate = o.gate or gate(samples, sha)
         store.save_outcome(o)
 
-    notes = [("kb-C4", "keyboard", 60, "C4"), ("kb-E4", "keyboard", 64, "E4"), ("mallet-A4", "mallet", 69, "A4"),
-             ("bass-C2", "bass", 36, "C2")]
+    notes = [
+        ("kb-C4", "keyboard", 60, "C4"),
+        ("kb-E4", "keyboard", 64, "E4"),
+        ("mallet-A4", "mallet", 69, "A4"),
+        ("bass-C2", "bass", 36, "C2"),
+    ]
     for model in (LOCAL, GPT):
         for iid, fam, midi, name in notes:
-            it = item("notes", iid, f"{fam}_acoustic", ref_note[midi], pitch=midi, note_name=name, velocity=100,
-                      amplitude=0.79, instrument_family=fam, instrument_source="acoustic")
-            o = ItemOutcome(run_id=RUN_ID, item=it, model=model, method="paper",
-                            prompt=prompt("notes", "paper", f"Provide Python code that generates a musical note: "
-                                          f"pitch - {midi}, note - {name}, instrument - {fam}"),
-                            generation=gen(model, "import numpy as np\nimport soundfile as sf\n# additive synthesis\n"),
-                            stage_reached="done")
-            detune = 0 if model == GPT else (30 if midi != 36 else 1200)  # the local model's bass is an octave up
+            it = item(
+                "notes",
+                iid,
+                f"{fam}_acoustic",
+                ref_note[midi],
+                pitch=midi,
+                note_name=name,
+                velocity=100,
+                amplitude=0.79,
+                instrument_family=fam,
+                instrument_source="acoustic",
+            )
+            o = ItemOutcome(
+                run_id=RUN_ID,
+                item=it,
+                model=model,
+                method="paper",
+                prompt=prompt(
+                    "notes",
+                    "paper",
+                    f"Provide Python code that generates a musical note: "
+                    f"pitch - {midi}, note - {name}, instrument - {fam}",
+                ),
+                generation=gen(model, "import numpy as np\nimport soundfile as sf\n# additive synthesis\n"),
+                stage_reached="done",
+            )
+            detune = (
+                0 if model == GPT else (30 if midi != 36 else 1200)
+            )  # the local model's bass is an octave up
             f_played = midi + detune / 100
-            o.judgements.append(Judgement(judge="pitch/torchcrepe-full", judge_version="0.0.24", audio_sha256="x",
-                                          correct=abs(detune) <= 50, values={
-                                              "f0_hz": 440 * 2 ** ((f_played - 69) / 12), "cents_error": float(detune),
-                                              "octave_error": detune == 1200, "measurable": True}))
-            save(o, note(midi))
+            o.judgements.append(
+                Judgement(
+                    judge="pitch/torchcrepe-full",
+                    judge_version="0.0.24",
+                    audio_sha256="x",
+                    correct=abs(detune) <= 50,
+                    values={
+                        "f0_hz": 440 * 2 ** ((f_played - 69) / 12),
+                        "cents_error": float(detune),
+                        "octave_error": detune == 1200,
+                        "measurable": True,
+                    },
+                )
+            )
+            save(o, note(midi + detune / 100))
     # every failure kind, on the local model's notes
     failures = [
-        ("syn", dict(execution=ExecutionResult(status="error", exit_code=1, error_type="SyntaxError",
-                                               stderr_tail="  File \"program.py\", line 3\n    def f(:\nSyntaxError: invalid syntax"))),
-        ("run", dict(execution=ExecutionResult(status="error", exit_code=1, error_type="ZeroDivisionError",
-                                               stderr_tail="ZeroDivisionError: division by zero"))),
-        ("mod1", dict(execution=ExecutionResult(status="error", exit_code=1, error_type="ModuleNotFoundError",
-                                                missing_module="midutil",
-                                                stderr_tail="ModuleNotFoundError: No module named 'midutil'"))),
-        ("mod2", dict(execution=ExecutionResult(status="error", exit_code=1, error_type="ModuleNotFoundError",
-                                                missing_module="midutil",
-                                                stderr_tail="ModuleNotFoundError: No module named 'midutil'"))),
-        ("mod3", dict(execution=ExecutionResult(status="error", exit_code=1, error_type="ModuleNotFoundError",
-                                                missing_module="pydsmid",
-                                                stderr_tail="ModuleNotFoundError: No module named 'pydsmid'"))),
+        (
+            "syn",
+            dict(
+                execution=ExecutionResult(
+                    status="error",
+                    exit_code=1,
+                    error_type="SyntaxError",
+                    stderr_tail='  File "program.py", line 3\n    def f(:\nSyntaxError: invalid syntax',
+                )
+            ),
+        ),
+        (
+            "run",
+            dict(
+                execution=ExecutionResult(
+                    status="error",
+                    exit_code=1,
+                    error_type="ZeroDivisionError",
+                    stderr_tail="ZeroDivisionError: division by zero",
+                )
+            ),
+        ),
+        (
+            "mod1",
+            dict(
+                execution=ExecutionResult(
+                    status="error",
+                    exit_code=1,
+                    error_type="ModuleNotFoundError",
+                    missing_module="midutil",
+                    stderr_tail="ModuleNotFoundError: No module named 'midutil'",
+                )
+            ),
+        ),
+        (
+            "mod2",
+            dict(
+                execution=ExecutionResult(
+                    status="error",
+                    exit_code=1,
+                    error_type="ModuleNotFoundError",
+                    missing_module="midutil",
+                    stderr_tail="ModuleNotFoundError: No module named 'midutil'",
+                )
+            ),
+        ),
+        (
+            "mod3",
+            dict(
+                execution=ExecutionResult(
+                    status="error",
+                    exit_code=1,
+                    error_type="ModuleNotFoundError",
+                    missing_module="pydsmid",
+                    stderr_tail="ModuleNotFoundError: No module named 'pydsmid'",
+                )
+            ),
+        ),
         ("slow", dict(execution=ExecutionResult(status="timeout", wall_s=60.0))),
         ("oom", dict(execution=ExecutionResult(status="memory", exit_code=137, wall_s=3.1))),
-        ("none", dict(execution=ExecutionResult(status="no_output", exit_code=0, rejected=["no output.wav written"]))),
-        ("big", dict(execution=ExecutionResult(status="output_rejected", exit_code=0,
-                                               rejected=["output.wav: 300 MB over the 100 MB limit"]))),
+        (
+            "none",
+            dict(
+                execution=ExecutionResult(status="no_output", exit_code=0, rejected=["no output.wav written"])
+            ),
+        ),
+        (
+            "big",
+            dict(
+                execution=ExecutionResult(
+                    status="output_rejected",
+                    exit_code=0,
+                    rejected=["output.wav: 300 MB over the 100 MB limit"],
+                )
+            ),
+        ),
         ("llm", dict(generation=gen(LOCAL, "", status="llm_error", error="connection refused"))),
         ("prose", dict(generation=gen(LOCAL, "", status="no_code"))),
     ]
     for suffix, parts in failures:
-        it = item("notes", f"fail-{suffix}", "organ_electronic", ref_note[60], pitch=60, note_name="C4",
-                  instrument_family="organ", instrument_source="electronic")
-        o = ItemOutcome(run_id=RUN_ID, item=it, model=LOCAL, method="paper", prompt=prompt("notes", "paper", "..."),
-                        generation=parts.get("generation", gen(LOCAL, f"# program {suffix}\n")),
-                        execution=parts.get("execution"), stage_reached="execution")
+        it = item(
+            "notes",
+            f"fail-{suffix}",
+            "organ_electronic",
+            ref_note[60],
+            pitch=60,
+            note_name="C4",
+            instrument_family="organ",
+            instrument_source="electronic",
+        )
+        o = ItemOutcome(
+            run_id=RUN_ID,
+            item=it,
+            model=LOCAL,
+            method="paper",
+            prompt=prompt("notes", "paper", "..."),
+            generation=parts.get("generation", gen(LOCAL, f"# program {suffix}\n")),
+            execution=parts.get("execution"),
+            stage_reached="execution",
+        )
         save(o)
     # invalid audio: silence and a clipped square wave, which the gate refuses
     silence = np.zeros(SR * 4, dtype=np.float32)
     clipped = np.clip(4 * np.sign(note(60)), -1, 1).astype(np.float32)
-    for suffix, samples, problems in (("silent", silence, ["silent: peak 0.0"]),
-                                      ("clip", clipped, ["clipped: 98% of samples at full scale"])):
-        it = item("notes", f"fail-{suffix}", "organ_electronic", ref_note[60], pitch=60, instrument_family="organ")
-        o = ItemOutcome(run_id=RUN_ID, item=it, model=LOCAL, method="paper", prompt=prompt("notes", "paper", "..."),
-                        generation=gen(LOCAL, f"# {suffix}\n"), stage_reached="gate")
+    for suffix, samples, problems in (
+        ("silent", silence, ["silent: peak 0.0"]),
+        ("clip", clipped, ["clipped: 98% of samples at full scale"]),
+    ):
+        it = item(
+            "notes", f"fail-{suffix}", "organ_electronic", ref_note[60], pitch=60, instrument_family="organ"
+        )
+        o = ItemOutcome(
+            run_id=RUN_ID,
+            item=it,
+            model=LOCAL,
+            method="paper",
+            prompt=prompt("notes", "paper", "..."),
+            generation=gen(LOCAL, f"# {suffix}\n"),
+            stage_reached="gate",
+        )
         sha = write_wav(store.files_dir(outcome_key(LOCAL, "paper", it.id, 0)) / "output.wav", samples)
         o.execution, o.gate = ok_exec(sha), gate(samples, sha, problems)
         save(o)
 
     # environmental: 3 classes x 2 methods x 2 models, CLAP-shaped judgements
-    confidences = {(LOCAL, "detailed"): [(True, 0.41), (False, 0.2), None],
-                   (LOCAL, "detailed_description"): [(True, 0.62), (True, 0.35), (False, 0.3)],
-                   (GPT, "detailed"): [(True, 0.91), (True, 0.75), (False, 0.4)],
-                   (GPT, "detailed_description"): [(True, 0.88), (False, 0.22), (True, 0.55)]}
+    confidences = {
+        (LOCAL, "detailed"): [(True, 0.41), (False, 0.2), None],
+        (LOCAL, "detailed_description"): [(True, 0.62), (True, 0.35), (False, 0.3)],
+        (GPT, "detailed"): [(True, 0.91), (True, 0.75), (False, 0.4)],
+        (GPT, "detailed_description"): [(True, 0.88), (False, 0.22), (True, 0.55)],
+    }
     for (model, method), verdicts in confidences.items():
         for (cls, ref), verdict in zip(ref_env.items(), verdicts):
-            it = item("environmental", f"env-{cls}", cls, ref, display_name=cls.lower(),
-                      description=f"{cls}: a sound" if method == "detailed_description" else None)
-            o = ItemOutcome(run_id=RUN_ID, item=it, model=model, method=method,
-                            prompt=prompt("environmental", method, f"Provide Python code ... the sound of {cls}"),
-                            generation=gen(model), stage_reached="done")
+            it = item(
+                "environmental",
+                f"env-{cls}",
+                cls,
+                ref,
+                display_name=cls.lower(),
+                description=f"{cls}: a sound" if method == "detailed_description" else None,
+            )
+            o = ItemOutcome(
+                run_id=RUN_ID,
+                item=it,
+                model=model,
+                method=method,
+                prompt=prompt("environmental", method, f"Provide Python code ... the sound of {cls}"),
+                generation=gen(model),
+                stage_reached="done",
+            )
             if verdict is None:
-                o.execution = ExecutionResult(status="error", exit_code=1, error_type="ModuleNotFoundError",
-                                              missing_module="pyo", stderr_tail="No module named 'pyo'")
+                o.execution = ExecutionResult(
+                    status="error",
+                    exit_code=1,
+                    error_type="ModuleNotFoundError",
+                    missing_module="pyo",
+                    stderr_tail="No module named 'pyo'",
+                )
                 save(o)
                 continue
             correct, conf = verdict
-            o.judgements.append(Judgement(
-                judge="classify/offline-audio-knn", judge_version="1", audio_sha256="y", params={"seed": 0},
-                correct=correct, values={"choices": [cls, "Rain", "Cat", "Car", "Wind"],
-                                         "chosen": cls if correct else "Rain", "confidence": conf,
-                                         "expected_accuracy": 0.6 if correct else 0.2}))
+            o.judgements.append(
+                Judgement(
+                    judge="classify/offline-audio-knn",
+                    judge_version="1",
+                    audio_sha256="y",
+                    params={"seed": 0},
+                    correct=correct,
+                    values={
+                        "choices": [cls, "Rain", "Cat", "Car", "Wind"],
+                        "chosen": cls if correct else "Rain",
+                        "confidence": conf,
+                        "expected_accuracy": 0.6 if correct else 0.2,
+                    },
+                )
+            )
             save(o, noise_burst(seed=hash(cls) % 7))
 
     # speech: one word per model; the local model speaks something, GPT-4o's is judged right
     for model, correct, text in ((LOCAL, False, "no"), (GPT, True, "yes")):
         it = item("speech", "word-yes", "yes", ref_word, display_name="yes")
-        o = ItemOutcome(run_id=RUN_ID, item=it, model=model, method="paper",
-                        prompt=prompt("speech", "paper", "Provide Python code that synthesizes ... the word yes"),
-                        generation=gen(model), stage_reached="done")
-        o.judgements.append(Judgement(judge="speech/pocketsphinx", judge_version="5.1.1", audio_sha256="z",
-                                      correct=correct, values={"choices": ["yes", "no", "up", "down", "left"],
-                                                               "chosen": "yes" if correct else "no", "text": text}))
+        o = ItemOutcome(
+            run_id=RUN_ID,
+            item=it,
+            model=model,
+            method="paper",
+            prompt=prompt("speech", "paper", "Provide Python code that synthesizes ... the word yes"),
+            generation=gen(model),
+            stage_reached="done",
+        )
+        o.judgements.append(
+            Judgement(
+                judge="speech/pocketsphinx",
+                judge_version="5.1.1",
+                audio_sha256="z",
+                correct=correct,
+                values={
+                    "choices": ["yes", "no", "up", "down", "left"],
+                    "chosen": "yes" if correct else "no",
+                    "text": text,
+                },
+            )
+        )
         save(o, noise_burst(1.0, seed=3))
 
     fads = []
-    for model, values in ((LOCAL, {"keyboard": 12.4, "mallet": 8.1, "bass": 61.0}),
-                          (GPT, {"keyboard": 6.2, "mallet": 4.4, "bass": 17.5})):
+    for model, values in (
+        (LOCAL, {"keyboard": 12.4, "mallet": 8.1, "bass": 61.0}),
+        (GPT, {"keyboard": 6.2, "mallet": 4.4, "bass": 17.5}),
+    ):
         for label, value in values.items():
-            fads.append(FADResult(label=label, fad=value, n_gen=2 if label == "keyboard" else 1, n_ref=40,
-                                  embedding="logmel-stats-v1", baseline=3.1, ci=(value * 0.8, value * 1.3),
-                                  model=model, method="paper"))
+            fads.append(
+                FADResult(
+                    label=label,
+                    fad=value,
+                    n_gen=2 if label == "keyboard" else 1,
+                    n_ref=40,
+                    embedding="logmel-stats-v1",
+                    baseline=3.1,
+                    ci=(value * 0.8, value * 1.3),
+                    model=model,
+                    method="paper",
+                )
+            )
     store.save_fad(fads)
     return store
 
@@ -250,8 +475,10 @@ def test_failure_taxonomy_covers_every_kind(run):
     assert kinds["fail-run"] == ("runtime", "ZeroDivisionError")
     assert kinds["fail-mod3"] == ("missing_module", "pydsmid")
     assert kinds["fail-slow"][0] == "timeout" and kinds["fail-oom"][0] == "memory"
-    assert kinds["fail-none"][0] == "no_output" and kinds["fail-big"] == ("output_rejected",
-                                                                          "output.wav: 300 MB over the 100 MB limit")
+    assert kinds["fail-none"][0] == "no_output" and kinds["fail-big"] == (
+        "output_rejected",
+        "output.wav: 300 MB over the 100 MB limit",
+    )
     assert kinds["fail-llm"][0] == "llm_error" and kinds["fail-prose"] == ("no_code", "no_code")
     assert kinds["fail-silent"] == ("invalid_audio", "silent: peak 0.0")
     assert kinds["fail-clip"][0] == "invalid_audio"
@@ -269,19 +496,36 @@ def test_overview_counts_and_rates(run):
     assert local_notes["valid_audio_rate"] == pytest.approx(4 / 17)
     assert local_notes["valid_audio_ci_lo"] < 4 / 17 < local_notes["valid_audio_ci_hi"]
     assert ov.loc[(GPT, "notes", "paper")][["items", "valid_audio"]].tolist() == [4, 4]
-    assert ov.loc[(LOCAL, "environmental", "detailed")][["items", "executed_ok", "valid_audio"]].tolist() == [3, 2, 2]
+    assert ov.loc[(LOCAL, "environmental", "detailed")][["items", "executed_ok", "valid_audio"]].tolist() == [
+        3,
+        2,
+        2,
+    ]
 
 
 def test_failures_and_missing_modules(run):
     t = build_tables(run)
     kinds = t["failures"]
     local = kinds[(kinds["model"] == LOCAL) & (kinds["tier"] == "notes")].set_index("kind")["count"]
-    assert local.to_dict() == {"llm_error": 1, "no_code": 1, "syntax": 1, "runtime": 1, "missing_module": 3,
-                               "timeout": 1, "memory": 1, "no_output": 1, "output_rejected": 1,
-                               "invalid_audio": 2, "ok": 4}
+    assert local.to_dict() == {
+        "llm_error": 1,
+        "no_code": 1,
+        "syntax": 1,
+        "runtime": 1,
+        "missing_module": 3,
+        "timeout": 1,
+        "memory": 1,
+        "no_output": 1,
+        "output_rejected": 1,
+        "invalid_audio": 2,
+        "ok": 4,
+    }
     mods = t["missing_modules"]
-    assert mods[mods["model"] == LOCAL].set_index("module")["count"].to_dict() == {"midutil": 2, "pydsmid": 1,
-                                                                                   "pyo": 1}
+    assert mods[mods["model"] == LOCAL].set_index("module")["count"].to_dict() == {
+        "midutil": 2,
+        "pydsmid": 1,
+        "pyo": 1,
+    }
     det = t["failure_details"]
     assert set(det[det["kind"] == "invalid_audio"]["detail"]) == {"silent", "clipped"}
 
@@ -337,19 +581,36 @@ def test_usage_and_provenance(run):
     assert usage.loc[GPT, "cost"] == pytest.approx(11 * 0.0012)
     assert pd.isna(usage.loc[LOCAL, "cost"])  # unpriced, not zero
     judges = set(t["judges"]["judge"])
-    assert {"pitch/torchcrepe-full", "classify/offline-audio-knn", "speech/pocketsphinx",
-            "fad/logmel-stats-v1"} <= judges
+    assert {
+        "pitch/torchcrepe-full",
+        "classify/offline-audio-knn",
+        "speech/pocketsphinx",
+        "fad/logmel-stats-v1",
+    } <= judges
     assert "audio gate" in set(t["versions"]["what"])
 
 
 def test_report_files(run, report):
     assert report == run.dir / "report" / "index.html"
     text = report.read_text()
-    for name in ("overview", "failures", "missing_modules", "fad", "pitch", "environmental_table1",
-                 "confidence_histogram", "speech", "items", "usage", "judges"):
+    for name in (
+        "overview",
+        "failures",
+        "missing_modules",
+        "fad",
+        "pitch",
+        "environmental_table1",
+        "confidence_histogram",
+        "speech",
+        "items",
+        "usage",
+        "judges",
+    ):
         assert (report.parent / f"{name}.csv").exists()
-        assert len(pd.read_parquet(report.parent / f"{name}.parquet")) == len(pd.read_csv(report.parent / f"{name}.csv"))
-    assert "http://" not in text and "https://" not in text and "src=\"/" not in text
+        assert len(pd.read_parquet(report.parent / f"{name}.parquet")) == len(
+            pd.read_csv(report.parent / f"{name}.csv")
+        )
+    assert "http://" not in text and "https://" not in text and 'src="/' not in text
     assert text.count("<audio") >= 10 and "data:audio/wav;base64," in text
     assert "data:image/png;base64," in text
     for quoted in ("176", "164", "0.82", "1163", "919", "midutil"):
@@ -357,27 +618,57 @@ def test_report_files(run, report):
     assert pd.read_csv(report.parent / "missing_modules.csv")["count"].sum() == 4
 
 
+def copy_run(run: RunStore, target: Path, run_id: str) -> Path:
+    shutil.copytree(run.dir, target, ignore=shutil.ignore_patterns("report"))
+    manifest = json.loads((target / "run.json").read_text())
+    manifest["run_id"] = run_id
+    (target / "run.json").write_text(json.dumps(manifest))
+    return target
+
+
 def test_audio_cap_is_honoured(run, tmp_path):
-    small = build_report(run.dir, limits=ReportLimits(items_per_group=2, audio_mb=0.3))
+    copy = copy_run(run, tmp_path / RUN_ID, RUN_ID)
+    small = build_report(copy, limits=ReportLimits(items_per_group=2, audio_mb=0.3))
     text = small.read_text()
     clips = re.findall(r'src="data:audio/wav;base64,([^"]+)"', text)
     assert clips and sum(len(base64.b64decode(c)) for c in clips) <= 0.3 * 2**20
     assert "audio cap reached" in text
-    assert text.count("<details class=item>") <= 2 * 9  # 2 cards per run x model x tier x method
-    build_report(run.dir)  # leave the full report for the other tests
+    # 2 cards per model x tier x method: 6 groups of 3+ items, and 2 speech groups of 1
+    assert text.count("<details class=item") == 6 * 2 + 2 * 1
 
 
 def test_compare_runs_side_by_side(run, tmp_path):
-    other_dir = tmp_path / "other-run"
-    shutil.copytree(run.dir, other_dir)
-    manifest = json.loads((other_dir / "run.json").read_text())
-    manifest["run_id"] = "other-run"
-    (other_dir / "run.json").write_text(json.dumps(manifest))
-    path = build_report(run.dir, compare=[other_dir])
+    base = copy_run(run, tmp_path / RUN_ID, RUN_ID)
+    other = copy_run(run, tmp_path / "other-run", "other-run")
+    path = build_report(base, compare=[other], limits=ReportLimits(items_per_group=1))
     ov = pd.read_csv(path.parent / "overview.csv")
     assert set(ov["run"]) == {RUN_ID, "other-run"}
-    assert "@ other-run" in path.read_text()
-    build_report(run.dir)
+    assert len(ov) == 2 * 8
+    assert "local/qwen2.5-coder-1.5b @ other-run" in path.read_text()
+
+
+def test_empty_and_unfinished_runs(tmp_path):
+    manifest = RunManifest(
+        run_id="empty",
+        created="2026-11-26T13:00:00+00:00",
+        config_hash="0",
+        models=[LOCAL],
+        tiers=["notes"],
+        methods={"notes": ["paper"]},
+    )
+    store = RunStore.create(manifest, runs_dir=tmp_path)
+    assert "No data in this run." in build_report(store.dir).read_text()
+    it = ProbeItem(
+        id="n1", tier="notes", label="keyboard_acoustic", dataset="x", references=["/nonexistent.wav"]
+    )
+    waiting = ItemOutcome(
+        run_id="empty", item=it, model=LOCAL, method="paper", generation=gen(LOCAL), stage_reached="execution"
+    )
+    store.save_outcome(waiting)
+    path = build_report(store.dir)
+    assert build_tables(store)["overview"]["pending"].tolist() == [1]
+    assert "not finished" in path.read_text() and "reference: no file" in path.read_text()
+    assert "**not finished**" in summary_markdown(store)
 
 
 def test_summary_markdown(run, report):
@@ -390,21 +681,36 @@ def test_summary_markdown(run, report):
 @pytest.mark.browser
 def test_report_in_chromium(report):
     """Debian's chromium loads the page with no console error, and every <audio> can play its source."""
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright
+
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh browser)")
+    assert Path(chromium).exists(), "Debian's chromium is missing: run scripts/setup.sh browser"
     errors = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             page = browser.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: errors.append(f"network request {r.url}")
-                    if not r.url.startswith(("file:", "data:")) else None)
+            page.on(
+                "request",
+                lambda r: (
+                    errors.append(f"network request {r.url}")
+                    if not r.url.startswith(("file:", "data:"))
+                    else None
+                ),
+            )
             page.goto(report.as_uri(), wait_until="load")
             state = page.evaluate("""async () => {
                 const audios = [...document.querySelectorAll('audio')];
@@ -418,7 +724,8 @@ def test_report_in_chromium(report):
                     const buf = await (await fetch(a.currentSrc)).arrayBuffer();
                     try { return (await ctx.decodeAudioData(buf)).duration; } catch (e) { return -1; }
                 }));
-                return audios.map((a, i) => ({ready: a.readyState, duration: a.duration, error: a.error && a.error.code,
+                return audios.map((a, i) => ({ready: a.readyState, duration: a.duration,
+                                              error: a.error && a.error.code,
                                               canPlay: a.canPlayType('audio/wav'), decoded: decoded[i]}));
             }""")
             images = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")

@@ -125,7 +125,8 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     if isa("RateLimitError"):
         return "rate_limit", True
     if isa("ServiceUnavailableError", "InternalServerError", "BadGatewayError"):
-        return "server_error", True
+        # litellm reports a refused connection (a server that is down) as an InternalServerError.
+        return ("connection" if _refused(exc) else "server_error"), True
     if isa("APIConnectionError"):
         return "connection", True
     if isa("AuthenticationError", "PermissionDeniedError"):
@@ -149,6 +150,17 @@ def _litellm():
 
     litellm.suppress_debug_info = True  # it prints provider lists on stdout, where our JSON goes
     return litellm
+
+
+def _refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionError) or "Connect" in type(seen).__name__:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Connection error" in str(exc)
 
 
 def _preflight(target: Target) -> tuple[str, str] | None:
@@ -226,6 +238,8 @@ def generate(
 
     litellm = _litellm()
     messages = messages_for(prompt)
+    if target.local:  # llama-cpp-python's server answers one request at a time; more would only queue
+        ms = ms.model_copy(update={"max_concurrency": 1})
     sem, bucket = _limits(target.litellm_model, ms)
     attempts = 0
     while True:
@@ -237,7 +251,7 @@ def generate(
             try:
                 response = litellm.completion(
                     model=target.litellm_model, messages=messages, api_base=target.api_base,
-                    api_key=target.api_key, timeout=ms.timeout_s, num_retries=0, drop_params=True,
+                    api_key=target.api_key, timeout=ms.timeout_s, num_retries=0, max_retries=0, drop_params=True,
                     **{k: v for k, v in params.items() if v is not None},
                 )
             except Exception as exc:

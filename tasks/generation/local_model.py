@@ -12,12 +12,14 @@ its fastapi/pydantic pins never meet prefect's. litellm reaches it as `openai/<a
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -250,3 +252,31 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------- for the main job
+
+_servers: dict[tuple[str, int], LocalServer] = {}
+_servers_lock = threading.Lock()
+
+
+def is_local(model: str) -> bool:
+    return model == LOCAL_NAME
+
+
+def ensure_server(model: str = LOCAL_NAME, settings: Settings | None = None) -> LocalServer:
+    """A healthy server for the configured local model: reused if one answers, else started here and
+    stopped when this process exits (a run's own server does not outlive the run)."""
+    if not is_local(model):
+        raise LocalModelError(f"{model!r} is not the embedded model ({LOCAL_NAME!r})")
+    settings = settings or get_settings()
+    with _servers_lock:
+        key = (settings.local_model, settings.local_port)
+        server = _servers.get(key)
+        if server is not None and server.healthy():
+            return server
+        server = LocalServer(settings.local_model, settings).start()
+        if server.owned:
+            atexit.register(server.stop)
+        _servers[key] = server
+        return server

@@ -76,7 +76,7 @@ def fd_embeddings(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def band(fad: float | None, embedding: str) -> str | None:
-    if fad is None or embedding.split("/")[0] not in CALIBRATED_EMBEDDINGS:
+    if fad is None or not embedding.startswith(CALIBRATED_EMBEDDINGS):
         return None
     return next(name for limit, name in PAPER_BANDS if fad < limit)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from audioprobe.schema import Judgement
-from tasks.judges import audio
+from tasks.judges import audio, compat
 from tasks.judges.cache import JudgementCache
 
 SAMPLE_RATE = 16000
@@ -33,45 +33,20 @@ def midi_to_hz(midi: float) -> float:
     return 440.0 * 2 ** ((midi - 69) / 12)
 
 
+def default_model(device: str) -> str:
+    """`full` on a GPU; `tiny` on CPU, where full costs ~30 s per 4 s note on 2 cores (tiny: ~2 s)."""
+    return "full" if device.startswith("cuda") else "tiny"
+
+
 def judge_name(model: str = "full") -> str:
     return f"pitch/torchcrepe-{model}"
-
-
-def import_torchcrepe():
-    """torchcrepe, even where torchaudio cannot load.
-
-    torchcrepe imports torchaudio only for its file loader, which we do not use. PyPI's torchaudio
-    wheels are built against CUDA torch and one matching torch's version; with torch 2.13 CPU the
-    available torchaudio (2.11) fails to load its extension. Then a stub stands in for torchaudio.
-    """
-    import sys
-    import types
-
-    try:
-        import torchcrepe
-    except (OSError, ImportError) as exc:
-        if "torchaudio" not in repr(exc) and "torchaudio" not in str(getattr(exc, "name", "")):
-            raise
-        for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
-            del sys.modules[name]
-        for name in [m for m in sys.modules if m == "torchcrepe" or m.startswith("torchcrepe.")]:
-            del sys.modules[name]
-        stub = types.ModuleType("torchaudio")
-
-        def load(*_a, **_k):
-            raise RuntimeError(f"torchaudio is unavailable here ({exc}); audioprobe loads audio itself")
-
-        stub.load = load  # type: ignore[attr-defined]
-        sys.modules["torchaudio"] = stub
-        import torchcrepe
-    return torchcrepe
 
 
 def _weighted_argmax(logits):
     """torchcrepe.decode.weighted_argmax without dither: sigmoid-weighted mean of the 9 bins around the argmax."""
     import torch
 
-    torchcrepe = import_torchcrepe()
+    torchcrepe = compat.import_torchcrepe()
 
     bins = logits.argmax(dim=1)  # (batch, time)
     idx = torch.arange(logits.size(1), device=logits.device)[None, :, None]
@@ -86,7 +61,7 @@ def f0_track(wave16k: np.ndarray, model: str = "full", device: str = "cpu", batc
     """(f0 Hz, periodicity) per 10 ms frame."""
     import torch
 
-    torchcrepe = import_torchcrepe()
+    torchcrepe = compat.import_torchcrepe()
     x = torch.from_numpy(np.asarray(wave16k, dtype=np.float32))[None]
     with torch.inference_mode():
         f0, per = torchcrepe.predict(
@@ -122,9 +97,10 @@ def measure(wave16k: np.ndarray, midi: float, model: str = "full", device: str =
     return values
 
 
-def judge_file(path: str | Path, midi: float, *, model: str = "full", device: str = "cpu",
+def judge_file(path: str | Path, midi: float, *, model: str | None = None, device: str = "cpu",
                cache: JudgementCache | None = None) -> Judgement:
     cache = cache or JudgementCache()
+    model = model or default_model(device)
     sha = audio.sha256_file(path)
     name, params = judge_name(model), {"midi": midi}
 

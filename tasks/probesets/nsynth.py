@@ -2,8 +2,8 @@
 
 A path may be one split directory (nsynth-test/) or a folder holding several (nsynth-train/,
 nsynth-valid/, nsynth-test/); `split` picks one, otherwise all found are read. One item per sampled
-note; its references are the sampled notes of its (family, source) class, the set the paper scored
-its FAD against.
+note; its references are its (family, source) class's first `cap` notes in the sampler's order (which
+include the class's sampled notes): the ground-truth set a class's FAD is scored against.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audioprobe.schema import ProbeItem, SkippedItem
+from audioprobe.schema import ProbeItem, ReferenceClip, SkippedItem
 from tasks.probesets.common import ClipTable, DatasetError
 from tasks.probesets.descriptions import NSYNTH_QUALITIES, quality_descriptions
-from tasks.probesets.sampling import PAPER_CAP, PAPER_FAMILIES, PAPER_TOTAL, balanced_sample
+from tasks.probesets.sampling import PAPER_CAP, PAPER_FAMILIES, PAPER_TOTAL, balanced_sample, rank
 
 FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead", "vocal")
 SOURCES = ("acoustic", "electronic", "synthetic")
@@ -115,17 +115,27 @@ def items_from_notes(
         raise DatasetError("no NSynth notes in the requested families")
     total = PAPER_TOTAL if limit is None else limit
     sample, _ = balanced_sample(notes, lambda n: n.label, lambda n: n.note_str, total=total, cap=cap, seed=seed)
-
-    by_class: dict[str, list] = {}
-    usable: list[Note] = []
-    for n in sample:
-        clips = n.table.checked([n.audio], n.label, "notes", skipped)
-        if clips:
-            by_class.setdefault(n.label, []).append(clips[0])
-            usable.append(n)
+    # A class's references are its first `cap` notes in the sampler's order: the paper's 110 per class,
+    # a superset of the sampled notes of that class, and the same whatever --limit says.
+    classes: dict[str, list[Note]] = {}
+    for n in notes:
+        classes.setdefault(n.label, []).append(n)
+    wanted = {n.label for n in sample}
+    good: dict[str, ReferenceClip] = {}
+    refs_of: dict[str, list[ReferenceClip]] = {}
+    for label in sorted(wanted):
+        ranked = sorted(classes[label], key=lambda n: rank(seed, n.note_str))[:cap]
+        refs_of[label] = []
+        for n in ranked:
+            clips = n.table.checked([n.audio], label, "notes", skipped)
+            if clips:
+                good[n.note_str] = clips[0]
+                refs_of[label].append(clips[0])
     items = []
-    for n in usable:
-        refs = by_class[n.label]
+    for n in sample:
+        if n.note_str not in good:  # listed in `skipped` with the file's problem
+            continue
+        refs = refs_of[n.label]
         items.append(
             ProbeItem(
                 id=f"notes/{n.table.dataset}/{n.note_str}",

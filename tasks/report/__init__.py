@@ -8,4 +8,11 @@ from tasks.report.build import build_report, summary_markdown
 from tasks.report.html import ReportLimits
 from tasks.report.tables import ReportTables, build_tables, classify_failure
 
-__all__ = ["build_report", "summary_markdown", "build_tables", "classify_failure", "ReportLimits", "ReportTables"]
+__all__ = [
+    "build_report",
+    "summary_markdown",
+    "build_tables",
+    "classify_failure",
+    "ReportLimits",
+    "ReportTables",
+]

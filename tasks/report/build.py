@@ -24,18 +24,22 @@ def write_tables(rt: ReportTables, folder: Path) -> None:
         except (TypeError, ValueError, ArithmeticError):
             # judge values of mixed types in one column: Parquet wants one type, CSV kept them all
             df.astype({c: "string" for c in df.columns if df[c].dtype == object}).to_parquet(
-                folder / f"{name}.parquet", index=False)
+                folder / f"{name}.parquet", index=False
+            )
 
 
-def build_report(run_id_or_path: str | Path | RunStore, compare: list | None = None, *,
-                 limits: ReportLimits | None = None) -> Path:
-    """Build RUN's report under <run dir>/report/ (several runs side by side with compare); return index.html."""
+def build_report(
+    run_id_or_path: str | Path | RunStore, compare: list | None = None, *, limits: ReportLimits | None = None
+) -> Path:
+    """Build RUN's report under <run dir>/report/, compare's runs side by side; return index.html."""
     store = _open(run_id_or_path)
     rt = build_tables(store, [_open(c) for c in compare or []])
     folder = store.dir / "report"
     write_tables(rt, folder)
     index = folder / "index.html"
     atomic_write(index, render(rt, limits))
+    for path in folder.iterdir():  # temp files are 0600; a report is for reading and sharing
+        path.chmod(0o644)
     return index
 
 
@@ -48,16 +52,28 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
     store = _open(store)
     rt = rt or build_tables(store)
     m = rt.runs[0]
-    lines = [f"## audioprobe run `{m.run_id}`", "",
-             f"models: {', '.join(m.models)} · tiers: {', '.join(m.tiers)} · {len(rt.rows)} outcomes"
-             + ("" if m.finished else " · **not finished**"), "",
-             "| model | tier | method | generated | executed OK | valid audio |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"## audioprobe run `{m.run_id}`",
+        "",
+        f"models: {', '.join(m.models)} · tiers: {', '.join(m.tiers)} · {len(rt.rows)} outcomes"
+        + ("" if m.finished else " · **not finished**"),
+        "",
+        "| model | tier | method | generated | executed OK | valid audio |",
+        "|---|---|---|---|---|---|",
+    ]
     for _, r in rt["overview"].iterrows():
         n = int(r["items"])
-        lines.append(f"| {r['model']} | {r['tier']} | {r['method']} | {_pct(int(r['generated']), n)} | "
-                     f"{_pct(int(r['executed_ok']), n)} | {_pct(int(r['valid_audio']), n)} |")
+        lines.append(
+            f"| {r['model']} | {r['tier']} | {r['method']} | {_pct(int(r['generated']), n)} | "
+            f"{_pct(int(r['executed_ok']), n)} | {_pct(int(r['valid_audio']), n)} |"
+        )
     fails = rt["failures"]
-    fails = fails[~fails["kind"].isin(["ok", "pending"])].groupby("kind")["count"].sum().sort_values(ascending=False)
+    fails = (
+        fails[~fails["kind"].isin(["ok", "pending"])]
+        .groupby("kind")["count"]
+        .sum()
+        .sort_values(ascending=False)
+    )
     if len(fails):
         lines += ["", "**Failures:** " + ", ".join(f"{KIND_LABELS[k]} {int(v)}" for k, v in fails.items())]
     mods = rt["missing_modules"]
@@ -66,21 +82,33 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
         lines.append("**Missing modules:** " + ", ".join(f"`{k}` {int(v)}" for k, v in top.items()))
     sim = rt["notes_similarity"]
     for _, r in sim.iterrows():
-        lines.append(f"**Notes FAD ({r['embedding']}), {r['model']}:** {int(r['highly_classes'])}/{int(r['classes'])} "
-                     f"instruments highly similar (<10), median FAD {r['median_fad']:.1f}")
+        lines.append(
+            f"**Notes FAD ({r['embedding']}), {r['model']}:** {int(r['highly_classes'])}/{int(r['classes'])} "
+            f"instruments highly similar (<10), median FAD {r['median_fad']:.1f}"
+        )
     for _, r in rt["pitch"].groupby("model")[["correct", "measurable"]].sum().iterrows():
         lines.append(f"**Pitch within ±50 cents, {_}:** {_pct(int(r['correct']), int(r['measurable']))}")
     for _, r in rt["environmental_table1"].iterrows():
-        conf = "" if pd.isna(r["mean_conf_correct"]) else f", mean confidence on correct {r['mean_conf_correct']:.2f}"
-        lines.append(f"**Environmental 5-way, {r['model']} / {r['method']}:** "
-                     f"{_pct(int(r['correct']), int(r['judged']))} correct of judged (chance 20%){conf}")
+        conf = (
+            ""
+            if pd.isna(r["mean_conf_correct"])
+            else f", mean confidence on correct {r['mean_conf_correct']:.2f}"
+        )
+        lines.append(
+            f"**Environmental 5-way, {r['model']} / {r['method']}:** "
+            f"{_pct(int(r['correct']), int(r['judged']))} correct of judged (chance 20%){conf}"
+        )
     for _, r in rt["speech"].iterrows():
-        lines.append(f"**Speech 5-way, {r['model']}:** {_pct(int(r['correct']), int(r['judged']))} (chance 20%)")
+        lines.append(
+            f"**Speech 5-way, {r['model']}:** {_pct(int(r['correct']), int(r['judged']))} (chance 20%)"
+        )
     usage = rt["usage"]
     if len(usage):
         cost = usage["cost"].dropna().sum()
-        lines.append(f"**Tokens:** {int(usage['tokens_in'].sum()):,} in / {int(usage['tokens_out'].sum()):,} out"
-                     + (f" · cost ${cost:.4f}" if cost else ""))
+        lines.append(
+            f"**Tokens:** {int(usage['tokens_in'].sum()):,} in / {int(usage['tokens_out'].sum()):,} out"
+            + (f" · cost ${cost:.4f}" if cost else "")
+        )
     report = store.dir / "report" / "index.html"
     if report.exists():
         lines += ["", f"Report: `{report}`"]

@@ -25,8 +25,15 @@ from tasks.report import paper  # noqa: E402
 CLIP_SECONDS = 10.0
 MAX_RATE = 48000
 COLORS = ["#3b6ea8", "#d08c2f", "#5a9e5a", "#a8456b", "#7a68a6", "#4a9ca8", "#8c6d46", "#666666"]
-plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                     "figure.dpi": 110, "savefig.bbox": "tight"})
+plt.rcParams.update(
+    {
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "figure.dpi": 110,
+        "savefig.bbox": "tight",
+    }
+)
 
 
 def read_clip(path: Path) -> tuple[np.ndarray, int]:
@@ -59,18 +66,27 @@ def _png(fig) -> str:
 
 
 def spectrograms(clips: list[tuple[str, np.ndarray, int]]) -> str:
-    """Log spectrograms side by side (generated, reference), one PNG."""
+    """Log-frequency spectrograms side by side (generated, reference) on one dB scale, one PNG."""
     fig, axes = plt.subplots(1, len(clips), figsize=(3.2 * len(clips), 1.9), squeeze=False)
-    for ax, (title, mono, rate) in zip(axes[0], clips):
-        if len(mono) < 64:
+    specs = []
+    for _, mono, rate in clips:
+        if len(mono) < 256:
+            specs.append(None)
+            continue
+        f, t, s = spectrogram(mono, fs=rate, nperseg=1024 if len(mono) >= 4096 else 256)
+        specs.append((f[1:], t, 10 * np.log10(s[1:] + 1e-12)))
+    top = max((float(sp[2].max()) for sp in specs if sp is not None), default=0.0)
+    for ax, (title, _, rate), sp in zip(axes[0], clips, specs):
+        if sp is None:
             ax.text(0.5, 0.5, "too short", ha="center", va="center", transform=ax.transAxes)
         else:
-            f, t, s = spectrogram(mono, fs=rate, nperseg=min(512, len(mono)), noverlap=None)
-            ax.pcolormesh(t, f / 1000, 10 * np.log10(s + 1e-10), shading="auto", cmap="magma", vmin=-100, vmax=-10)
-            ax.set_ylim(0, min(rate / 2000, 8))
+            f, t, db = sp
+            ax.pcolormesh(t, f, db, shading="auto", cmap="magma", vmin=top - 90, vmax=top)
+            ax.set_yscale("log")
+            ax.set_ylim(30, rate / 2)
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("s", fontsize=7)
-        ax.set_ylabel("kHz", fontsize=7)
+        ax.set_ylabel("Hz", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
     return _png(fig)
@@ -97,16 +113,29 @@ def figure_fad(fad: pd.DataFrame, labels: list[str]) -> str | None:
         pos = x - 0.4 + width * (i + 0.5)
         err = None
         if sub["ci_lo"].notna().any():
-            err = np.vstack([(sub["fad"] - sub["ci_lo"]).clip(lower=0).fillna(0),
-                             (sub["ci_hi"] - sub["fad"]).clip(lower=0).fillna(0)])
+            err = np.vstack(
+                [
+                    (sub["fad"] - sub["ci_lo"]).clip(lower=0).fillna(0),
+                    (sub["ci_hi"] - sub["fad"]).clip(lower=0).fillna(0),
+                ]
+            )
         ax.bar(pos, sub["fad"], width, yerr=err, capsize=2, label=who, color=COLORS[i % len(COLORS)])
-        ax.scatter(pos, sub["baseline"], marker="_", s=120, color="black", zorder=3,
-                   label="reference baseline" if i == 0 else None)
+        ax.scatter(
+            pos,
+            sub["baseline"],
+            marker="_",
+            s=120,
+            color="black",
+            zorder=3,
+            label="reference baseline" if i == 0 else None,
+        )
     ax.axhspan(0, paper.BAND_HIGH, color="#5a9e5a", alpha=0.08)
     ax.axhspan(paper.BAND_HIGH, paper.BAND_MODERATE, color="#d08c2f", alpha=0.08)
     ax.axhline(paper.BAND_HIGH, color="#5a9e5a", lw=0.8, ls="--")
     ax.axhline(paper.BAND_MODERATE, color="#d08c2f", lw=0.8, ls="--")
-    ax.set_xticks(x, labels, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center")
+    ax.set_xticks(
+        x, labels, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center"
+    )
     ax.set_ylabel("FAD (lower is closer)")
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     return _png(fig)
@@ -136,7 +165,12 @@ def figure_confidence(hist: pd.DataFrame) -> str | None:
     if df.empty or df["count"].sum() == 0:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 2.5))
-    series = [("paper (GPT-4 + Llama 3.1-70b)", [paper.FIG4["bins"][b] / paper.FIG4["n"] for b in paper.CONF_BIN_LABELS])]
+    series = [
+        (
+            "paper (GPT-4 + Llama 3.1-70b)",
+            [paper.FIG4["bins"][b] / paper.FIG4["n"] for b in paper.CONF_BIN_LABELS],
+        )
+    ]
     for (run, model), g in df.groupby(["run", "model"]):
         g = g.set_index("bin").reindex(paper.CONF_BIN_LABELS)
         name = model if df["run"].nunique() == 1 else f"{model} @ {run}"
@@ -149,5 +183,5 @@ def figure_confidence(hist: pd.DataFrame) -> str | None:
     ax.set_xticks(x, paper.CONF_BIN_LABELS)
     ax.set_xlabel("CLAP-style confidence of correctly classified clips")
     ax.set_ylabel("% of correct clips")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     return _png(fig)

@@ -26,13 +26,38 @@ NOTES_GENERATED = [
 
 # Section 4.2.1 and Table 1: 200 FSD50K classes per method; CLAP 5-way.
 TABLE1 = [
-    {"model": "GPT-4", "method": "detailed", "items": 200, "generated": 176, "correct": 42, "mean_conf": 0.82},
-    {"model": "GPT-4", "method": "detailed_description", "items": 200, "generated": 164, "correct": 36,
-     "mean_conf": 0.83},
-    {"model": "Llama 3.1-70b", "method": "detailed", "items": 200, "generated": 98, "correct": 16,
-     "mean_conf": 0.72},
-    {"model": "Llama 3.1-70b", "method": "detailed_description", "items": 200, "generated": 95, "correct": 25,
-     "mean_conf": 0.77},
+    {
+        "model": "GPT-4",
+        "method": "detailed",
+        "items": 200,
+        "generated": 176,
+        "correct": 42,
+        "mean_conf": 0.82,
+    },
+    {
+        "model": "GPT-4",
+        "method": "detailed_description",
+        "items": 200,
+        "generated": 164,
+        "correct": 36,
+        "mean_conf": 0.83,
+    },
+    {
+        "model": "Llama 3.1-70b",
+        "method": "detailed",
+        "items": 200,
+        "generated": 98,
+        "correct": 16,
+        "mean_conf": 0.72,
+    },
+    {
+        "model": "Llama 3.1-70b",
+        "method": "detailed_description",
+        "items": 200,
+        "generated": 95,
+        "correct": 25,
+        "mean_conf": 0.77,
+    },
 ]
 
 # Appendix, "deep dive into correctly generated audio" (Figure 4): 119 correct of 533.

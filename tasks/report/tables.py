@@ -16,18 +16,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audioprobe.schema import ItemOutcome, RunManifest
+from audioprobe.schema import TIERS, ItemOutcome, RunManifest
 from tasks.records import RunStore, outcome_key
 from tasks.report import paper
 
 # The failure taxonomy, in pipeline order; "ok" is valid audio, "pending" a record not finished yet.
-KINDS = ("llm_error", "no_code", "syntax", "runtime", "missing_module", "timeout", "memory", "no_output",
-         "output_rejected", "invalid_audio", "pending", "ok")
+KINDS = (
+    "llm_error",
+    "no_code",
+    "syntax",
+    "runtime",
+    "missing_module",
+    "timeout",
+    "memory",
+    "no_output",
+    "output_rejected",
+    "invalid_audio",
+    "pending",
+    "ok",
+)
 KIND_LABELS = {
-    "llm_error": "LLM error", "no_code": "no code", "syntax": "syntax error", "runtime": "runtime error",
-    "missing_module": "missing module", "timeout": "timeout", "memory": "out of memory",
-    "no_output": "no output file", "output_rejected": "output rejected", "invalid_audio": "invalid audio",
-    "pending": "not finished", "ok": "valid audio",
+    "llm_error": "LLM error",
+    "no_code": "no code",
+    "syntax": "syntax error",
+    "runtime": "runtime error",
+    "missing_module": "missing module",
+    "timeout": "timeout",
+    "memory": "out of memory",
+    "no_output": "no output file",
+    "output_rejected": "output rejected",
+    "invalid_audio": "invalid audio",
+    "pending": "not finished",
+    "ok": "valid audio",
 }
 _SYNTAX = {"SyntaxError", "IndentationError", "TabError"}
 _NO_CODE = {"no_code", "empty", "refusal"}
@@ -144,15 +164,29 @@ def overview(rows: list[Row]) -> pd.DataFrame:
     for (run, model, tier, method), outs in sorted(groups.items()):
         flags = [_stages(o) for o in outs]
         n = len(outs)
-        rec = {"run": run, "model": model, "tier": tier, "method": method, "items": n,
-               "generated": sum(f[0] for f in flags), "executed_ok": sum(f[1] for f in flags),
-               "valid_audio": sum(f[2] for f in flags),
-               "pending": sum(classify_failure(o)[0] == "pending" for o in outs)}
+        rec = {
+            "run": run,
+            "model": model,
+            "tier": tier,
+            "method": method,
+            "items": n,
+            "generated": sum(f[0] for f in flags),
+            "executed_ok": sum(f[1] for f in flags),
+            "valid_audio": sum(f[2] for f in flags),
+            "pending": sum(classify_failure(o)[0] == "pending" for o in outs),
+        }
         for name in ("generated", "executed_ok", "valid_audio"):
             _rate_cols(rec, rec[name], n, name)
         records.append(rec)
-    cols = GROUP + ["items", "generated", "executed_ok", "valid_audio", "pending"] + [
-        f"{s}_{c}" for s in ("generated", "executed_ok", "valid_audio") for c in ("rate", "ci_lo", "ci_hi")]
+    cols = (
+        GROUP
+        + ["items", "generated", "executed_ok", "valid_audio", "pending"]
+        + [
+            f"{s}_{c}"
+            for s in ("generated", "executed_ok", "valid_audio")
+            for c in ("rate", "ci_lo", "ci_hi")
+        ]
+    )
     return _frame(records, cols)
 
 
@@ -173,15 +207,25 @@ def failures(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
                 details[base + (kind, problem.split(":")[0].strip())] += 1
         elif kind not in ("ok", "pending"):
             details[base + (kind, detail.split("\n")[0][:120])] += 1
-    kind_df = _frame([dict(zip(GROUP + ["kind", "count"], k + (v,))) for k, v in sorted(kinds.items())],
-                     GROUP + ["kind", "count"])
+    kind_df = _frame(
+        [dict(zip(GROUP + ["kind", "count"], k + (v,))) for k, v in sorted(kinds.items())],
+        GROUP + ["kind", "count"],
+    )
     kind_df["label"] = kind_df["kind"].map(KIND_LABELS)
-    mod_df = _frame([{"run": k[0], "model": k[1], "module": k[2], "count": v}
-                     for k, v in sorted(modules.items(), key=lambda kv: (-kv[1], kv[0]))],
-                    ["run", "model", "module", "count"])
-    det_df = _frame([dict(zip(GROUP + ["kind", "detail", "count"], k + (v,)))
-                     for k, v in sorted(details.items(), key=lambda kv: (kv[0][:5], -kv[1]))],
-                    GROUP + ["kind", "detail", "count"])
+    mod_df = _frame(
+        [
+            {"run": k[0], "model": k[1], "module": k[2], "count": v}
+            for k, v in sorted(modules.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        ["run", "model", "module", "count"],
+    )
+    det_df = _frame(
+        [
+            dict(zip(GROUP + ["kind", "detail", "count"], k + (v,)))
+            for k, v in sorted(details.items(), key=lambda kv: (kv[0][:5], -kv[1]))
+        ],
+        GROUP + ["kind", "detail", "count"],
+    )
     return kind_df, mod_df, det_df
 
 
@@ -195,13 +239,38 @@ def fad_table(stores: list[RunStore], manifests: list[RunManifest]) -> pd.DataFr
             if model is None and len(manifest.models) == 1:
                 model = manifest.models[0]
             lo, hi = r.ci if r.ci else (None, None)
-            records.append({
-                "run": store.run_id, "model": model or "?", "method": method or "paper", "label": label,
-                "fad": _num(r.fad), "ci_lo": _num(lo), "ci_hi": _num(hi), "baseline": _num(r.baseline),
-                "n_gen": r.n_gen, "n_ref": r.n_ref, "embedding": r.embedding,
-                "band": r.band or paper.fad_band(_num(r.fad)), "note": r.note})
-    cols = ["run", "model", "method", "label", "fad", "ci_lo", "ci_hi", "baseline", "n_gen", "n_ref",
-            "embedding", "band", "note"]
+            records.append(
+                {
+                    "run": store.run_id,
+                    "model": model or "?",
+                    "method": method or "paper",
+                    "label": label,
+                    "fad": _num(r.fad),
+                    "ci_lo": _num(lo),
+                    "ci_hi": _num(hi),
+                    "baseline": _num(r.baseline),
+                    "n_gen": r.n_gen,
+                    "n_ref": r.n_ref,
+                    "embedding": r.embedding,
+                    "band": r.band or paper.fad_band(_num(r.fad)),
+                    "note": r.note,
+                }
+            )
+    cols = [
+        "run",
+        "model",
+        "method",
+        "label",
+        "fad",
+        "ci_lo",
+        "ci_hi",
+        "baseline",
+        "n_gen",
+        "n_ref",
+        "embedding",
+        "band",
+        "note",
+    ]
     return _frame(records, cols)
 
 
@@ -221,8 +290,14 @@ def notes_similarity(fad: pd.DataFrame, families: set[str]) -> pd.DataFrame:
         g = g[g["label"].map(lambda s: _is_class_label(s, families))]
         if g.empty:
             continue
-        rec = {"run": run, "model": model, "method": method, "classes": len(g), "notes": int(g["n_gen"].sum()),
-               "embedding": ", ".join(sorted(set(g["embedding"])))}
+        rec = {
+            "run": run,
+            "model": model,
+            "method": method,
+            "classes": len(g),
+            "notes": int(g["n_gen"].sum()),
+            "embedding": ", ".join(sorted(set(g["embedding"]))),
+        }
         for band in paper.BANDS:
             sel = g[g["fad"].map(paper.fad_band) == band]
             key = band.split()[0]
@@ -231,8 +306,11 @@ def notes_similarity(fad: pd.DataFrame, families: set[str]) -> pd.DataFrame:
             rec[f"{key}_notes_share"] = sel["n_gen"].sum() / rec["notes"] if rec["notes"] else None
         rec["median_fad"] = float(g["fad"].median())
         records.append(rec)
-    cols = ["run", "model", "method", "classes", "notes", "embedding"] + [
-        f"{b.split()[0]}_{c}" for b in paper.BANDS for c in ("classes", "share", "notes_share")] + ["median_fad"]
+    cols = (
+        ["run", "model", "method", "classes", "notes", "embedding"]
+        + [f"{b.split()[0]}_{c}" for b in paper.BANDS for c in ("classes", "share", "notes_share")]
+        + ["median_fad"]
+    )
     return _frame(records, cols)
 
 
@@ -243,21 +321,49 @@ def pitch(rows: list[Row]) -> pd.DataFrame:
         if o.item.tier != "notes":
             continue
         for j in _judgements(o, "pitch"):
-            groups.setdefault((r.run, o.model, o.method, o.item.instrument_family or o.item.label), []).append(j)
+            groups.setdefault(
+                (r.run, o.model, o.method, o.item.instrument_family or o.item.label), []
+            ).append(j)
     records = []
     for (run, model, method, instrument), js in sorted(groups.items()):
-        measured = [j for j in js if j.values.get("measurable", True) and _num(j.values.get("cents_error")) is not None]
+        measured = [
+            j
+            for j in js
+            if j.values.get("measurable", True) and _num(j.values.get("cents_error")) is not None
+        ]
         cents = [abs(_num(j.values["cents_error"])) for j in measured]
         correct = sum(_pitch_correct(j) for j in measured)
-        rec = {"run": run, "model": model, "method": method, "instrument": instrument, "judged": len(js),
-               "measurable": len(measured), "correct": correct,
-               "octave_errors": sum(bool(j.values.get("octave_error")) for j in measured),
-               "median_abs_cents": float(np.median(cents)) if cents else None,
-               "tolerance_cents": PITCH_TOLERANCE_CENTS, "judge": _judge_names(js)}
+        rec = {
+            "run": run,
+            "model": model,
+            "method": method,
+            "instrument": instrument,
+            "judged": len(js),
+            "measurable": len(measured),
+            "correct": correct,
+            "octave_errors": sum(bool(j.values.get("octave_error")) for j in measured),
+            "median_abs_cents": float(np.median(cents)) if cents else None,
+            "tolerance_cents": PITCH_TOLERANCE_CENTS,
+            "judge": _judge_names(js),
+        }
         _rate_cols(rec, correct, len(measured), "accuracy")
         records.append(rec)
-    cols = ["run", "model", "method", "instrument", "judged", "measurable", "correct", "accuracy_rate",
-            "accuracy_ci_lo", "accuracy_ci_hi", "octave_errors", "median_abs_cents", "tolerance_cents", "judge"]
+    cols = [
+        "run",
+        "model",
+        "method",
+        "instrument",
+        "judged",
+        "measurable",
+        "correct",
+        "accuracy_rate",
+        "accuracy_ci_lo",
+        "accuracy_ci_hi",
+        "octave_errors",
+        "median_abs_cents",
+        "tolerance_cents",
+        "judge",
+    ]
     return _frame(records, cols)
 
 
@@ -279,12 +385,20 @@ def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         correct = [j for j in js if j.correct]
         conf = [c for c in (_num(j.values.get("confidence")) for j in correct) if c is not None]
         expected = [c for c in (_num(j.values.get("expected_accuracy")) for j in js) if c is not None]
-        rec = {"run": run, "model": model, "method": method, "items": len(outs),
-               "wav_produced": sum(_stages(o)[1] for o in outs), "valid_audio": sum(_stages(o)[2] for o in outs),
-               "judged": len(js), "correct": len(correct),
-               "mean_conf_correct": float(np.mean(conf)) if conf else None,
-               "mean_expected_accuracy": float(np.mean(expected)) if expected else None,
-               "chance": 0.2, "judge": _judge_names(js)}
+        rec = {
+            "run": run,
+            "model": model,
+            "method": method,
+            "items": len(outs),
+            "wav_produced": sum(_stages(o)[1] for o in outs),
+            "valid_audio": sum(_stages(o)[2] for o in outs),
+            "judged": len(js),
+            "correct": len(correct),
+            "mean_conf_correct": float(np.mean(conf)) if conf else None,
+            "mean_expected_accuracy": float(np.mean(expected)) if expected else None,
+            "chance": 0.2,
+            "judge": _judge_names(js),
+        }
         _rate_cols(rec, len(correct), len(js), "accuracy")
         table.append(rec)
         confs[(run, model, method)] = conf
@@ -292,19 +406,54 @@ def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         confs.setdefault(("all", "all", "all"), []).extend(conf)
     hist, stats = [], []
     for (run, model, method), conf in sorted(confs.items()):
-        counts, _ = np.histogram(np.clip(conf, 0, 1), bins=paper.CONF_BINS) if conf else (np.zeros(4, int), None)
+        counts, _ = (
+            np.histogram(np.clip(conf, 0, 1), bins=paper.CONF_BINS) if conf else (np.zeros(4, int), None)
+        )
         for label, c in zip(paper.CONF_BIN_LABELS, counts):
-            hist.append({"run": run, "model": model, "method": method, "bin": label, "count": int(c),
-                         "share": c / len(conf) if conf else None})
-        stats.append({"run": run, "model": model, "method": method, "n": len(conf),
-                      "max": max(conf) if conf else None, "min": min(conf) if conf else None,
-                      "mean": float(np.mean(conf)) if conf else None,
-                      "median": float(np.median(conf)) if conf else None})
-    t_cols = ["run", "model", "method", "items", "wav_produced", "valid_audio", "judged", "correct",
-              "accuracy_rate", "accuracy_ci_lo", "accuracy_ci_hi", "mean_conf_correct", "mean_expected_accuracy",
-              "chance", "judge"]
-    return (_frame(table, t_cols), _frame(hist, ["run", "model", "method", "bin", "count", "share"]),
-            _frame(stats, ["run", "model", "method", "n", "max", "min", "mean", "median"]))
+            hist.append(
+                {
+                    "run": run,
+                    "model": model,
+                    "method": method,
+                    "bin": label,
+                    "count": int(c),
+                    "share": c / len(conf) if conf else None,
+                }
+            )
+        stats.append(
+            {
+                "run": run,
+                "model": model,
+                "method": method,
+                "n": len(conf),
+                "max": max(conf) if conf else None,
+                "min": min(conf) if conf else None,
+                "mean": float(np.mean(conf)) if conf else None,
+                "median": float(np.median(conf)) if conf else None,
+            }
+        )
+    t_cols = [
+        "run",
+        "model",
+        "method",
+        "items",
+        "wav_produced",
+        "valid_audio",
+        "judged",
+        "correct",
+        "accuracy_rate",
+        "accuracy_ci_lo",
+        "accuracy_ci_hi",
+        "mean_conf_correct",
+        "mean_expected_accuracy",
+        "chance",
+        "judge",
+    ]
+    return (
+        _frame(table, t_cols),
+        _frame(hist, ["run", "model", "method", "bin", "count", "share"]),
+        _frame(stats, ["run", "model", "method", "n", "max", "min", "mean", "median"]),
+    )
 
 
 def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -316,21 +465,51 @@ def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         groups.setdefault((r.run, o.model, o.method), []).append(o)
         for j in _judgements(o, "speech"):
-            texts.append({"run": r.run, "model": o.model, "method": o.method, "item": o.item.id,
-                          "word": o.item.label, "chosen": j.values.get("chosen"), "correct": j.correct,
-                          "text": j.values.get("text"), "choices": json.dumps(j.values.get("choices")),
-                          "judge": f"{j.judge} {j.judge_version}".strip()})
+            texts.append(
+                {
+                    "run": r.run,
+                    "model": o.model,
+                    "method": o.method,
+                    "item": o.item.id,
+                    "word": o.item.label,
+                    "chosen": j.values.get("chosen"),
+                    "correct": j.correct,
+                    "text": j.values.get("text"),
+                    "choices": json.dumps(j.values.get("choices")),
+                    "judge": f"{j.judge} {j.judge_version}".strip(),
+                }
+            )
     acc = []
     for (run, model, method), outs in sorted(groups.items()):
         js = [j for o in outs for j in _judgements(o, "speech")]
         k = sum(bool(j.correct) for j in js)
-        rec = {"run": run, "model": model, "method": method, "items": len(outs),
-               "valid_audio": sum(_stages(o)[2] for o in outs), "judged": len(js), "correct": k,
-               "chance": 0.2, "judge": _judge_names(js)}
+        rec = {
+            "run": run,
+            "model": model,
+            "method": method,
+            "items": len(outs),
+            "valid_audio": sum(_stages(o)[2] for o in outs),
+            "judged": len(js),
+            "correct": k,
+            "chance": 0.2,
+            "judge": _judge_names(js),
+        }
         _rate_cols(rec, k, len(js), "accuracy")
         acc.append(rec)
-    a_cols = ["run", "model", "method", "items", "valid_audio", "judged", "correct", "accuracy_rate",
-              "accuracy_ci_lo", "accuracy_ci_hi", "chance", "judge"]
+    a_cols = [
+        "run",
+        "model",
+        "method",
+        "items",
+        "valid_audio",
+        "judged",
+        "correct",
+        "accuracy_rate",
+        "accuracy_ci_lo",
+        "accuracy_ci_hi",
+        "chance",
+        "judge",
+    ]
     t_cols = ["run", "model", "method", "item", "word", "chosen", "correct", "text", "choices", "judge"]
     return _frame(acc, a_cols), _frame(texts, t_cols)
 
@@ -341,14 +520,28 @@ def items(rows: list[Row]) -> pd.DataFrame:
         o = r.outcome
         kind, detail = classify_failure(o)
         g, e, gate = o.generation, o.execution, o.gate
-        rec = {"run": r.run, "model": o.model, "tier": o.item.tier, "method": o.method, "item": o.item.id,
-               "label": o.item.label, "sample": o.sample, "kind": kind, "detail": detail,
-               "stage": o.stage_reached, "extraction": g.extraction_status if g else None,
-               "exec_status": e.status if e else None, "wall_s": e.wall_s if e else None,
-               "gate_ok": gate.ok if gate else None, "gate_problems": ", ".join(gate.problems) if gate else None,
-               "duration_s": gate.duration_s if gate else None,
-               "tokens_in": g.tokens_in if g else None, "tokens_out": g.tokens_out if g else None,
-               "cost": g.cost if g else None, "key": r.key}
+        rec = {
+            "run": r.run,
+            "model": o.model,
+            "tier": o.item.tier,
+            "method": o.method,
+            "item": o.item.id,
+            "label": o.item.label,
+            "sample": o.sample,
+            "kind": kind,
+            "detail": detail,
+            "stage": o.stage_reached,
+            "extraction": g.extraction_status if g else None,
+            "exec_status": e.status if e else None,
+            "wall_s": e.wall_s if e else None,
+            "gate_ok": gate.ok if gate else None,
+            "gate_problems": ", ".join(gate.problems) if gate else None,
+            "duration_s": gate.duration_s if gate else None,
+            "tokens_in": g.tokens_in if g else None,
+            "tokens_out": g.tokens_out if g else None,
+            "cost": g.cost if g else None,
+            "key": r.key,
+        }
         for j in o.judgements:
             prefix = j.judge.split("/")[0]
             rec[f"{prefix}_judge"] = f"{j.judge} {j.judge_version}".strip()
@@ -359,7 +552,13 @@ def items(rows: list[Row]) -> pd.DataFrame:
                 if name in j.values:
                     rec[f"{prefix}_{name}"] = j.values[name]
         records.append(rec)
-    return pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=["run", "model", "tier", "item"])
+    if not records:
+        return pd.DataFrame(columns=["run", "model", "tier", "item"])
+    df = pd.DataFrame.from_records(records)
+    order = df["tier"].map({t: i for i, t in enumerate(TIERS)})
+    return (
+        df.assign(_o=order).sort_values(["run", "model", "_o", "method", "item", "sample"]).drop(columns="_o")
+    )
 
 
 def usage(rows: list[Row]) -> pd.DataFrame:
@@ -371,13 +570,33 @@ def usage(rows: list[Row]) -> pd.DataFrame:
     for (run, model), gens in sorted(groups.items()):
         priced = [g.cost for g in gens if g.cost is not None]
         lat = [g.latency_s for g in gens if g.latency_s is not None]
-        records.append({"run": run, "model": model, "calls": len(gens), "cached": sum(g.cached for g in gens),
-                        "tokens_in": sum(g.tokens_in or 0 for g in gens),
-                        "tokens_out": sum(g.tokens_out or 0 for g in gens),
-                        "cost": sum(priced) if priced else None, "priced_calls": len(priced),
-                        "mean_latency_s": float(np.mean(lat)) if lat else None})
-    return _frame(records, ["run", "model", "calls", "cached", "tokens_in", "tokens_out", "cost", "priced_calls",
-                            "mean_latency_s"])
+        records.append(
+            {
+                "run": run,
+                "model": model,
+                "calls": len(gens),
+                "cached": sum(g.cached for g in gens),
+                "tokens_in": sum(g.tokens_in or 0 for g in gens),
+                "tokens_out": sum(g.tokens_out or 0 for g in gens),
+                "cost": sum(priced) if priced else None,
+                "priced_calls": len(priced),
+                "mean_latency_s": float(np.mean(lat)) if lat else None,
+            }
+        )
+    return _frame(
+        records,
+        [
+            "run",
+            "model",
+            "calls",
+            "cached",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+            "priced_calls",
+            "mean_latency_s",
+        ],
+    )
 
 
 def provenance(rows: list[Row], manifests: list[RunManifest], fad: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
@@ -388,26 +607,51 @@ def provenance(rows: list[Row], manifests: list[RunManifest], fad: pd.DataFrame)
     for r in rows:
         o = r.outcome
         if o.prompt:
-            prompts[(r.run, o.item.tier, o.method, o.prompt.template, o.prompt.template_sha256[:12],
-                     "yes" if o.prompt.contract_line else "no")] += 1
+            prompts[
+                (
+                    r.run,
+                    o.item.tier,
+                    o.method,
+                    o.prompt.template,
+                    o.prompt.template_sha256[:12],
+                    "yes" if o.prompt.contract_line else "no",
+                )
+            ] += 1
         if o.gate:
             gates[(r.run, o.gate.gate_version or "?")] += 1
         for j in o.judgements:
-            rec = judges.setdefault((r.run, j.judge, j.judge_version), {"n": 0, "errors": 0, "cached": 0,
-                                                                       "params": json.dumps(j.params, sort_keys=True)})
+            rec = judges.setdefault(
+                (r.run, j.judge, j.judge_version),
+                {"n": 0, "errors": 0, "cached": 0, "params": json.dumps(j.params, sort_keys=True)},
+            )
             rec["n"] += 1
             rec["errors"] += j.error is not None
             rec["cached"] += j.cached
-    judge_df = _frame([{"run": k[0], "judge": k[1], "version": k[2], **v} for k, v in sorted(judges.items())],
-                      ["run", "judge", "version", "n", "errors", "cached", "params"])
+    judge_df = _frame(
+        [{"run": k[0], "judge": k[1], "version": k[2], **v} for k, v in sorted(judges.items())],
+        ["run", "judge", "version", "n", "errors", "cached", "params"],
+    )
     if len(fad):
         emb = fad.groupby(["run", "embedding"]).agg(n=("label", "size"), clips=("n_gen", "sum")).reset_index()
-        extra = pd.DataFrame({"run": emb["run"], "judge": "fad/" + emb["embedding"], "version": "",
-                              "n": emb["n"], "errors": 0, "cached": 0, "params": "FAD sets; clips " + emb["clips"].astype(str)})
+        extra = pd.DataFrame(
+            {
+                "run": emb["run"],
+                "judge": "fad/" + emb["embedding"],
+                "version": "",
+                "n": emb["n"],
+                "errors": 0,
+                "cached": 0,
+                "params": "FAD sets; clips " + emb["clips"].astype(str),
+            }
+        )
         judge_df = pd.concat([judge_df, extra], ignore_index=True) if len(judge_df) else extra
-    prompt_df = _frame([dict(zip(["run", "tier", "method", "template", "sha256", "contract_line", "n"], k + (v,)))
-                        for k, v in sorted(prompts.items())],
-                       ["run", "tier", "method", "template", "sha256", "contract_line", "n"])
+    prompt_df = _frame(
+        [
+            dict(zip(["run", "tier", "method", "template", "sha256", "contract_line", "n"], k + (v,)))
+            for k, v in sorted(prompts.items())
+        ],
+        ["run", "tier", "method", "template", "sha256", "contract_line", "n"],
+    )
     versions = []
     for m in manifests:
         for name, value in sorted(m.versions.items()):
@@ -425,8 +669,11 @@ def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> Repo
     stores = [store] + list(compare or [])
     manifests = [s.manifest() for s in stores]
     rows = [Row(s.run_id, s, o) for s in stores for o in s.outcomes()]
-    families = {r.outcome.item.instrument_family for r in rows
-                if r.outcome.item.tier == "notes" and r.outcome.item.instrument_family}
+    families = {
+        r.outcome.item.instrument_family
+        for r in rows
+        if r.outcome.item.tier == "notes" and r.outcome.item.instrument_family
+    }
     rt = ReportTables(runs=manifests, rows=rows)
     t = rt.tables
     t["overview"] = overview(rows)
@@ -439,8 +686,14 @@ def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> Repo
     t["items"] = items(rows)
     t["usage"] = usage(rows)
     t["judges"], t["prompts"], t["versions"] = provenance(rows, manifests, t["fad"])
-    t["skipped"] = _frame([{"run": m.run_id, "key": s.key, "tier": s.tier, "reason": s.reason}
-                           for m in manifests for s in m.skipped], ["run", "key", "tier", "reason"])
+    t["skipped"] = _frame(
+        [
+            {"run": m.run_id, "key": s.key, "tier": s.tier, "reason": s.reason}
+            for m in manifests
+            for s in m.skipped
+        ],
+        ["run", "key", "tier", "reason"],
+    )
     return rt
 
 

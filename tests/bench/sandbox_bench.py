@@ -1,0 +1,119 @@
+"""Sandbox overhead and throughput against bare `python3` subprocesses running the same programs.
+
+Overhead = wall time of `run_program` (container start, program, output transfer, clean-up) minus the
+median wall time of the same program as a bare subprocess of this interpreter in a temp dir. "cold"
+starts a container per run; "warm" takes one from a `SandboxPool` started ahead of time. Throughput
+runs a batch with 2 at once. Usage: python -m tests.bench.sandbox_bench [--runs N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+PROGRAMS = {
+    "print": "print('hello')\n",
+    "wav": (
+        "import numpy as np, soundfile as sf\n"
+        "sr = 16000\n"
+        "t = np.arange(sr) / sr\n"
+        "sf.write('note.wav', 0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t), sr)\n"
+    ),
+}
+
+
+def p95(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
+
+
+def bare(code: str) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "program.py"), "w") as f:
+            f.write(code)
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "program.py"], cwd=d, check=True, capture_output=True,
+                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        return time.monotonic() - t0
+
+
+def sandboxed(code: str, pool=None) -> float:
+    from sandbox.client import run_program
+
+    t0 = time.monotonic()
+    result = run_program(code, expect=["*"], pool=pool)
+    elapsed = time.monotonic() - t0
+    assert result.status in ("ok", "no_output"), result
+    return elapsed
+
+
+def throughput(fn, n: int, width: int = 2) -> float:
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(width) as ex:
+        list(ex.map(lambda _: fn(), range(n)))
+    return n / (time.monotonic() - t0)
+
+
+def measure(runs: int) -> dict:
+    from sandbox.client import SandboxPool
+
+    out: dict = {"runs": runs, "programs": {}}
+    sandboxed(PROGRAMS["wav"])  # page the image in
+    for name, code in PROGRAMS.items():
+        base = [bare(code) for _ in range(runs)]
+        base_med = statistics.median(base)
+        cold = [sandboxed(code) - base_med for _ in range(runs)]
+        with SandboxPool(size=2) as pool:
+            warm = []
+            for _ in range(runs):
+                pool.wait_ready()
+                warm.append(sandboxed(code, pool) - base_med)
+        out["programs"][name] = {
+            "bare_median_s": base_med,
+            "cold_overhead_median_s": statistics.median(cold), "cold_overhead_p95_s": p95(cold),
+            "warm_overhead_median_s": statistics.median(warm), "warm_overhead_p95_s": p95(warm),
+        }
+    code, n = PROGRAMS["wav"], 4 * runs
+    bare_tp = throughput(lambda: bare(code), n)
+    cold_tp = throughput(lambda: sandboxed(code), n)
+    with SandboxPool(size=2) as pool:
+        pool.wait_ready()
+        warm_tp = throughput(lambda: sandboxed(code, pool), n)
+    out["throughput_2_at_once"] = {"programs": n, "bare_per_s": bare_tp, "cold_per_s": cold_tp,
+                                   "warm_per_s": warm_tp}
+    return out
+
+
+def table(m: dict) -> str:
+    rows = ["| program | bare python3 (median) | overhead cold: median / p95 | overhead warm pool: median / p95 |",
+            "|---|---|---|---|"]
+    for name, p in m["programs"].items():
+        rows.append(f"| {name} | {p['bare_median_s']:.3f} s | {p['cold_overhead_median_s']:.3f} / "
+                    f"{p['cold_overhead_p95_s']:.3f} s | {p['warm_overhead_median_s']:.3f} / {p['warm_overhead_p95_s']:.3f} s |")
+    t = m["throughput_2_at_once"]
+    rows += ["", f"Throughput, {t['programs']} `wav` programs, 2 at once:", "",
+             "| bare python3 | sandbox cold | sandbox warm pool |", "|---|---|---|",
+             f"| {t['bare_per_s']:.2f}/s | {t['cold_per_s']:.2f}/s ({t['bare_per_s'] / t['cold_per_s']:.2f}x slower) "
+             f"| {t['warm_per_s']:.2f}/s ({t['bare_per_s'] / t['warm_per_s']:.2f}x slower) |"]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    m = measure(args.runs)
+    print(json.dumps(m) if args.json else table(m))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

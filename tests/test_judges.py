@@ -1,0 +1,439 @@
+"""Judges on known answers: closed-form Fréchet distances, synthesised tones, malformed WAVs, test-made
+checkpoints in the real formats, cache hits, real (espeak-ng) speech and silence."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tasks.judges import audio, choices, frechet, gate
+from tasks.judges.cache import JudgementCache
+from tests.judges_audio import SR, SYNTH_CLASSES, espeak, synth_class, tone, write
+
+pytestmark = pytest.mark.judges
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- Fréchet distance
+
+
+def closed_form(mu1, s1, mu2, s2) -> float:
+    from scipy.linalg import sqrtm
+
+    covmean = sqrtm(s1 @ s2).real
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean))
+
+
+def random_spd(d: int, rng) -> np.ndarray:
+    a = rng.standard_normal((d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+@pytest.mark.parametrize("d", [1, 2, 16, 128])
+def test_frechet_matches_closed_form(d):
+    rng = np.random.default_rng(d)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    s1, s2 = random_spd(d, rng), random_spd(d, rng)
+    assert frechet.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(closed_form(mu1, s1, mu2, s2), rel=1e-6, abs=1e-8)
+
+
+def test_frechet_diagonal_gaussians_exact():
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    mu1, mu2 = np.zeros(3), np.array([1.0, 2.0, 2.0])
+    expected = 9.0 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)  # |dmu|^2 + sum (sqrt a - sqrt b)^2
+    assert frechet.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected)
+    assert frechet.frechet_distance(mu1, np.diag(a), mu1, np.diag(a)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_from_samples_converges_to_population_value():
+    rng = np.random.default_rng(0)
+    d = 8
+    s1, s2 = random_spd(d, rng), random_spd(d, rng)
+    mu2 = np.full(d, 0.5)
+    x = rng.multivariate_normal(np.zeros(d), s1, 40000)
+    y = rng.multivariate_normal(mu2, s2, 40000)
+    assert frechet.fd_embeddings(x, y) == pytest.approx(closed_form(np.zeros(d), s1, mu2, s2), rel=0.05)
+
+
+def test_frechet_shapes_are_asserted():
+    rng = np.random.default_rng(1)
+    one_d = rng.standard_normal((50, 1))
+    mu, sigma = frechet.stats(one_d)
+    assert mu.shape == (1,) and sigma.shape == (1, 1)  # never a scalar "covariance"
+    with pytest.raises(frechet.FrechetError):
+        frechet.stats(rng.standard_normal(50))  # 1-D array: ambiguous, refused
+    with pytest.raises(frechet.FrechetError):
+        frechet.fd_embeddings(rng.standard_normal((20, 3)), rng.standard_normal((20, 4)))
+    with pytest.raises(frechet.FrechetError):
+        frechet.stats(np.full((5, 2), np.nan))
+
+
+def test_frechet_singular_covariances_stay_finite():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((10, 64)), rng.standard_normal((12, 64))  # rank < dim on both sides
+    fd = frechet.fd_embeddings(x, y)
+    assert np.isfinite(fd) and fd > 0
+
+
+def test_baseline_bootstrap_and_bands():
+    rng = np.random.default_rng(3)
+    clips = [rng.standard_normal((4, 4)) for _ in range(60)]
+    shifted = [c + 3.0 for c in clips[:30]]
+    same = frechet.score_sets(clips[:30], clips[30:], label="x", embedding="logmel-stats-v1")
+    far = frechet.score_sets(shifted, clips[30:], label="x", embedding="logmel-stats-v1")
+    assert far.fad > 10 * same.fad and same.baseline is not None and same.band is None
+    lo, hi = far.ci
+    assert lo <= far.fad * 1.2 and hi >= far.fad * 0.8 and lo < hi
+    assert frechet.band(5.0, "vggish-tf-v1") == "highly similar"
+    assert frechet.band(12.0, "vggish-tf-v1") == "moderately similar"
+    assert frechet.band(15.0, "vggish-tf-v1") == "distinct"
+    empty = frechet.score_sets([], clips, label="x", embedding="vggish-tf-v1")
+    assert empty.fad is None and empty.n_gen == 0
+    macro = frechet.macro_average([same, far, empty])
+    assert macro["classes"] == 2 and macro["unscored"] == ["x"]
+
+
+# --------------------------------------------------------------------------- 5-way choice
+
+
+def test_choices_are_seeded_and_expected_accuracy_exact():
+    vocab = [f"c{i}" for i in range(8)]
+    a = choices.draw("c3", vocab, seed=7)
+    assert a == choices.draw("c3", vocab, seed=7) and "c3" in a and len(set(a)) == 5
+    assert any(choices.draw("c3", vocab, seed=s) != a for s in range(5))
+    scores = {f"c{i}": float(i) for i in range(8)}  # c5 has 2 labels above it
+    brute = [all(scores["c5"] > scores[d] for d in ds) for ds in itertools.combinations([v for v in vocab if v != "c5"], 4)]
+    assert choices.expected_accuracy(scores, "c5") == pytest.approx(np.mean(brute)) == pytest.approx(comb(5, 4) / comb(7, 4))
+    assert choices.expected_accuracy(scores, "c7") == 1.0 and choices.expected_accuracy(scores, "c0") == 0.0
+    assert choices.rank(scores, "c7") == 1
+
+
+# --------------------------------------------------------------------------- gate
+
+
+@pytest.fixture()
+def wavs(tmp_path):
+    good = tone(440, 1.0)
+    stereo = np.stack([good, good], axis=1)
+    nan = good.copy()
+    nan[100:110] = np.nan
+    inf = good.copy()
+    inf[5] = np.inf
+    clipped = np.clip(good * 4, -1, 1)
+    dc = good * 0.2 + 0.3
+    files = {
+        "good": write(tmp_path / "good.wav", good),
+        "stereo": write(tmp_path / "stereo.wav", stereo),
+        "rate": write(tmp_path / "rate.wav", tone(440, 1.0, sr=44100), sr=44100),
+        "long": write(tmp_path / "long.wav", tone(440, 3.0)),
+        "absurd": write(tmp_path / "absurd.wav", tone(440, 20.0, sr=8000), sr=8000),
+        "tiny": write(tmp_path / "tiny.wav", good[:200]),
+        "empty": write(tmp_path / "empty.wav", np.zeros(0, np.float32)),
+        "silent": write(tmp_path / "silent.wav", np.zeros(SR, np.float32)),
+        "nan": write(tmp_path / "nan.wav", nan, subtype="FLOAT"),
+        "inf": write(tmp_path / "inf.wav", inf, subtype="FLOAT"),
+        "clipping": write(tmp_path / "clipping.wav", clipped),
+        "over": write(tmp_path / "over.wav", good * 3, subtype="FLOAT"),
+        "dc": write(tmp_path / "dc.wav", dc),
+        "lowrate": write(tmp_path / "lowrate.wav", np.zeros(100, np.float32) + 0.1, sr=200),
+    }
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    files["unreadable"] = tmp_path / "garbage.wav"
+    files["missing"] = tmp_path / "nope.wav"
+    return files
+
+
+def test_gate_accepts_a_good_file(wavs):
+    g = gate.check(wavs["good"], sr=SR, seconds=1.0, channels=1)
+    assert g.ok and g.problems == [] and g.sample_rate == SR and g.duration_s == 1.0 and g.sha256
+
+
+@pytest.mark.parametrize("kind,asked,problem,fatal", [
+    ("missing", {}, "missing", True),
+    ("unreadable", {}, "unreadable", True),
+    ("empty", {}, "empty", True),
+    ("silent", {}, "silent", True),
+    ("nan", {}, "nan", True),
+    ("inf", {}, "inf", True),
+    ("tiny", {}, "absurd_length", True),
+    ("absurd", {"seconds": 1.0}, "absurd_length", True),
+    ("lowrate", {}, "absurd_sample_rate", True),
+    ("clipping", {}, "clipping", False),
+    ("over", {}, "clipping", False),
+    ("dc", {}, "dc_offset", False),
+    ("rate", {"sr": SR}, "sample_rate", False),
+    ("stereo", {"channels": 1}, "channels", False),
+    ("long", {"seconds": 1.0}, "duration", False),
+])
+def test_gate_names_every_malformed_kind(wavs, kind, asked, problem, fatal):
+    g = gate.check(wavs[kind], **asked)
+    assert problem in gate.problem_names(g.problems), g.problems
+    assert g.ok is (not fatal)
+
+
+def test_shared_preprocessing(wavs):
+    x = audio.prepare(wavs["rate"], 16000)
+    assert x.dtype == np.float32 and len(x) == 16000
+    stereo = audio.prepare(wavs["stereo"], 16000, min_seconds=2.0)
+    assert len(stereo) == 32000 and np.allclose(stereo[:16000], audio.prepare(wavs["good"], 16000), atol=1e-4)
+    nan = audio.prepare(wavs["nan"], 16000, loudness="peak")
+    assert np.all(np.isfinite(nan)) and np.max(np.abs(nan)) == pytest.approx(audio.PEAK_TARGET, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def test_cache_hit_never_recomputes(tmp_path):
+    from audioprobe.schema import Judgement
+
+    cache = JudgementCache(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return Judgement(judge="x/y", judge_version="1", audio_sha256="ab" * 32, params={"a": 1}, score=0.5)
+
+    first = cache.get_or_compute("ab" * 32, "x/y", "1", {"a": 1}, compute)
+    second = cache.get_or_compute("ab" * 32, "x/y", "1", {"a": 1}, compute)
+    assert len(calls) == 1 and not first.cached and second.cached and second.score == 0.5
+    cache.get_or_compute("ab" * 32, "x/y", "2", {"a": 1}, compute)  # new version: recomputed
+    cache.get_or_compute("ab" * 32, "x/y", "1", {"a": 2}, compute)  # new params: recomputed
+    assert len(calls) == 3
+
+
+# --------------------------------------------------------------------------- pitch
+
+
+@pytest.mark.parametrize("midi,harmonics", [(28, 6), (40, 1), (52, 8), (60, 1), (69, 4), (81, 1), (93, 2)])
+def test_pitch_on_tones_across_the_range(tmp_path, midi, harmonics):
+    from tasks.judges import pitch
+
+    hz = pitch.midi_to_hz(midi)
+    path = write(tmp_path / f"{midi}.wav", tone(hz, 1.0, harmonics=harmonics))
+    j = pitch.judge_file(path, midi, model="tiny", cache=JudgementCache(tmp_path / "c"))
+    assert j.values["measurable"] and abs(j.values["cents_error"]) < 35, j.values
+    assert j.correct and not j.values["octave_error"]
+
+
+def test_pitch_octave_error_unmeasurable_silence_and_determinism(tmp_path):
+    from tasks.judges import pitch
+
+    cache = JudgementCache(tmp_path / "c")
+    path = write(tmp_path / "c5.wav", tone(pitch.midi_to_hz(72), 1.0))
+    j = pitch.judge_file(path, 60, model="tiny", cache=cache)
+    assert j.values["octave_error"] and j.values["octaves"] == 1 and not j.correct
+    again = pitch.measure(audio.prepare(path, 16000, loudness="peak"), 60, model="tiny")
+    assert again["f0_hz"] == j.values["f0_hz"]  # no dither, no random decoder
+    assert pitch.judge_file(path, 60, model="tiny", cache=cache).cached
+    high = pitch.judge_file(path, 100, model="tiny", cache=cache)
+    assert high.values["measurable"] is False and high.correct is None
+    silent = write(tmp_path / "silent.wav", np.zeros(SR, np.float32))
+    s = pitch.judge_file(silent, 60, model="tiny", cache=cache)
+    assert s.values["f0_hz"] is None and s.error
+
+
+# --------------------------------------------------------------------------- VGGish
+
+
+@pytest.fixture(scope="module")
+def vggish_ckpt(tmp_path_factory):
+    import torch
+
+    from tasks.judges import vggish
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vggish") / vggish.CHECKPOINT_NAME
+    torch.save(vggish.build_model().state_dict(), path)
+    return path
+
+
+def test_vggish_state_dict_is_torchvggish_format(vggish_ckpt):
+    import torch
+
+    state = torch.load(vggish_ckpt, weights_only=True)
+    assert state["features.0.weight"].shape == (64, 1, 3, 3)
+    assert state["features.13.weight"].shape == (512, 512, 3, 3)
+    assert state["embeddings.0.weight"].shape == (4096, 12288)
+    assert state["embeddings.4.weight"].shape == (128, 4096)
+    assert len(state) == 18
+
+
+def test_vggish_loads_and_embeds_without_final_relu(vggish_ckpt, tmp_path):
+    from tasks.judges import vggish
+    from tasks.judges.embeddings import VGGishEmbedding, embed_files
+
+    ex = vggish.examples(tone(1000, 4.0))
+    assert ex.shape == (4, 96, 64)
+    assert vggish.examples(tone(1000, 0.3)).shape == (1, 96, 64)  # padded to one example
+    band = np.argmax(ex[1].mean(axis=0))
+    centres = 700 * (np.exp(np.linspace(vggish._hz_to_mel(125), vggish._hz_to_mel(7500), 66)[1:-1] / 1127) - 1)
+    assert abs(centres[band] - 1000) < 80  # the 1 kHz tone lands in the 1 kHz band
+    emb = VGGishEmbedding(vggish_ckpt)
+    files = [write(tmp_path / f"{i}.wav", tone(200 * (i + 1), 2.0)) for i in range(3)]
+    out = embed_files(emb, files, cache_dir=tmp_path / "emb")
+    assert [o.shape for o in out] == [(2, 128)] * 3
+    assert min(float(o.min()) for o in out) < 0  # the TF reference has no ReLU on the embedding
+    again = embed_files(emb, files, cache_dir=tmp_path / "emb")  # from the embedding cache
+    assert all(np.array_equal(a, b) for a, b in zip(out, again))
+
+
+def test_vggish_checkpoint_errors_are_clear(vggish_ckpt, tmp_path):
+    import torch
+
+    from tasks.judges import vggish
+
+    with pytest.raises(vggish.CheckpointError, match="does not exist"):
+        vggish.load_model(tmp_path / "missing.pth")
+    state = torch.load(vggish_ckpt, weights_only=True)
+    del state["embeddings.4.bias"]
+    state["features.0.weight"] = torch.zeros(32, 1, 3, 3)
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    with pytest.raises(vggish.CheckpointError, match="missing .*embeddings.4.bias.*wrong shapes .*features.0.weight"):
+        vggish.load_model(bad)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(vggish.CheckpointError, match="not a torch state dict"):
+        vggish.load_model(junk)
+
+
+# --------------------------------------------------------------------------- CLAP
+
+
+@pytest.fixture(scope="module")
+def clap_folder(tmp_path_factory):
+    from tasks.judges import compat
+
+    ClapModel, ClapProcessor = compat.import_transformers_clap()
+    from transformers import ClapConfig, ClapFeatureExtractor, RobertaTokenizer
+
+    d = tmp_path_factory.mktemp("clap")
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
+    for c in [chr(i) for i in range(33, 127)] + ["Ġ"]:
+        vocab.setdefault(c, len(vocab))
+    (d / "vocab.json").write_text(json.dumps(vocab))
+    (d / "merges.txt").write_text("#version: 0.2\n")
+    tok = RobertaTokenizer(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    cfg = ClapConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=80, projection_dim=16),
+        audio_config=dict(patch_embeds_hidden_size=8, depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 1, 1],
+                          hidden_size=64, projection_dim=16, enable_fusion=False),
+        projection_dim=16, logit_scale_init_value=20.0,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    folder = d / "clap-tiny"
+    ClapModel(cfg).save_pretrained(folder)
+    ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tok).save_pretrained(folder)
+    return folder
+
+
+def test_clap_loads_a_saved_checkpoint_and_judges(clap_folder, tmp_path):
+    from tasks.judges import clap
+
+    judge = clap.ClapJudge(clap_folder)
+    assert judge.logit_scale == pytest.approx(20.0, rel=1e-5)  # read from the checkpoint, not assumed
+    assert judge.name == "classify/clap-clap-tiny"
+    vocab = {f"label{i}": f"thing number {i}" for i in range(10)}
+    wav = write(tmp_path / "a.wav", tone(440, 2.0, sr=44100), sr=44100)
+    cache = JudgementCache(tmp_path / "c")
+    j = clap.judge_file(wav, "label3", vocab, judge, seed=1, cache=cache)
+    v = j.values
+    assert len(v["choices"]) == 5 and "label3" in v["choices"] and v["chosen"] in v["choices"]
+    assert 0.2 <= v["confidence"] <= 1.0 and 0.0 <= v["expected_accuracy"] <= 1.0 and v["n_labels"] == 10
+    assert clap.judge_file(wav, "label3", vocab, judge, seed=1, cache=cache).cached
+    assert judge.audio_embeddings([audio.prepare(wav, 48000)]).shape == (1, 16)
+
+
+def test_clap_checkpoint_errors_are_clear(tmp_path):
+    from tasks.judges import clap
+    from tasks.judges.vggish import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no config.json"):
+        clap.ClapJudge(tmp_path / "nothing")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "clap"}')
+    with pytest.raises(CheckpointError, match="not a loadable ClapModel"):
+        clap.ClapJudge(bad)
+
+
+# --------------------------------------------------------------------------- offline classifier
+
+
+def test_offline_classifier_recognises_distinct_sounds(tmp_path):
+    from tasks.judges.classify import JUDGE, OfflineClassifier
+
+    bank = {k: [write(tmp_path / "refs" / k / f"{i}.wav", synth_class(k, i)) for i in range(3)] for k in SYNTH_CLASSES}
+    clf = OfflineClassifier(bank, cache_dir=tmp_path / "emb")
+    cache = JudgementCache(tmp_path / "c")
+    right = 0
+    for k in SYNTH_CLASSES:
+        new = write(tmp_path / "gen" / f"{k}.wav", synth_class(k, 99))
+        j = clf.judge_file(new, k, seed=0, cache=cache)
+        assert j.judge == JUDGE and j.values["judge"] == JUDGE and len(j.values["choices"]) == 5
+        right += bool(j.correct)
+    assert right >= 5
+    loo = clf.judge_file(bank["whistle"][0], "whistle", exclude_self=True, cache=cache)
+    assert loo.values["rank"] >= 1 and loo.correct  # its two siblings are still in the bank
+
+
+# --------------------------------------------------------------------------- speech
+
+
+@pytest.mark.skipif(espeak("x", Path("/tmp/.audioprobe-espeak-probe.wav")) is None, reason="espeak-ng not installed")
+def test_speech_on_real_speech_and_silence(tmp_path):
+    from tasks.judges import speech
+
+    cache = JudgementCache(tmp_path / "c")
+    words = ["yes", "no", "up", "left", "right", "three", "four", "house", "bird", "marvin"]
+    right = 0
+    for w in words:
+        j = speech.judge_file(espeak(w, tmp_path / f"{w}.wav"), w, cache=cache)
+        assert j.values["choices"].count(w) == 1 and len(j.values["choices"]) == 5
+        right += bool(j.correct)
+    assert right >= 7, right  # measured 10/10; chance is 2/10
+    silent = write(tmp_path / "silent.wav", np.zeros(SR, np.float32))
+    s = speech.judge_file(silent, "dog", cache=cache)
+    assert s.correct is False and s.values["chosen"] is None and "silent" in s.error
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cli(*args, env_dir: Path) -> tuple[int, dict]:
+    env = dict(os.environ, AUDIOPROBE_DATA_DIR=str(env_dir / "data"), AUDIOPROBE_CACHE_DIR=str(env_dir / "cache"),
+               AUDIOPROBE_JUDGE_DEVICE="cpu")
+    p = subprocess.run([sys.executable, "-m", "audioprobe.cli", "judge", *args], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=300)
+    return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else {"stderr": p.stderr})
+
+
+def test_cli_gate_pitch_fad(tmp_path, wavs):
+    rc, out = _cli("gate", str(wavs["rate"]), "--sr", "16000", "--seconds", "1", env_dir=tmp_path)
+    assert rc == 0 and out["ok"] and out["problems"][0].startswith("sample_rate")
+    rc, out = _cli("gate", str(wavs["silent"]), env_dir=tmp_path)
+    assert rc == 1 and not out["ok"]
+    rc, out = _cli("pitch", str(wavs["good"]), "--midi", "69", env_dir=tmp_path)
+    assert rc == 0 and abs(out["cents_error"]) < 35 and out["measurable"] and out["octave_error"] is False
+    for i in range(6):
+        write(tmp_path / "gen" / f"{i}.wav", synth_class("whistle", i))
+        write(tmp_path / "ref" / f"{i}.wav", synth_class("rumble", i))
+        write(tmp_path / "ref2" / f"{i}.wav", synth_class("rumble", 10 + i))
+    rc, far = _cli("fad", str(tmp_path / "gen"), str(tmp_path / "ref"), "--embedding", "logmel-stats", env_dir=tmp_path)
+    rc2, near = _cli("fad", str(tmp_path / "ref2"), str(tmp_path / "ref"), "--embedding", "logmel-stats", env_dir=tmp_path)
+    assert rc == rc2 == 0 and far["embedding"] == "logmel-stats-v1" and far["n_gen"] == 6 and far["n_ref"] == 6
+    assert far["fad"] > 5 * near["fad"] and far["baseline"] is not None and len(far["ci"]) == 2
+    rc, out = _cli("fad", str(tmp_path / "gen"), str(tmp_path / "ref"), "--embedding", "vggish", env_dir=tmp_path)
+    assert rc == 2 and "no VGGish checkpoint" in out["stderr"], out

@@ -1,0 +1,445 @@
+"""The sandbox against a corpus of hostile programs, on the real Docker engine and the real image.
+
+Each program must be contained (limits hold, nothing hangs, nothing reaches the host) and classified
+with exactly the status a user would expect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from audioprobe.schema import ExecutionLimits
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parent.parent
+# Small limits keep the corpus quick on two cores; the defaults are exercised by the CLI test.
+LIMITS = ExecutionLimits(timeout_s=4, memory_mb=256, workdir_mb=48, tmp_mb=16, max_output_mb=16)
+
+WAV = """
+import numpy as np, soundfile as sf
+sr = 16000
+t = np.arange(sr // 4) / sr
+sf.write("note.wav", 0.5 * np.sin(2 * np.pi * 440 * t), sr)
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def engine_and_image():
+    from sandbox.client import LABEL, connect
+    from sandbox.image import image_status
+
+    client = connect()  # raises with the way out when no engine answers: a failure, not a skip
+    status = image_status()
+    assert status["exists"], "sandbox image missing: run `audioprobe sandbox build` (or `make setup`)"
+    before = {c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})}
+    yield client
+    time.sleep(0.5)  # pool removals run in the background
+    left = {c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})} - before
+    assert not left, f"sandbox containers left behind: {left}"
+
+
+def run(code: str, expect=("note.wav",), limits: ExecutionLimits = LIMITS, out_dir=None, **kw):
+    from sandbox.client import run_program
+
+    t0 = time.monotonic()
+    result = run_program(textwrap.dedent(code), expect=list(expect) if expect else None, limits=limits,
+                         out_dir=out_dir, **kw)
+    elapsed = time.monotonic() - t0
+    # Nothing hangs: every run ends within its timeout plus the sandbox's own margin.
+    assert elapsed < limits.timeout_s + 10, f"run took {elapsed:.1f}s"
+    return result
+
+
+def host_still_forks() -> None:
+    assert subprocess.run(["true"], timeout=10).returncode == 0
+
+
+# --------------------------------------------------------------------------- well-behaved programs
+
+
+def test_valid_wav_is_copied_out_with_its_hash(tmp_path):
+    import soundfile as sf
+
+    result = run(WAV + "\nprint('made it')", out_dir=tmp_path)
+    assert result.status == "ok", result
+    assert result.exit_code == 0 and "made it" in result.stdout_tail
+    (f,) = result.files
+    data = (tmp_path / "note.wav").read_bytes()
+    assert f.name == "note.wav" and f.bytes == len(data) and f.sha256 == hashlib.sha256(data).hexdigest()
+    audio, sr = sf.read(tmp_path / "note.wav")
+    assert sr == 16000 and len(audio) == 4000
+
+
+def test_default_expectation_is_any_wav(tmp_path):
+    result = run(WAV.replace("note.wav", "whatever_name.wav"), expect=None, out_dir=tmp_path)
+    assert result.status == "ok" and [f.name for f in result.files] == ["whatever_name.wav"]
+
+
+def test_exit_zero_without_output():
+    result = run("print('I forgot to write the file')")
+    assert result.status == "no_output" and result.exit_code == 0 and not result.files
+
+
+def test_wrong_name_is_no_output():
+    result = run(WAV.replace("note.wav", "other.wav"))
+    assert result.status == "no_output"
+
+
+def test_missing_module_is_named():
+    result = run("import numpy\nfrom midutil import MIDIFile\n")
+    assert result.status == "error" and result.exit_code == 1
+    assert result.error_type == "ModuleNotFoundError" and result.missing_module == "midutil"
+
+
+def test_syntax_error():
+    result = run("def f(:\n    pass\n")
+    assert result.status == "error" and result.error_type == "SyntaxError" and result.missing_module is None
+
+
+def test_runtime_error_type():
+    result = run("import numpy as np\nnp.zeros(3) + np.zeros(4)\n")
+    assert result.status == "error" and result.error_type == "ValueError"
+
+
+def test_audio_stack_imports():
+    code = """
+    import numpy, scipy.signal, scipy.io.wavfile, soundfile, matplotlib.pyplot, pydub, midiutil, mido
+    import pretty_midi, librosa, wave, audioop, struct
+    import numpy as np
+    y = librosa.tone(440, sr=8000, duration=0.1)
+    scipy.io.wavfile.write("note.wav", 8000, (y * 32767).astype(np.int16))
+    """
+    result = run(code, limits=LIMITS.model_copy(update={"timeout_s": 30, "memory_mb": 1024}))
+    assert result.status == "ok", result.stderr_tail
+    assert "Warning" not in result.stderr_tail  # e.g. pydub's "Couldn't find ffmpeg"
+
+
+# --------------------------------------------------------------------------- resource attacks
+
+
+def test_fork_bomb_is_held_by_the_pids_limit():
+    code = """
+    import os
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            pass
+    """
+    result = run(code, limits=LIMITS.model_copy(update={"timeout_s": 3}))
+    assert result.status == "timeout", result
+    host_still_forks()
+
+
+def test_memory_bomb_is_oom_killed():
+    code = """
+    hoard = []
+    while True:
+        hoard.append(b"x" * (32 * 1024 * 1024))
+    """
+    result = run(code)
+    assert result.status == "memory", result
+    assert result.error_type == "OOMKilled" and result.signal == "SIGKILL"
+
+
+def test_huge_allocation_memory_error():
+    result = run("import numpy as np\na = np.ones(10**12)\n")
+    assert result.status == "memory" and result.error_type.endswith("MemoryError")  # numpy: _ArrayMemoryError
+
+
+def test_busy_loop_times_out():
+    result = run("while True:\n    pass\n", limits=LIMITS.model_copy(update={"timeout_s": 2}))
+    assert result.status == "timeout" and result.wall_s >= 2 and result.total_s < 2 + 5
+
+
+def test_sleep_forever_times_out():
+    result = run("import time\nprint('going to sleep', flush=True)\ntime.sleep(10**6)\n",
+                 limits=LIMITS.model_copy(update={"timeout_s": 2}))
+    assert result.status == "timeout" and "going to sleep" in result.stdout_tail
+
+
+def test_sigterm_ignoring_loop_times_out():
+    code = """
+    import signal, time
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    while True:
+        time.sleep(0.05)
+    """
+    result = run(code, limits=LIMITS.model_copy(update={"timeout_s": 2}))
+    assert result.status == "timeout"
+
+
+def test_disk_fill_is_capped():
+    code = """
+    with open("fill.bin", "wb") as f:
+        while True:
+            f.write(b"\\0" * (1 << 20))
+    """
+    result = run(code)
+    assert result.status == "error", result
+    assert result.error_type == "OSError" and not result.files, result
+
+
+def test_tmp_fill_is_capped():
+    code = """
+    with open("/tmp/fill.bin", "wb") as f:
+        while True:
+            f.write(b"\\0" * (1 << 20))
+    """
+    result = run(code)
+    assert result.status == "error" and "No space left" in result.stderr_tail
+
+
+def test_hundred_megabytes_of_stdout_keep_only_a_tail(tmp_path):
+    code = textwrap.dedent("""
+    import sys
+    line = "x" * 1023 + "\\n"
+    for _ in range(100 * 1024):
+        sys.stdout.write(line)
+    sys.stdout.write("THE END\\n")
+    """) + WAV
+    result = run(code, out_dir=tmp_path, limits=LIMITS.model_copy(update={"timeout_s": 20}))
+    assert result.status == "ok", result.stderr_tail
+    assert len(result.stdout_tail.encode()) <= LIMITS.tail_bytes and result.stdout_tail.endswith("THE END\n")
+
+
+def test_stdin_is_empty_not_a_hang():
+    result = run("import sys\ndata = sys.stdin.read()\nprint('read', len(data))\n")
+    assert result.status == "no_output" and "read 0" in result.stdout_tail
+    result = run("name = input('note? ')\n")
+    assert result.status == "error" and result.error_type == "EOFError"
+
+
+# --------------------------------------------------------------------------- escape attempts
+
+
+def test_no_network_not_even_the_hosts_loopback():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.settimeout(0.1)
+    port = listener.getsockname()[1]
+    code = f"""
+    import socket, json
+    out = {{}}
+    for host, port in (("127.0.0.1", {port}), ("1.1.1.1", 53), ("pypi.org", 443)):
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            out[host] = "CONNECTED"
+        except OSError as exc:
+            out[host] = type(exc).__name__
+    print(json.dumps(out))
+    """
+    result = run(code)
+    with pytest.raises(OSError):  # nothing reached the host's listener
+        listener.accept()
+    listener.close()
+    seen = json.loads(result.stdout_tail.strip().splitlines()[-1])
+    assert "CONNECTED" not in seen.values(), seen
+    assert seen["127.0.0.1"] == "ConnectionRefusedError"
+
+
+def test_host_environment_is_invisible(monkeypatch):
+    secret = "sk-audioprobe-test-" + os.urandom(8).hex()
+    monkeypatch.setenv("AUDIOPROBE_TEST_SECRET", secret)
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    code = """
+    import os
+    print(dict(os.environ))
+    for pid in ("1", "self", str(os.getppid())):
+        try:
+            print(pid, open(f"/proc/{pid}/environ", "rb").read())
+        except OSError as exc:
+            print(pid, type(exc).__name__)
+    """
+    result = run(code)
+    assert result.status == "no_output"
+    assert "HOME" in result.stdout_tail  # it did print the environment
+    assert secret not in result.stdout_tail + result.stderr_tail
+
+
+def test_writes_outside_the_work_dir_fail():
+    code = """
+    import json, os
+    out = {}
+    for path in ("/etc/passwd", "/opt/venv/evil.py", "/usr/bin/evil", "/evil", "/proc/sys/kernel/evil",
+                 "/work/../etc/evil", "/tmp/ok.txt"):
+        try:
+            with open(path, "w") as f:
+                f.write("x")
+            out[path] = "WROTE"
+        except OSError as exc:
+            out[path] = type(exc).__name__
+    print(json.dumps(out))
+    """
+    result = run(code)
+    seen = json.loads(result.stdout_tail.strip().splitlines()[-1])
+    assert seen.pop("/tmp/ok.txt") == "WROTE"
+    assert "WROTE" not in seen.values(), seen
+    assert "evil" not in "".join(os.listdir("/")) and not Path("/etc/evil").exists()
+
+
+def test_output_symlink_to_host_file_is_rejected(tmp_path):
+    result = run("import os\nos.symlink('/etc/passwd', 'note.wav')\n", out_dir=tmp_path)
+    assert result.status == "output_rejected" and "symlink" in result.rejected[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_output_directory_is_rejected(tmp_path):
+    result = run("import os\nos.mkdir('note.wav')\nopen('note.wav/x', 'w').write('x')\n", out_dir=tmp_path)
+    assert result.status == "output_rejected" and "directory" in result.rejected[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_output_fifo_is_rejected_without_hanging(tmp_path):
+    result = run("import os\nos.mkfifo('note.wav')\n", out_dir=tmp_path)
+    assert result.status == "output_rejected" and "fifo" in result.rejected[0]
+    assert result.total_s < 5
+
+
+def test_two_gigabyte_output_is_refused(tmp_path):
+    code = """
+    with open("note.wav", "wb") as f:
+        f.seek(2 * 1024**3)
+        f.write(b"RIFF")
+    """
+    result = run(code, out_dir=tmp_path)
+    # Python ignores SIGXFSZ, so the file-size ulimit shows as EFBIG ("File too large").
+    assert result.status == "error" and result.error_type == "OSError", result
+    assert "File too large" in result.stderr_tail
+    assert not list(tmp_path.iterdir()) and not result.files
+
+
+def test_output_over_the_size_cap_is_rejected(tmp_path):
+    code = "open('note.wav', 'wb').write(b'\\0' * (20 * 1024 * 1024))\n"  # under the tmpfs, over max_output
+    result = run(code, out_dir=tmp_path)
+    assert result.status == "output_rejected" and "limit" in result.rejected[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_killing_pid_1_is_refused():
+    code = textwrap.dedent("""
+    import os, signal
+    try:
+        os.kill(1, signal.SIGKILL)
+        print("KILLED")
+    except OSError as exc:
+        print(type(exc).__name__)
+    """) + WAV
+    result = run(code)
+    assert result.status == "ok" and "PermissionError" in result.stdout_tail
+
+
+def test_kill_everything_it_can_is_contained(tmp_path):
+    code = textwrap.dedent("""
+    import os, signal, time
+    os.kill(-1, signal.SIGKILL)  # takes the in-container runner with it
+    time.sleep(1)
+    """) + WAV
+    result = run(code, out_dir=tmp_path)
+    assert result.status == "error" and result.error_type == "SandboxKilled"
+
+
+def test_double_forked_child_does_not_hold_the_run(tmp_path):
+    code = textwrap.dedent("""
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(1000)  # keeps stdout and stderr open
+        os._exit(0)
+    os.wait()
+    """) + WAV
+    t0 = time.monotonic()
+    result = run(code, out_dir=tmp_path)
+    assert result.status == "ok" and time.monotonic() - t0 < 4
+
+
+def test_big_program_goes_in_by_chunks():
+    code = "# " + "padding " * 40_000 + "\n" + WAV  # 320 KB, above one exec argument
+    result = run(code)
+    assert result.status == "ok", result
+
+
+# --------------------------------------------------------------------------- many at once
+
+
+def test_concurrent_runs_are_isolated_and_classified(tmp_path):
+    from sandbox.client import SandboxPool
+
+    programs = {
+        "ok": WAV,
+        "memory": "hoard = []\nwhile True:\n    hoard.append(b'x' * (32 << 20))\n",
+        "timeout": "while True:\n    pass\n",
+        "error": "import midutil\n",
+        "no_output": "print('hi')\n",
+    }
+    limits = LIMITS.model_copy(update={"timeout_s": 3})
+    with SandboxPool(size=2, limits=limits) as pool, ThreadPoolExecutor(4) as ex:
+        jobs = {want: ex.submit(run, code, limits=limits, out_dir=tmp_path / want, pool=pool)
+                for want, code in programs.items()}
+        jobs.update({f"ok{i}": ex.submit(run, WAV, limits=limits, out_dir=tmp_path / f"ok{i}", pool=pool)
+                     for i in range(3)})
+        got = {want: job.result().status for want, job in jobs.items()}
+    assert all(status == want.rstrip("0123456789") for want, status in got.items()), got
+
+
+# --------------------------------------------------------------------------- no engine, no image, CLI
+
+
+def _cli(args, env=None, timeout=120):
+    full = {**os.environ, **(env or {})}
+    # Not `python -m audioprobe.cli`: as __main__ its UserError would be another class than the one raised.
+    main = "import sys; from audioprobe.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", main, *args], capture_output=True, text=True,
+                          env=full, timeout=timeout, cwd=REPO)
+
+
+def test_cli_run_prints_one_json_object(tmp_path):
+    program = tmp_path / "prog.py"
+    program.write_text(WAV)
+    proc = _cli(["sandbox", "run", str(program), "--expect", "note.wav", "--timeout", "20", "--memory", "512",
+                 "--out", str(tmp_path / "out")])
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.strip().splitlines()
+    result = json.loads(line)
+    assert result["status"] == "ok" and result["files"][0]["name"] == "note.wav"
+    assert (tmp_path / "out" / "note.wav").stat().st_size == result["files"][0]["bytes"]
+
+
+def test_no_engine_is_a_clear_error(tmp_path, monkeypatch):
+    from sandbox.client import EngineUnavailable, run_program
+
+    dead = f"unix://{tmp_path}/nothing-here.sock"
+    monkeypatch.setenv("DOCKER_HOST", dead)
+    with pytest.raises(EngineUnavailable, match="no Docker engine answers"):
+        run_program(WAV)
+    program = tmp_path / "prog.py"
+    program.write_text(WAV)
+    proc = _cli(["sandbox", "run", str(program)], env={"DOCKER_HOST": dead})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "no Docker engine answers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_image_is_a_clear_error(tmp_path):
+    from sandbox.client import ImageMissing, run_program
+
+    with pytest.raises(ImageMissing, match="audioprobe sandbox build"):
+        run_program(WAV, image="audioprobe-sandbox-missing:nope")
+    program = tmp_path / "prog.py"
+    program.write_text(WAV)
+    proc = _cli(["sandbox", "run", str(program)], env={"AUDIOPROBE_SANDBOX_IMAGE": "audioprobe-sandbox-missing:nope"})
+    assert proc.returncode == 2 and "audioprobe sandbox build" in proc.stderr and "Traceback" not in proc.stderr
