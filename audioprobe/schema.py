@@ -206,9 +206,6 @@ class FADResult(Record):
     model: str = ""  # set by the flow that made it; judges leave these empty
     method: str = ""
     group: str = ""  # "instrument" or "instrument_source"
-    # fad.json holds every (model, method, class) of a run: these say whose clips were scored.
-    model: str | None = None
-    method: str | None = None
 
 
 # --------------------------------------------------------------------------- records

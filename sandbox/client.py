@@ -19,6 +19,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import queue
 import re
@@ -225,6 +226,7 @@ class Sandbox:
         cfg = {
             "mode": mode, "program": PROGRAM_NAME, "expect": list(expect), "max_bytes": max_bytes,
             "timeout_s": timeout_s, "tail_bytes": self.limits.tail_bytes,
+            "threads": max(1, math.ceil(self.limits.cpus)),
             "code": base64.b64encode(code.encode()).decode() if code is not None else None,
         }
         arg = base64.b64encode(json.dumps(cfg).encode()).decode()

@@ -41,9 +41,16 @@ start it, or set DOCKER_HOST to a running engine; then rerun 'make setup'."
   fi
   say "installing Debian's docker.io (engine, containerd, runc, tini)"
   if [ -z "$(ls /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ] || ! apt-cache show docker.io >/dev/null 2>&1; then
-    apt-get update -q
+    apt-get update -q -o DPkg::Lock::Timeout=300
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io
+  # Keep the package's own init script from starting dockerd with its defaults (a bridge, iptables rules):
+  # policy-rc.d exit 101 means "no service starts", for this install only.
+  local policy=/usr/sbin/policy-rc.d ours=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; ours=1; fi
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends docker.io || rc=$?
+  [ "$ours" = 1 ] && rm -f "$policy"
+  [ "$rc" = 0 ] || die "apt-get install docker.io failed"
 }
 
 start_engine() {

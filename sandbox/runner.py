@@ -89,6 +89,9 @@ def run(cfg):
         "MPLCONFIGDIR": "/tmp/matplotlib",
         "NUMBA_CACHE_DIR": "/tmp",
     }
+    # BLAS and numba size their thread pools by the host's cores, which the pids limit would refuse.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[var] = str(cfg.get("threads", 1))
     oom_before = oom_kills()
     t0 = time.monotonic()
     deadline = t0 + cfg["timeout_s"]

@@ -28,7 +28,7 @@ step_python() {
   local stamp
   stamp="$VENV/.audioprobe-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
   if [ -f "$stamp" ]; then say "python env up to date (.venv)"; return; fi
-  apt_install libsndfile1
+  apt_install libsndfile1 espeak-ng  # espeak-ng: real speech for the judge tests
   [ -x "$VENV/bin/python" ] || { say "creating .venv"; $PY -m venv "$VENV"; }
   say "installing audioprobe and its judges into .venv (torch CPU, prefect, litellm, ...)"
   "$VENV/bin/pip" install -q --progress-bar on -c constraints.txt -e '.[judges,refs,scale,dev]'
@@ -42,7 +42,9 @@ step_docker() {
 step_image() { "$VENV/bin/audioprobe" sandbox build; }
 step_llm() { bash scripts/setup_llm.sh; }
 step_refs() {
-  apt_install fluidsynth fluid-soundfont-gm flite sox
+  # Only the two programs are installed; the builder fetches the soundfont and the recordings as
+  # data packages (apt-get download + unpack into the cache), which needs no root.
+  apt_install fluidsynth flite
   "$VENV/bin/audioprobe" refs build
 }
 step_browser() { apt_install chromium; }

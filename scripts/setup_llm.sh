@@ -30,6 +30,15 @@ build_wheel() {
     "$PY" -m pip download -q --no-deps --no-binary :all: -d "$CACHE/src" "llama-cpp-python==$LLAMA_VERSION"
     sdist=$(ls "$CACHE"/src/llama_cpp_python-$LLAMA_VERSION.tar.gz)
   fi
+  local tools=()
+  command -v cmake >/dev/null || tools+=(cmake)
+  command -v g++ >/dev/null || tools+=(build-essential)
+  if [ ${#tools[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || { echo "setup llm: compiling llama-cpp-python needs ${tools[*]} (apt-get install ${tools[*]})" >&2; exit 1; }
+    say "apt-get install ${tools[*]} (to compile llama-cpp-python)"
+    [ -n "$(ls /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${tools[@]}"
+  fi
   say "compiling llama-cpp-python $LLAMA_VERSION ($(nproc) cores; ~20 min on 2; log $LOGS/llama-build.log)"
   # cmake's "[ NN%]" (make) or "[n/N]" (ninja) lines are the progress; everything else goes to the log only.
   CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \

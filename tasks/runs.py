@@ -7,6 +7,7 @@ import json
 import platform
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
 from audioprobe.schema import TIER_METHODS, ItemOutcome, ProbeItem, RunManifest, SkippedItem
 from audioprobe.settings import get_settings
@@ -111,11 +112,12 @@ def items_for(store: RunStore, tier: str) -> list[ProbeItem]:
     path = store.dir / f"items-{tier}.json"
     if path.exists():
         return [ProbeItem.model_validate(i) for i in json.loads(path.read_text())]
-    from tasks import probesets
+    from tasks.probesets.loaders import OFFLINE_DIRS, load_items
 
     manifest = store.manifest()
-    items, skipped = probesets.load_items(tier, probesets.dataset_path(manifest.dataset_root, tier),
-                                          manifest.limit, manifest.seed)
+    # --dataset-root holds each dataset in its native layout, under the same folder names as the refs
+    dataset = Path(manifest.dataset_root) / OFFLINE_DIRS[tier] if manifest.dataset_root else None
+    items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed)
     note_skipped(store, skipped)
     atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
     return items

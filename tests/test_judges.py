@@ -415,7 +415,8 @@ def test_speech_on_real_speech_and_silence(tmp_path):
 def _cli(*args, env_dir: Path) -> tuple[int, dict]:
     env = dict(os.environ, AUDIOPROBE_DATA_DIR=str(env_dir / "data"), AUDIOPROBE_CACHE_DIR=str(env_dir / "cache"),
                AUDIOPROBE_JUDGE_DEVICE="cpu")
-    p = subprocess.run([sys.executable, "-m", "audioprobe.cli", "judge", *args], capture_output=True, text=True,
+    exe = Path(sys.executable).parent / "audioprobe"  # the entry point, as a user runs it
+    p = subprocess.run([str(exe), "judge", *args], capture_output=True, text=True,
                        env=env, cwd=ROOT, timeout=300)
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else {"stderr": p.stderr})
 

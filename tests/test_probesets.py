@@ -47,10 +47,17 @@ def test_allocate_levels_and_leftovers():
 
 def test_balanced_sample_is_balanced_capped_deterministic_and_stable():
     records = [(c, i) for c, n in (("a", 40), ("b", 40), ("c", 6), ("d", 40)) for i in range(n)]
-    key = lambda r: f"{r[0]}-{r[1]:03d}"  # noqa: E731
+
+    def key(r):
+        return f"{r[0]}-{r[1]:03d}"
+
     s1, report = balanced_sample(records, lambda r: r[0], key, total=60, cap=20, seed=7)
     counts = Counter(r[0] for r in s1)
-    assert len(s1) == 60 and counts["c"] == 6 and max(counts.values()) - min(counts["a"], counts["b"], counts["d"]) <= 1
+    assert (
+        len(s1) == 60
+        and counts["c"] == 6
+        and max(counts.values()) - min(counts["a"], counts["b"], counts["d"]) <= 1
+    )
     assert report["c"] == (6, 6)
     s2, _ = balanced_sample(list(reversed(records)), lambda r: r[0], key, total=60, cap=20, seed=7)
     assert s1 == s2  # same seed and data -> same items in the same order, whatever the input order
@@ -69,29 +76,42 @@ def test_balanced_sample_is_balanced_capped_deterministic_and_stable():
 # --------------------------------------------------------------------------- NSynth
 
 
-def nsynth_tree(root: Path, classes: dict[tuple[str, str], int]) -> Path:
+def nsynth_tree(root: Path, classes: dict[tuple[str, str], int], seconds: float = 0.05) -> Path:
     examples = {}
     for (fam, src), n in classes.items():
         for i in range(n):
-            pitch, vel = 40 + i, (25, 50, 75, 100, 127)[i % 5]
+            pitch, vel = 40 + i % 60, (25, 50, 75, 100, 127)[i % 5]
             note_str = f"{fam}_{src}_{i:03d}-{pitch:03d}-{vel:03d}"
             quals = ["bright", "percussive"] if i % 2 else []
             examples[note_str] = {
-                "note": len(examples), "note_str": note_str, "instrument": i, "instrument_str": f"{fam}_{src}_{i:03d}",
-                "pitch": pitch, "velocity": vel, "sample_rate": 16000,
-                "qualities": [int(q in quals) for q in NSYNTH_QUALITIES], "qualities_str": quals,
-                "instrument_family": nsynth.FAMILIES.index(fam), "instrument_family_str": fam,
-                "instrument_source": nsynth.SOURCES.index(src), "instrument_source_str": src,
+                "note": len(examples),
+                "note_str": note_str,
+                "instrument": i,
+                "instrument_str": f"{fam}_{src}_{i:03d}",
+                "pitch": pitch,
+                "velocity": vel,
+                "sample_rate": 16000,
+                "qualities": [int(q in quals) for q in NSYNTH_QUALITIES],
+                "qualities_str": quals,
+                "instrument_family": nsynth.FAMILIES.index(fam),
+                "instrument_family_str": fam,
+                "instrument_source": nsynth.SOURCES.index(src),
+                "instrument_source_str": src,
             }
-            tone(root / "audio" / f"{note_str}.wav", seconds=0.05)
+            tone(root / "audio" / f"{note_str}.wav", seconds=seconds)
     (root / "examples.json").write_text(json.dumps(examples))
     return root
 
 
 @pytest.fixture
 def nsynth_dir(tmp_path):
-    classes = {("guitar", "acoustic"): 12, ("guitar", "electronic"): 12, ("flute", "acoustic"): 3,
-               ("bass", "synthetic"): 12, ("synth_lead", "synthetic"): 5}
+    classes = {
+        ("guitar", "acoustic"): 12,
+        ("guitar", "electronic"): 12,
+        ("flute", "acoustic"): 3,
+        ("bass", "synthetic"): 12,
+        ("synth_lead", "synthetic"): 5,
+    }
     return nsynth_tree(tmp_path / "nsynth-test", classes)
 
 
@@ -112,9 +132,33 @@ def test_nsynth_items_follow_the_paper(nsynth_dir):
     assert len(refs["guitar_acoustic"]) == 6 and all(Path(p).exists() for p in refs["guitar_acoustic"])
     again, _ = load_items("notes", nsynth_dir, limit=20, seed=3, cap=6)
     assert [i.id for i in again] == [i.id for i in items]
-    assert load_items("notes", nsynth_dir, limit=20, seed=3, cap=6, families=None)[0][0].id  # synth_lead allowed
+    assert load_items("notes", nsynth_dir, limit=20, seed=3, cap=6, families=None)[0][
+        0
+    ].id  # synth_lead allowed
     # a split folder's parent works too, with the split named
     assert len(load_items("notes", nsynth_dir.parent, limit=20, seed=3, cap=6, split="test")[0]) == 20
+
+
+def test_nsynth_default_sample_is_the_papers_1500(tmp_path):
+    # 16 classes of the paper's families: 12 with more than 110 notes, guitar_electronic 92, three small
+    big = [
+        (f, s)
+        for f in ("bass", "brass", "guitar", "keyboard", "mallet", "organ")
+        for s in ("acoustic", "synthetic")
+    ]
+    sizes = dict.fromkeys(big, 112) | {
+        ("guitar", "electronic"): 92,
+        ("flute", "acoustic"): 30,
+        ("vocal", "acoustic"): 28,
+        ("bass", "electronic"): 30,
+    }
+    root = nsynth_tree(tmp_path / "nsynth-train", sizes | {("synth_lead", "synthetic"): 20}, seconds=0.005)
+    items, skipped = load_items("notes", root)
+    counts = Counter(i.label for i in items)
+    assert not skipped and len(items) == 1500 and len(counts) == 16
+    assert sorted(counts.values()) == [28, 30, 30, 92] + [110] * 12
+    assert len({i.id for i in items}) == 1500
+    assert all(len(i.references) == counts[i.label] for i in items)
 
 
 def test_nsynth_bad_audio_is_listed_not_dropped(nsynth_dir):
@@ -132,7 +176,7 @@ def test_nsynth_bad_audio_is_listed_not_dropped(nsynth_dir):
 
 def test_nsynth_bad_metadata_names_the_entry(nsynth_dir):
     ex = json.loads((nsynth_dir / "examples.json").read_text())
-    key = sorted(ex)[0]
+    key = min(ex)
     ex[key]["instrument_family_str"] = "kazoo"
     (nsynth_dir / "examples.json").write_text(json.dumps(ex))
     with pytest.raises(DatasetError, match=f"entry '{key}': unknown instrument family 'kazoo'"):
@@ -171,7 +215,7 @@ def test_fsd50k_is_multilabel_aware(tmp_path):
     by = {i.label: i for i in items}
     assert set(by) == {"Bark", "Dog", "Animal", "Meow"}
     assert [s.key for s in skipped] == ["Gong"] and "empty class" in skipped[0].reason
-    assert [Path(p).stem for p in by["Bark"].references][0] == "102"  # the clip that is only a bark comes first
+    assert Path(by["Bark"].references[0]).stem == "102"  # the clip that is only a bark comes first
     assert sorted(Path(p).stem for p in by["Bark"].references) == ["101", "102", "201"]
     assert sorted(Path(p).stem for p in by["Animal"].references) == ["101", "103", "104"]
     bark = by["Bark"]
@@ -212,8 +256,10 @@ def speech_tree(root: Path) -> Path:
             tone(root / word / f"spk{i}_nohash_0.wav", seconds=1.0)
     tone(root / "_background_noise_" / "white_noise.wav", seconds=1.0)
     (root / "up").mkdir()
-    (root / "testing_list.txt").write_text("yes/spk0_nohash_0.wav\nyes/spk1_nohash_0.wav\nno/spk0_nohash_0.wav\n"
-                                            "marvin/spk0_nohash_0.wav\nbanana/spk0_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text(
+        "yes/spk0_nohash_0.wav\nyes/spk1_nohash_0.wav\nno/spk0_nohash_0.wav\n"
+        "marvin/spk0_nohash_0.wav\nbanana/spk0_nohash_0.wav\n"
+    )
     (root / "validation_list.txt").write_text("yes/spk2_nohash_0.wav\n")
     return root
 
@@ -242,18 +288,30 @@ def test_speech_commands_splits_and_items(tmp_path):
 
 def test_manifest_provenance_reaches_reference_clips(tmp_path):
     root = speech_tree(tmp_path / "speech_commands")
-    clips = {f"{w}/spk{i}_nohash_0.wav": {"label": w, "source": "flite" if w == "marvin" else "pkg-x",
-                                          "source_file": "f", "license": "GPL-2+", "human_recording": w != "marvin",
-                                          "attribution": "someone"}
-             for w, n in (("yes", 3), ("no", 2), ("marvin", 1), ("banana", 2)) for i in range(n)}
-    (root / MANIFEST).write_text(json.dumps({"dataset": "offline-speech", "sample_rate": 16000, "clips": clips}))
+    clips = {
+        f"{w}/spk{i}_nohash_0.wav": {
+            "label": w,
+            "source": "flite" if w == "marvin" else "pkg-x",
+            "source_file": "f",
+            "license": "GPL-2+",
+            "human_recording": w != "marvin",
+            "attribution": "someone",
+        }
+        for w, n in (("yes", 3), ("no", 2), ("marvin", 1), ("banana", 2))
+        for i in range(n)
+    }
+    (root / MANIFEST).write_text(
+        json.dumps({"dataset": "offline-speech", "sample_rate": 16000, "clips": clips})
+    )
     items, _ = load_items("speech", None, refs_dir=tmp_path)
     by = {i.label: i for i in items}
     assert by["yes"].dataset == "offline-speech" and by["yes"].id == "speech/offline-speech/yes"
     assert by["marvin"].reference_clips[0].human_recording is False
     assert by["yes"].reference_clips[0].license == "GPL-2+" and by["yes"].reference_clips[0].source == "pkg-x"
     del clips["no/spk0_nohash_0.wav"]
-    (root / MANIFEST).write_text(json.dumps({"dataset": "offline-speech", "sample_rate": 16000, "clips": clips}))
+    (root / MANIFEST).write_text(
+        json.dumps({"dataset": "offline-speech", "sample_rate": 16000, "clips": clips})
+    )
     with pytest.raises(DatasetError, match="not listed in"):
         load_items("speech", None, refs_dir=tmp_path)
     with pytest.raises(DatasetError, match="refs build --tier notes"):
@@ -262,16 +320,41 @@ def test_manifest_provenance_reaches_reference_clips(tmp_path):
 
 def test_cli_items_prints_one_json_object_per_line(nsynth_dir, tmp_path):
     # the console script, as users run it (`python -m audioprobe.cli` would load the CLI module twice)
-    cmd = [str(Path(sys.executable).with_name("audioprobe")), "items", "--tier", "notes", "--dataset", str(nsynth_dir),
-           "--limit", "8", "--seed", "1"]
+    cmd = [
+        str(Path(sys.executable).with_name("audioprobe")),
+        "items",
+        "--tier",
+        "notes",
+        "--dataset",
+        str(nsynth_dir),
+        "--limit",
+        "8",
+        "--seed",
+        "1",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(rows) == 8
     for r in rows:
-        assert {"id", "tier", "label", "pitch", "velocity", "instrument_family", "instrument_source", "qualities",
-                "references"} <= set(r)
-    assert Counter(r["label"] for r in rows) == {"guitar_acoustic": 2, "guitar_electronic": 2, "flute_acoustic": 2,
-                                                 "bass_synthetic": 2}
-    assert subprocess.run(cmd, capture_output=True, text=True).stdout == out.stdout  # stable
-    bad = subprocess.run(cmd[:-4] + ["--dataset", str(tmp_path / "missing")], capture_output=True, text=True)
+        assert {
+            "id",
+            "tier",
+            "label",
+            "pitch",
+            "velocity",
+            "instrument_family",
+            "instrument_source",
+            "qualities",
+            "references",
+        } <= set(r)
+    assert Counter(r["label"] for r in rows) == {
+        "guitar_acoustic": 2,
+        "guitar_electronic": 2,
+        "flute_acoustic": 2,
+        "bass_synthetic": 2,
+    }
+    assert subprocess.run(cmd, capture_output=True, text=True, check=True).stdout == out.stdout  # stable
+    bad = subprocess.run(
+        cmd[:-4] + ["--dataset", str(tmp_path / "missing")], capture_output=True, text=True, check=False
+    )
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

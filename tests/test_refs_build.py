@@ -34,9 +34,15 @@ def f0_of(x: np.ndarray, lo: float = 60.0, hi: float = 1000.0) -> float:
 def refs(tmp_path_factory):
     out = tmp_path_factory.mktemp("refs")
     summary = build_refs(
-        ["notes", "environmental", "speech"], out, progress=lambda m: None,
-        notes_families=("keyboard", "flute"), notes_sources=("acoustic",), notes_pitches=(57, 69),
-        notes_velocities=(50, 127), env_labels=["Camera", "Applause"], words=["left", "two", "yes"],
+        ["notes", "environmental", "speech"],
+        out,
+        progress=lambda m: None,
+        notes_families=("keyboard", "flute"),
+        notes_sources=("acoustic",),
+        notes_pitches=(57, 69),
+        notes_velocities=(50, 127),
+        env_labels=["Camera", "Applause"],
+        words=["left", "two", "yes"],
     )
     return out, summary
 
@@ -86,7 +92,7 @@ def test_speech_real_cuts_and_flagged_synthetic_words(refs):
     out, summary = refs
     s = summary["speech"]
     assert s["classes"] == 3 and s["synthetic_only_classes"] == 1
-    items, skipped = load_items("speech", out / "speech_commands")
+    items, _ = load_items("speech", out / "speech_commands")
     by = {i.label: i for i in items}
     assert set(by) == {"left", "two", "yes"}
     assert all(not c.human_recording and c.source == "flite" for c in by["yes"].reference_clips)
@@ -110,12 +116,21 @@ def test_credits_list_every_clip_and_rebuild_is_a_no_op(refs):
     assert len(rows) == 8 + 2 + sum(1 for _ in (out / "speech_commands").rglob("*.wav"))
     assert all(r["source"] and r["license"] for r in rows)
     text = (out / "CREDITS.md").read_text()
-    assert "openttd-opensfx" in text and "flite" in text and (out / "licenses" / "openttd-opensfx.txt").exists()
+    assert (
+        "openttd-opensfx" in text and "flite" in text and (out / "licenses" / "openttd-opensfx.txt").exists()
+    )
     wav = next((out / "nsynth" / "audio").glob("*.wav"))
     before = wav.stat().st_mtime_ns
     said = []
-    build_refs(["notes"], out, progress=said.append, notes_families=("keyboard", "flute"),
-               notes_sources=("acoustic",), notes_pitches=(57, 69), notes_velocities=(50, 127))
+    build_refs(
+        ["notes"],
+        out,
+        progress=said.append,
+        notes_families=("keyboard", "flute"),
+        notes_sources=("acoustic",),
+        notes_pitches=(57, 69),
+        notes_velocities=(50, 127),
+    )
     assert wav.stat().st_mtime_ns == before and any("up to date" in m for m in said)
 
 
@@ -130,3 +145,12 @@ def test_opensfx_cat_parser_rejects_bad_indices():
     assert title == "Test. License: CC0" and data == wav
     with pytest.raises(ValueError, match="has 1 entries"):
         opensfx_entry(cat, 1)
+
+
+def test_missing_tools_need_root_and_say_so(monkeypatch):
+    from tasks.probesets import refs_sources
+
+    monkeypatch.setattr(refs_sources.shutil, "which", lambda cmd: None)
+    monkeypatch.setattr(refs_sources.os, "geteuid", lambda: 1000)
+    with pytest.raises(ValueError, match=r"needs fluidsynth; installing Debian packages needs root"):
+        refs_sources.ensure_tools({"fluidsynth": "fluidsynth"}, progress=lambda m: None)

@@ -226,6 +226,29 @@ def make_fixture_run(root: Path) -> RunStore:
                 )
             )
             save(o, note(midi + detune / 100))
+    # a note below the pitch judge's range: judged, recorded as the judge's error, not measurable
+    it = item(
+        "notes", "bass-C0", "bass_acoustic", ref_note[36], pitch=12, note_name="C0", instrument_family="bass"
+    )
+    o = ItemOutcome(
+        run_id=RUN_ID,
+        item=it,
+        model=GPT,
+        method="paper",
+        prompt=prompt("notes", "paper", "C0"),
+        generation=gen(GPT, "# C0\n"),
+        stage_reached="done",
+    )
+    o.judgements.append(
+        Judgement(
+            judge="pitch/torchcrepe-full",
+            judge_version="0.0.24",
+            audio_sha256="c0",
+            error="below the judge's range",
+            values={"f0_hz": None, "cents_error": None, "octave_error": None, "measurable": False},
+        )
+    )
+    save(o, note(12))
     # every failure kind, on the local model's notes
     failures = [
         (
@@ -306,6 +329,7 @@ def make_fixture_run(root: Path) -> RunStore:
         ),
         ("llm", dict(generation=gen(LOCAL, "", status="llm_error", error="connection refused"))),
         ("prose", dict(generation=gen(LOCAL, "", status="no_code"))),
+        ("docker", dict(failure="infrastructure", error="Docker daemon not reachable after 3 tries")),
     ]
     for suffix, parts in failures:
         it = item(
@@ -327,8 +351,30 @@ def make_fixture_run(root: Path) -> RunStore:
             generation=parts.get("generation", gen(LOCAL, f"# program {suffix}\n")),
             execution=parts.get("execution"),
             stage_reached="execution",
+            failure=parts.get("failure"),
+            error=parts.get("error"),
         )
         save(o)
+    # a clip that passed the gate but its judge failed
+    it = item("notes", "fail-judge", "organ_electronic", ref_note[60], pitch=60, instrument_family="organ")
+    o = ItemOutcome(
+        run_id=RUN_ID,
+        item=it,
+        model=LOCAL,
+        method="paper",
+        prompt=prompt("notes", "paper", "..."),
+        generation=gen(LOCAL, "# judge\n"),
+        stage_reached="judging",
+    )
+    o.judgements.append(
+        Judgement(
+            judge="pitch/torchcrepe-full",
+            judge_version="0.0.24",
+            audio_sha256="j",
+            error="RuntimeError: CUDA out of memory",
+        )
+    )
+    save(o, note(60))
     # invalid audio: silence and a clipped square wave, which the gate refuses
     silence = np.zeros(SR * 4, dtype=np.float32)
     clipped = np.clip(4 * np.sign(note(60)), -1, 1).astype(np.float32)
@@ -450,8 +496,22 @@ def make_fixture_run(root: Path) -> RunStore:
                     ci=(value * 0.8, value * 1.3),
                     model=model,
                     method="paper",
+                    group="instrument",
                 )
             )
+        # a finer class (instrument x source): in the FAD table, not among Figure 2/3's instruments
+        fads.append(
+            FADResult(
+                label="keyboard_acoustic",
+                fad=3.0,
+                n_gen=2,
+                n_ref=20,
+                embedding="logmel-stats-v1",
+                model=model,
+                method="paper",
+                group="instrument_source",
+            )
+        )
     store.save_fad(fads)
     return store
 
@@ -482,20 +542,22 @@ def test_failure_taxonomy_covers_every_kind(run):
     assert kinds["fail-llm"][0] == "llm_error" and kinds["fail-prose"] == ("no_code", "no_code")
     assert kinds["fail-silent"] == ("invalid_audio", "silent: peak 0.0")
     assert kinds["fail-clip"][0] == "invalid_audio"
+    assert kinds["fail-judge"] == ("judge_error", "pitch/torchcrepe-full: RuntimeError: CUDA out of memory")
+    assert kinds["fail-docker"] == ("infrastructure", "Docker daemon not reachable after 3 tries")
     assert kinds["kb-C4"] == ("ok", "")
 
 
 def test_overview_counts_and_rates(run):
     ov = build_tables(run)["overview"].set_index(["model", "tier", "method"])
     local_notes = ov.loc[(LOCAL, "notes", "paper")]
-    # 4 good notes + 11 failures + 2 invalid clips; llm error and prose have no code
-    assert local_notes["items"] == 17
-    assert local_notes["generated"] == 15
-    assert local_notes["executed_ok"] == 6
-    assert local_notes["valid_audio"] == 4
-    assert local_notes["valid_audio_rate"] == pytest.approx(4 / 17)
-    assert local_notes["valid_audio_ci_lo"] < 4 / 17 < local_notes["valid_audio_ci_hi"]
-    assert ov.loc[(GPT, "notes", "paper")][["items", "valid_audio"]].tolist() == [4, 4]
+    # 4 good notes + 12 failures + 2 invalid clips + 1 failed judge; llm error and prose have no code
+    assert local_notes["items"] == 19
+    assert local_notes["generated"] == 17
+    assert local_notes["executed_ok"] == 7
+    assert local_notes["valid_audio"] == 5  # the failed judge's clip passed the gate
+    assert local_notes["valid_audio_rate"] == pytest.approx(5 / 19)
+    assert local_notes["valid_audio_ci_lo"] < 5 / 19 < local_notes["valid_audio_ci_hi"]
+    assert ov.loc[(GPT, "notes", "paper")][["items", "valid_audio"]].tolist() == [5, 5]
     assert ov.loc[(LOCAL, "environmental", "detailed")][["items", "executed_ok", "valid_audio"]].tolist() == [
         3,
         2,
@@ -518,6 +580,8 @@ def test_failures_and_missing_modules(run):
         "no_output": 1,
         "output_rejected": 1,
         "invalid_audio": 2,
+        "judge_error": 1,
+        "infrastructure": 1,
         "ok": 4,
     }
     mods = t["missing_modules"]
@@ -536,7 +600,9 @@ def test_notes_fad_bands_and_pitch(run):
     assert fad.loc[(GPT, "mallet"), "band"] == "highly similar"
     assert fad.loc[(LOCAL, "keyboard"), "band"] == "moderately similar"
     assert fad.loc[(LOCAL, "bass"), ["n_gen", "n_ref", "baseline"]].tolist() == [1, 40, 3.1]
+    assert fad.loc[(GPT, "keyboard_acoustic"), "group"] == "instrument_source"
     sim = t["notes_similarity"].set_index("model")
+    assert sim.loc[GPT, "classes"] == 3  # instruments only: keyboard_acoustic is a finer class
     assert sim.loc[GPT, "highly_classes"] == 2 and sim.loc[GPT, "highly_share"] == pytest.approx(2 / 3)
     assert sim.loc[LOCAL, "highly_share"] == pytest.approx(1 / 3)
     assert sim.loc[GPT, "highly_notes_share"] == pytest.approx(3 / 4)  # keyboard has 2 notes, mallet 1 of 4
@@ -544,6 +610,7 @@ def test_notes_fad_bands_and_pitch(run):
     assert pitch.loc[(LOCAL, "keyboard"), "correct"] == 2
     assert pitch.loc[(LOCAL, "bass"), ["correct", "octave_errors"]].tolist() == [0, 1]
     assert pitch.loc[(GPT, "mallet"), "accuracy_rate"] == 1.0
+    assert pitch.loc[(GPT, "bass"), ["judged", "measurable", "correct"]].tolist() == [2, 1, 1]
     assert "pitch/torchcrepe-full 0.0.24" in pitch.loc[(GPT, "mallet"), "judge"]
 
 
@@ -577,8 +644,8 @@ def test_speech_accuracy_and_text(run):
 def test_usage_and_provenance(run):
     t = build_tables(run)
     usage = t["usage"].set_index("model")
-    assert usage.loc[GPT, "tokens_in"] == 4 * 320 + 6 * 320 + 320
-    assert usage.loc[GPT, "cost"] == pytest.approx(11 * 0.0012)
+    assert usage.loc[GPT, "tokens_in"] == 5 * 320 + 6 * 320 + 320
+    assert usage.loc[GPT, "cost"] == pytest.approx(12 * 0.0012)
     assert pd.isna(usage.loc[LOCAL, "cost"])  # unpriced, not zero
     judges = set(t["judges"]["judge"])
     assert {
@@ -673,7 +740,7 @@ def test_empty_and_unfinished_runs(tmp_path):
 
 def test_summary_markdown(run, report):
     md = summary_markdown(run)
-    assert f"| {LOCAL} | notes | paper | 15/17 (88%) | 6/17 (35%) | 4/17 (24%) |" in md
+    assert f"| {LOCAL} | notes | paper | 17/19 (89%) | 7/19 (37%) | 5/19 (26%) |" in md
     assert "`midutil` 2" in md and "missing module 4" in md
     assert str(report) in md
 

@@ -126,6 +126,49 @@ def test_audio_stack_imports():
     assert "Warning" not in result.stderr_tail  # e.g. pydub's "Couldn't find ffmpeg"
 
 
+def test_hardening_is_on_by_default(monkeypatch):
+    from sandbox.client import Sandbox
+
+    monkeypatch.setenv("AUDIOPROBE_TEST_SECRET", "must-not-leak")
+    limits = ExecutionLimits()
+    with Sandbox(limits) as box:
+        info = box.client.api.inspect_container(box.id)
+        host = info["HostConfig"]
+        assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True
+        assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd") and host["Privileged"] is False
+        assert "no-new-privileges" in host["SecurityOpt"] and host["Init"] is True
+        assert host["PidsLimit"] == limits.pids
+        assert host["Memory"] == host["MemorySwap"] == limits.memory_mb * 1024 * 1024
+        assert host["NanoCpus"] == int(limits.cpus * 1e9)
+        assert {u["Name"] for u in host["Ulimits"]} >= {"fsize", "nofile"}
+        assert set(host["Tmpfs"]) == {"/work", "/tmp"} and f"size={limits.workdir_mb}m" in host["Tmpfs"]["/work"]
+        assert not host.get("Binds") and not info["Mounts"]
+        assert not any("must-not-leak" in e for e in info["Config"]["Env"])
+        assert info["Config"]["User"] == "65534:65534"
+        code, out, _, _ = box.exec(["sh", "-c", "id -u; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs)'"])
+        assert code == 0 and out.split()[0] == b"10001"
+        assert b"CapEff:\t0000000000000000" in out and b"NoNewPrivs:\t1" in out
+
+
+def test_sandbox_write_exec_read():
+    from sandbox.client import Sandbox, SandboxError
+
+    with Sandbox(LIMITS) as box:
+        box.write_file("in.bin", b"\x00\x01" * 50_000)  # two chunks
+        code, out, _, _ = box.exec(["python3", "-c", "import os; print(os.path.getsize('in.bin'))"])
+        assert code == 0 and out.strip() == b"100000"
+        assert box.read_file("in.bin") == b"\x00\x01" * 50_000
+        box.exec(["ln", "-s", "/etc/passwd", "link.wav"])
+        with pytest.raises(SandboxError, match="symlink"):
+            box.read_file("link.wav")
+        with pytest.raises(FileNotFoundError):
+            box.read_file("absent.wav")
+        with pytest.raises(ValueError):
+            box.read_file("../etc/passwd")
+        code, out, _, problem = box.exec(["sleep", "30"], timeout=1)
+        assert problem == "timeout" and code is None
+
+
 # --------------------------------------------------------------------------- resource attacks
 
 

@@ -14,12 +14,18 @@ from audioprobe.schema import TIERS
 def register(subparsers) -> None:
     p = subparsers.add_parser("items", help="list a tier's probe items, one JSON object per line")
     p.add_argument("--tier", required=True, choices=TIERS)
-    p.add_argument("--dataset", help="the dataset folder in its native layout, or tfds[:split]; "
-                   "default: the offline reference sets (`audioprobe refs build`)")
+    p.add_argument(
+        "--dataset",
+        help="the dataset folder in its native layout, or tfds[:split]; "
+        "default: the offline reference sets (`audioprobe refs build`)",
+    )
     p.add_argument("--limit", type=int, help="notes: the sample size (default 1500); other tiers: classes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", help="nsynth: train/valid/test (default all found); fsd50k: dev/eval/all; "
-                   "speech_commands: test (default)/validation/train/all")
+    p.add_argument(
+        "--split",
+        help="nsynth: train/valid/test (default all found); fsd50k: dev/eval/all; "
+        "speech_commands: test (default)/validation/train/all",
+    )
     p.set_defaults(func=cmd_items)
 
     r = subparsers.add_parser("refs", help="offline reference sets built from Debian/PyPI recordings")
@@ -53,8 +59,12 @@ def cmd_items(args) -> int:
         return 0
     for s in skipped:
         print(json.dumps({"skipped": s.key, "tier": s.tier, "reason": s.reason}), file=sys.stderr)
-    print(f"audioprobe: {len(items)} {args.tier} items, {len(skipped)} skipped (listed above)"
-          if skipped else f"audioprobe: {len(items)} {args.tier} items", file=sys.stderr)
+    print(
+        f"audioprobe: {len(items)} {args.tier} items, {len(skipped)} skipped (listed above)"
+        if skipped
+        else f"audioprobe: {len(items)} {args.tier} items",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -24,7 +24,7 @@ def clip_problem(path: Path, sample_rates: Collection[int] | None) -> str | None
         return f"missing file {path}"
     try:
         info = sf.info(str(path))
-    except Exception as exc:  # libsndfile says why in its own words
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types; its message says why
         return f"unreadable audio {path}: {exc}"
     if info.frames <= 0:
         return f"empty audio {path}"
@@ -68,9 +68,13 @@ class ClipTable:
         rel = path.relative_to(self.root).as_posix()
         meta = (self.manifest or {}).get("clips", {}).get(rel)
         if self.manifest is not None and meta is None:
-            raise DatasetError(f"{path} is not listed in {self.root / MANIFEST}: rebuild with `audioprobe refs build`")
+            raise DatasetError(
+                f"{path} is not listed in {self.root / MANIFEST}: rebuild with `audioprobe refs build`"
+            )
         if meta is None:
-            return ReferenceClip(path=str(path), label=label, source=self.dataset, source_file=rel, license=self.license)
+            return ReferenceClip(
+                path=str(path), label=label, source=self.dataset, source_file=rel, license=self.license
+            )
         return ReferenceClip(
             path=str(path),
             label=label,

@@ -37,7 +37,9 @@ def _read_csv(path: Path) -> list[list[str]]:
 def read_vocabulary(root: Path) -> list[str]:
     path = root / GT / "vocabulary.csv"
     if not path.exists():
-        raise DatasetError(f"missing {path}: is {root} an FSD50K folder (FSD50K.ground_truth/, FSD50K.*_audio/)?")
+        raise DatasetError(
+            f"missing {path}: is {root} an FSD50K folder (FSD50K.ground_truth/, FSD50K.*_audio/)?"
+        )
     known = vocabulary()
     labels = []
     for i, row in enumerate(_read_csv(path), 1):
@@ -69,7 +71,9 @@ def read_clips(root: Path, split: str, vocab: set[str]) -> dict[str, list[tuple[
             labels = [lb for lb in row[1].split(",") if lb]
             for lb in labels:
                 if lb not in vocab:
-                    raise DatasetError(f"{path} line {i} ({row[0]}): unknown label {lb!r}, not in vocabulary.csv")
+                    raise DatasetError(
+                        f"{path} line {i} ({row[0]}): unknown label {lb!r}, not in vocabulary.csv"
+                    )
             audio = root / f"FSD50K.{part}_audio" / f"{row[0]}.wav"
             for lb in labels:
                 by_label.setdefault(lb, []).append((audio, len(labels)))
@@ -101,7 +105,9 @@ def load(
             present.append(lb)
         else:
             where = "the offline reference set" if table.offline else f"split {split!r} of {path}"
-            skipped.append(SkippedItem(key=lb, tier="environmental", reason=f"empty class: no clips of {lb} in {where}"))
+            skipped.append(
+                SkippedItem(key=lb, tier="environmental", reason=f"empty class: no clips of {lb} in {where}")
+            )
     if limit is not None:
         present = sorted(sorted(present, key=lambda lb: rank(seed, lb))[:limit])
     items = []
@@ -109,7 +115,9 @@ def load(
         ordered = sorted(clips[lb], key=lambda c: (c[1], rank(seed, c[0].name)))
         refs = table.checked([p for p, _ in ordered[:max_refs]], lb, "environmental", skipped)
         if not refs:
-            skipped.append(SkippedItem(key=lb, tier="environmental", reason=f"no usable clip of {lb} (see above)"))
+            skipped.append(
+                SkippedItem(key=lb, tier="environmental", reason=f"no usable clip of {lb} (see above)")
+            )
             continue
         items.append(
             ProbeItem(

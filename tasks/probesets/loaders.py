@@ -47,7 +47,9 @@ def load_items(
     if dataset is None:
         root = offline_root(tier, options.pop("refs_dir", None))
         if not root.exists():
-            raise DatasetError(f"no offline {tier} reference set at {root}: run `audioprobe refs build --tier {tier}`")
+            raise DatasetError(
+                f"no offline {tier} reference set at {root}: run `audioprobe refs build --tier {tier}`"
+            )
     else:
         root = Path(dataset).expanduser()
         if not root.exists():

@@ -17,7 +17,19 @@ from tasks.probesets.common import ClipTable, DatasetError
 from tasks.probesets.descriptions import NSYNTH_QUALITIES, quality_descriptions
 from tasks.probesets.sampling import PAPER_CAP, PAPER_FAMILIES, PAPER_TOTAL, balanced_sample, rank
 
-FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead", "vocal")
+FAMILIES = (
+    "bass",
+    "brass",
+    "flute",
+    "guitar",
+    "keyboard",
+    "mallet",
+    "organ",
+    "reed",
+    "string",
+    "synth_lead",
+    "vocal",
+)
 SOURCES = ("acoustic", "electronic", "synthetic")
 QUALITIES = tuple(NSYNTH_QUALITIES)  # NSynth's bit order
 SAMPLE_RATE = 16000
@@ -81,7 +93,9 @@ def _parse(key: str, entry: dict, root: Path, table: ClipTable) -> Note:
     if bad:
         raise DatasetError(f"{where}: unknown qualities {bad}")
     note_str = entry.get("note_str", key)
-    return Note(note_str, family, source, pitch, velocity, qualities, root / "audio" / f"{note_str}.wav", table)
+    return Note(
+        note_str, family, source, pitch, velocity, qualities, root / "audio" / f"{note_str}.wav", table
+    )
 
 
 def read_notes(path: Path, split: str | None = None) -> list[Note]:
@@ -114,7 +128,9 @@ def items_from_notes(
     if not notes:
         raise DatasetError("no NSynth notes in the requested families")
     total = PAPER_TOTAL if limit is None else limit
-    sample, _ = balanced_sample(notes, lambda n: n.label, lambda n: n.note_str, total=total, cap=cap, seed=seed)
+    sample, _ = balanced_sample(
+        notes, lambda n: n.label, lambda n: n.note_str, total=total, cap=cap, seed=seed
+    )
     # A class's references are its first `cap` notes in the sampler's order: the paper's 110 per class,
     # a superset of the sampled notes of that class, and the same whatever --limit says.
     classes: dict[str, list[Note]] = {}
@@ -209,7 +225,9 @@ def load_tfds(
     notes = [_parse(k, v, out, table) for k, v in sorted(meta.items())]
     notes = [n for n in notes if families is None or n.family in families]
     total = PAPER_TOTAL if limit is None else limit
-    sample, _ = balanced_sample(notes, lambda n: n.label, lambda n: n.note_str, total=total, cap=cap, seed=seed)
+    sample, _ = balanced_sample(
+        notes, lambda n: n.label, lambda n: n.note_str, total=total, cap=cap, seed=seed
+    )
     wanted = {n.note_str for n in sample if not n.audio.exists()}
     (out / "audio").mkdir(parents=True, exist_ok=True)
     if wanted:

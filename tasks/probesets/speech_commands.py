@@ -77,14 +77,21 @@ def load(
     table = ClipTable(path, "speech_commands", LICENSE, (SAMPLE_RATE,))
     skipped: list[SkippedItem] = []
     for folder in sorted(set(clips) - set(WORDS)):
-        skipped.append(SkippedItem(key=folder, tier="speech", reason=f"unknown label {folder!r} in {path}: "
-                                   "not one of the 35 Speech Commands words"))
+        skipped.append(
+            SkippedItem(
+                key=folder,
+                tier="speech",
+                reason=f"unknown label {folder!r} in {path}: not one of the 35 Speech Commands words",
+            )
+        )
     present = []
     for w in words or WORDS:
         if w not in clips:
             skipped.append(SkippedItem(key=w, tier="speech", reason=f"no folder {path / w}"))
         elif not clips[w]:
-            skipped.append(SkippedItem(key=w, tier="speech", reason=f"empty class: no clips of {w!r} in split {split!r}"))
+            skipped.append(
+                SkippedItem(key=w, tier="speech", reason=f"empty class: no clips of {w!r} in split {split!r}")
+            )
         else:
             present.append(w)
     if limit is not None:
@@ -99,7 +106,9 @@ def load(
             continue
         description = phonetic_description(w)
         if description is None:
-            warnings.warn(f"no CMUdict entry for {w!r} (is pocketsphinx installed?): prompt gets no phonetics")
+            warnings.warn(
+                f"no CMUdict entry for {w!r} (is pocketsphinx installed?): prompt gets no phonetics"
+            )
         items.append(
             ProbeItem(
                 id=f"speech/{table.dataset}/{w}",
@@ -116,8 +125,14 @@ def load(
     return items, skipped
 
 
-def load_tfds(split: str = "test", data_dir: Path | None = None, out_dir: Path | None = None,
-              limit: int | None = None, seed: int = 0, max_refs: int | None = MAX_REFS):
+def load_tfds(
+    split: str = "test",
+    data_dir: Path | None = None,
+    out_dir: Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    max_refs: int | None = MAX_REFS,
+):
     """TFDS `speech_commands` written out in the native layout, then read as above.
 
     TFDS keeps only 10 of the 35 words (the rest are folded into `_unknown_`): the other words come
@@ -126,14 +141,18 @@ def load_tfds(split: str = "test", data_dir: Path | None = None, out_dir: Path |
     try:
         import tensorflow_datasets as tfds
     except ImportError as exc:
-        raise DatasetError("TFDS speech_commands needs tensorflow-datasets: pip install tensorflow-datasets") from exc
+        raise DatasetError(
+            "TFDS speech_commands needs tensorflow-datasets: pip install tensorflow-datasets"
+        ) from exc
     import numpy as np
     import soundfile as sf
 
     from audioprobe.settings import get_settings
 
     out = out_dir or get_settings().cache_dir / "tfds" / f"speech_commands-{split}"
-    ds, info = tfds.load("speech_commands", split=split, data_dir=str(data_dir) if data_dir else None, with_info=True)
+    ds, info = tfds.load(
+        "speech_commands", split=split, data_dir=str(data_dir) if data_dir else None, with_info=True
+    )
     names = info.features["label"].names
     counts: dict[str, int] = {}
     listed = []

@@ -19,17 +19,18 @@ E = html.escape
 
 @dataclass(frozen=True)
 class ReportLimits:
-    items_per_group: int = 6  # detail cards per (run, model, tier, method): one per failure kind first
+    items_per_group: int = 6  # detail cards per (run, model, tier, method): commonest failures first
     audio_mb: float = 24.0  # WAV bytes embedded across the page (base64 makes the file about 4/3 of this)
     text_chars: int = 6000  # prompt, code and stderr shown per card (the full text is in files/<key>/)
 
     def describe(self) -> str:
         return (
             f"Detail cards for at most {self.items_per_group} items per run x model x tier x method "
-            f"(one of each failure kind first, then valid clips); audio embedded until {self.audio_mb:g} MiB "
-            f"of WAV (each clip as mono 16-bit PCM, its first {media.CLIP_SECONDS:g} s); prompt, code and "
-            f"stderr cut at {self.text_chars} characters. Every item is still in the item table and in "
-            "items.csv; the full files are in the run directory under files/&lt;key&gt;/."
+            "(the commonest failure kinds first, then valid clips); audio embedded until "
+            f"{self.audio_mb:g} MiB of WAV (each clip as mono 16-bit PCM, its first "
+            f"{media.CLIP_SECONDS:g} s); prompt, code and stderr cut at {self.text_chars} characters. "
+            "Every item is still in the item table and in items.csv; the full files are in the run "
+            "directory under files/&lt;key&gt;/."
         )
 
 
@@ -57,7 +58,8 @@ font-size:10.5px;padding:0 5px;border-radius:3px;background:#f0e4bf;color:#6b531
 border-left:3px solid #d9c27a;background:#fdf8ea;color:#5c4a12;font-size:12.5px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:10px;margin:8px 0 4px}
 .card{border:1px solid var(--line);border-radius:6px;padding:8px 12px;background:#fbfcfd}
-.card table{margin:2px 0;font-size:13px}.card td{border:0;padding:1px 4px}.card span{color:var(--muted);font-size:12px}
+.card table{margin:2px 0;font-size:13px}.card td{border:0;padding:1px 4px}
+.card span{color:var(--muted);font-size:12px}
 .badge{display:inline-block;padding:0 6px;border-radius:9px;font-size:11px;color:#fff;white-space:nowrap}
 .k-ok{background:#3f8f4f}.k-pending{background:#9aa3ad}.k-invalid_audio{background:#c07a1c}
 .k-llm_error,.k-no_code{background:#7a68a6}.k-syntax,.k-runtime,.k-missing_module{background:#b8434a}

@@ -26,7 +26,7 @@ from tasks.report.fmt import (
     who_columns,
 )
 from tasks.report.items import section_items
-from tasks.report.tables import KIND_LABELS, KINDS, ReportTables
+from tasks.report.tables import KIND_LABELS, KINDS, ReportTables, instrument_rows
 
 __all__ = ["ReportLimits", "render"]
 
@@ -108,7 +108,9 @@ def section_failures(rt: ReportTables) -> str:
     def cell(k):
         return lambda r: "<span class=zero>0</span>" if not r[k] else f"<b>{int(r[k])}</b>"
 
-    shown = [k for k in KINDS if k != "pending" or pivot[k].any()]
+    shown = [k for k in KINDS if k == "ok" or pivot[k].any()]  # a column of zeros says less than a line
+    never = [KIND_LABELS[k] for k in KINDS if k not in shown and k != "pending"]
+    never_note = f"<p class=note>No item failed by: {E(', '.join(never))}.</p>" if never else ""
     cols = who + [("tier", "tier"), ("method", "method")] + [(KIND_LABELS[k], cell(k)) for k in shown]
     det_cols = who + [
         ("tier", "tier"),
@@ -122,8 +124,10 @@ def section_failures(rt: ReportTables) -> str:
     return (
         "<section id=failures><h2>2. Failure taxonomy</h2>"
         "<p class=note>Each item counted once, at the first stage that failed (LLM call, code extraction, "
-        "sandbox run, audio gate), derived from its generation, execution and gate records.</p>"
+        "sandbox run, audio gate, judges), derived from its generation, execution, gate and judgement "
+        "records.</p>"
         + table(pivot, cols, numeric={KIND_LABELS[k] for k in KINDS}, cls="kinds")
+        + never_note
         + "<h3>Missing modules</h3><p class=note>Imports the sandbox does not have, by module name.</p>"
         + table(
             mods,
@@ -142,30 +146,22 @@ def section_failures(rt: ReportTables) -> str:
 def section_notes(rt: ReportTables) -> str:
     fad, sim, pit = rt["fad"], rt["notes_similarity"], rt["pitch"]
     who = who_columns(rt)
-    families = sorted(
-        {
-            r.outcome.item.instrument_family
-            for r in rt.rows
-            if r.outcome.item.tier == "notes" and r.outcome.item.instrument_family
-        }
+    families = {r.outcome.item.instrument_family for r in rt.rows if r.outcome.item.tier == "notes"} - {None}
+    labels = sorted(set(instrument_rows(fad, families)["label"])) if len(fad) else []
+    fad_cols = (
+        who
+        + [
+            ("method", "method"),
+            ("class", "label"),
+            ("group", "group"),
+            ("FAD [95% CI]", fad_cell),
+            ("same-distribution baseline", lambda r: num(r["baseline"])),
+            ("N gen / N ref", lambda r: f"{int(r['n_gen'])} / {int(r['n_ref'])}"),
+            ("embedding", "embedding"),
+            ("band (paper's)", "band"),
+        ]
+        + ([("note", "note")] if len(fad) and (fad["note"].fillna("") != "").any() else [])
     )
-    labels = (
-        families
-        if len(fad) and fad["label"].isin(families).any()
-        else sorted(set(fad["label"]))
-        if len(fad)
-        else []
-    )
-    fad_cols = who + [
-        ("method", "method"),
-        ("class", "label"),
-        ("FAD [95% CI]", fad_cell),
-        ("same-distribution baseline", lambda r: num(r["baseline"])),
-        ("N gen / N ref", lambda r: f"{int(r['n_gen'])} / {int(r['n_ref'])}"),
-        ("embedding", "embedding"),
-        ("band (paper's)", "band"),
-        ("note", "note"),
-    ]
     fad_numeric = {"FAD [95% CI]", "same-distribution baseline", "N gen / N ref"}
     no_fad = "No FAD results (fad.json) in this run."
     sim_cols = who + [
@@ -445,11 +441,15 @@ def headline(rt: ReportTables) -> str:
             t = g[g["tier"] == tier]
             if len(t):
                 n, k = int(t["items"].sum()), int(t["valid_audio"].sum())
-                lines.append(f"<tr><td>{tier}</td><td class=n><b>{k}</b> / {n}</td>"
-                             f"<td class=n>{pct(k / n if n else None, 0)}</td></tr>")
+                lines.append(
+                    f"<tr><td>{tier}</td><td class=n><b>{k}</b> / {n}</td>"
+                    f"<td class=n>{pct(k / n if n else None, 0)}</td></tr>"
+                )
         name = f"{model} @ {run}" if len(rt.runs) > 1 else model
-        cards.append(f"<div class=card><span>{E(name)}</span><table>{''.join(lines)}</table>"
-                     "<span>valid audio / items</span></div>")
+        cards.append(
+            f"<div class=card><span>{E(name)}</span><table>{''.join(lines)}</table>"
+            "<span>valid audio / items</span></div>"
+        )
     return f"<div class=cards>{''.join(cards)}</div>"
 
 

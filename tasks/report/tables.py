@@ -17,45 +17,35 @@ import numpy as np
 import pandas as pd
 
 from audioprobe.schema import TIERS, ItemOutcome, RunManifest
+from tasks import taxonomy
 from tasks.records import RunStore, outcome_key
 from tasks.report import paper
+from tasks.taxonomy import FAILURES
 
-# The failure taxonomy, in pipeline order; "ok" is valid audio, "pending" a record not finished yet.
-KINDS = (
-    "llm_error",
-    "no_code",
-    "syntax",
-    "runtime",
-    "missing_module",
-    "timeout",
-    "memory",
-    "no_output",
-    "output_rejected",
-    "invalid_audio",
-    "pending",
-    "ok",
-)
+# The failure taxonomy is tasks.taxonomy's; the report adds "pending" (a record not finished yet) and
+# "ok" (valid audio, judged).
+KINDS = (*FAILURES, "pending", "ok")
 KIND_LABELS = {
     "llm_error": "LLM error",
     "no_code": "no code",
     "syntax": "syntax error",
-    "runtime": "runtime error",
     "missing_module": "missing module",
+    "runtime": "runtime error",
     "timeout": "timeout",
     "memory": "out of memory",
     "no_output": "no output file",
     "output_rejected": "output rejected",
     "invalid_audio": "invalid audio",
+    "judge_error": "judge error",
+    "infrastructure": "Docker / infra",
     "pending": "not finished",
     "ok": "valid audio",
 }
-_SYNTAX = {"SyntaxError", "IndentationError", "TabError"}
-_NO_CODE = {"no_code", "empty", "refusal"}
 PITCH_TOLERANCE_CENTS = 50.0  # nearest semitone right: the note a listener would name
 GROUP = ["run", "model", "tier", "method"]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: comparing whole outcomes field by field is slow and never wanted
 class Row:
     """One outcome with where it came from: its run, store and key."""
 
@@ -90,37 +80,39 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float | None, float | None]
 
 
 def classify_failure(o: ItemOutcome) -> tuple[str, str]:
-    """(kind, detail) for one outcome, from its own records; the first failing stage decides."""
-    g = o.generation
-    if g is None:
-        return ("llm_error", o.error or "") if o.failure == "llm_error" else ("pending", o.stage_reached)
-    if g.extraction_status == "llm_error" or g.error:
-        return "llm_error", (g.error_kind or "") + (f": {g.error}" if g.error else "")
-    if not g.code or g.extraction_status in _NO_CODE:
-        return "no_code", g.extraction_status
-    e = o.execution
-    if e is None:
-        return "pending", "not executed"
-    if e.status in ("timeout", "memory"):
-        return e.status, f"{e.wall_s:.1f} s"
-    if e.status in ("no_output", "output_rejected"):
-        return e.status, "; ".join(e.rejected)
-    if e.status == "error":
-        if e.error_type in _SYNTAX:
-            return "syntax", e.error_type or ""
-        if e.missing_module or e.error_type == "ModuleNotFoundError":
-            return "missing_module", e.missing_module or "?"
-        return "runtime", e.error_type or f"exit {e.exit_code}"
-    if o.gate is None:
-        return "pending", "not gated"
-    if not o.gate.ok:
-        return "invalid_audio", ", ".join(o.gate.problems)
-    return "ok", ""
+    """(kind, detail): tasks.taxonomy's first failure, with what the records say about it."""
+    kind = taxonomy.classify_failure(o) or (o.failure if o.failure in FAILURES else None)
+    if kind is None:
+        if o.gate is not None and o.gate.ok:
+            return "ok", ""
+        return "pending", "not executed" if o.generation and o.execution is None else o.stage_reached
+    return kind, _detail(o, kind)
+
+
+def _detail(o: ItemOutcome, kind: str) -> str:
+    g, e = o.generation, o.execution
+    if kind == "llm_error":
+        return ": ".join(x for x in ((g.error_kind, g.error) if g else (o.error,)) if x)
+    if kind == "no_code":
+        return g.extraction_status if g else ""
+    if kind == "missing_module":
+        return (e.missing_module if e else None) or "?"
+    if kind in ("syntax", "runtime") and e:
+        return e.error_type or f"exit {e.exit_code}"
+    if kind in ("timeout", "memory") and e:
+        return f"{e.wall_s:.1f} s"
+    if kind in ("no_output", "output_rejected") and e:
+        return "; ".join(e.rejected)
+    if kind == "invalid_audio" and o.gate:
+        return ", ".join(o.gate.problems)
+    if kind == "judge_error":
+        return "; ".join(f"{j.judge}: {j.error}" for j in o.judgements if j.error)
+    return o.error or ""
 
 
 def _stages(o: ItemOutcome) -> tuple[bool, bool, bool]:
     g = o.generation
-    generated = bool(g and g.code and not g.error and g.extraction_status not in _NO_CODE | {"llm_error"})
+    generated = bool(g and g.code and not g.error and g.extraction_status != "llm_error")
     executed = bool(o.execution and o.execution.status == "ok")
     valid = bool(o.gate and o.gate.ok)
     return generated, executed, valid
@@ -234,9 +226,9 @@ def fad_table(stores: list[RunStore], manifests: list[RunManifest]) -> pd.DataFr
     for store, manifest in zip(stores, manifests):
         for r in store.fad():
             model, method, label = r.model, r.method, r.label
-            if model is None and label.count("|") == 2:  # older records: "model|method|class"
+            if not model and label.count("|") == 2:  # records of a judge run by hand: "model|method|class"
                 model, method, label = label.split("|")
-            if model is None and len(manifest.models) == 1:
+            if not model and len(manifest.models) == 1:
                 model = manifest.models[0]
             lo, hi = r.ci if r.ci else (None, None)
             records.append(
@@ -245,6 +237,7 @@ def fad_table(stores: list[RunStore], manifests: list[RunManifest]) -> pd.DataFr
                     "model": model or "?",
                     "method": method or "paper",
                     "label": label,
+                    "group": r.group,
                     "fad": _num(r.fad),
                     "ci_lo": _num(lo),
                     "ci_hi": _num(hi),
@@ -261,6 +254,7 @@ def fad_table(stores: list[RunStore], manifests: list[RunManifest]) -> pd.DataFr
         "model",
         "method",
         "label",
+        "group",
         "fad",
         "ci_lo",
         "ci_hi",
@@ -274,22 +268,24 @@ def fad_table(stores: list[RunStore], manifests: list[RunManifest]) -> pd.DataFr
     return _frame(records, cols)
 
 
-def _is_class_label(label: str, families: set[str]) -> bool:
-    if families:
-        return label in families
-    return not label.lower().startswith(("macro", "all", "mean", "_"))
+def instrument_rows(fad: pd.DataFrame, families: set[str]) -> pd.DataFrame:
+    """The per-instrument scores (the paper's classes): group "instrument" where the records say so,
+    else labels that are instrument families, else every label but macro averages."""
+    usable = fad[fad["fad"].notna()] if len(fad) else fad
+    if not len(usable):
+        return usable
+    if (usable["group"] == "instrument").any():
+        return usable[usable["group"] == "instrument"]
+    if usable["label"].isin(families).any():
+        return usable[usable["label"].isin(families)]
+    return usable[~usable["label"].str.lower().str.startswith(("macro", "all", "mean", "_"))]
 
 
 def notes_similarity(fad: pd.DataFrame, families: set[str]) -> pd.DataFrame:
     """Figure 3: share of instrument classes (and of notes, weighted by N) in each of the paper's bands."""
     records = []
-    usable = fad[fad["fad"].notna()] if len(fad) else fad
-    if len(usable) and families and not usable["label"].isin(families).any():
-        families = set()  # labels are not family names (e.g. family x source): use every class label
+    usable = instrument_rows(fad, families)
     for (run, model, method), g in usable.groupby(["run", "model", "method"]) if len(usable) else []:
-        g = g[g["label"].map(lambda s: _is_class_label(s, families))]
-        if g.empty:
-            continue
         rec = {
             "run": run,
             "model": model,
@@ -320,7 +316,8 @@ def pitch(rows: list[Row]) -> pd.DataFrame:
         o = r.outcome
         if o.item.tier != "notes":
             continue
-        for j in _judgements(o, "pitch"):
+        # the pitch judge records an unmeasurable note as an error: judged, not measured
+        for j in (j for j in o.judgements if j.judge.startswith("pitch") and (j.error is None or j.values)):
             groups.setdefault(
                 (r.run, o.model, o.method, o.item.instrument_family or o.item.label), []
             ).append(j)
@@ -329,7 +326,9 @@ def pitch(rows: list[Row]) -> pd.DataFrame:
         measured = [
             j
             for j in js
-            if j.values.get("measurable", True) and _num(j.values.get("cents_error")) is not None
+            if j.error is None
+            and j.values.get("measurable", True)
+            and _num(j.values.get("cents_error")) is not None
         ]
         cents = [abs(_num(j.values["cents_error"])) for j in measured]
         correct = sum(_pitch_correct(j) for j in measured)
