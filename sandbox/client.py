@@ -88,6 +88,12 @@ def image_name(image: str | None = None) -> str:
     return image or get_settings().sandbox_image
 
 
+def default_limits() -> ExecutionLimits:
+    from audioprobe.settings import get_settings
+
+    return get_settings().limits
+
+
 # --------------------------------------------------------------------------- one container
 
 
@@ -135,7 +141,7 @@ class Sandbox:
     def __init__(self, limits: ExecutionLimits | None = None, image: str | None = None, client=None):
         import docker
 
-        self.limits = limits or ExecutionLimits()
+        self.limits = limits or default_limits()
         self.image = image_name(image)
         self.client = client or connect()
         try:
@@ -144,12 +150,14 @@ class Sandbox:
             raise ImageMissing(
                 f"the sandbox image {self.image} is missing: build it with `audioprobe sandbox build`"
             ) from None
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"the engine refused to create a sandbox: {exc.explanation or exc}") from None
         self.id = self.container.id
         try:
             self.container.start()
-        except Exception:
+        except Exception as exc:
             self.remove()
-            raise
+            raise SandboxError(f"the sandbox container did not start: {exc}") from None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -158,15 +166,21 @@ class Sandbox:
         self.remove()
 
     def exec(
-        self, cmd: list[str], timeout: float | None = None, max_stdout: int = 1 << 20, user: str = PROGRAM_UID
+        self, cmd: list[str], timeout: float | None = None, max_stdout: int = 1 << 20, user: str = PROGRAM_UID,
+        want_code: bool = True,
     ) -> tuple[int | None, bytes, bytes, str | None]:
         """Run cmd in the container; returns (exit code, stdout, stderr, problem).
 
         problem is "timeout" when the wall clock ran out and "too_much_output" past max_stdout; in both
         cases the container has been killed (its processes with it) and exit code is None.
         """
+        import docker
+
         api = self.client.api
-        eid = api.exec_create(self.id, cmd, user=user, workdir=WORK, stdout=True, stderr=True, stdin=False)["Id"]
+        try:
+            eid = api.exec_create(self.id, cmd, user=user, workdir=WORK, stdout=True, stderr=True, stdin=False)["Id"]
+        except docker.errors.APIError as exc:  # e.g. the container is gone
+            raise SandboxError(f"cannot exec in the sandbox: {exc.explanation or exc}") from None
         out, err = bytearray(), bytearray()
         state: dict[str, Any] = {}
 
@@ -195,7 +209,7 @@ class Sandbox:
             return None, bytes(out), bytes(err), problem
         if "error" in state:
             raise SandboxError(f"exec in the sandbox failed: {state['error']}")
-        code = api.exec_inspect(eid).get("ExitCode")
+        code = api.exec_inspect(eid).get("ExitCode") if want_code else None
         return code, bytes(out), bytes(err), None
 
     def write_file(self, name: str, data: bytes) -> None:
@@ -232,7 +246,9 @@ class Sandbox:
         arg = base64.b64encode(json.dumps(cfg).encode()).decode()
         # The runner sends at most max_bytes of files in all (the work dir tmpfs holds no more anyway).
         max_stdout = (1 << 20) + max_bytes
-        rc, out, err, problem = self.exec(["python3", "-I", "-S", "-c", RUNNER_SRC, arg], timeout, max_stdout)
+        # The runner reports the program's exit code itself; the exec's own code only says how it died.
+        rc, out, err, problem = self.exec(["python3", "-I", "-S", "-c", RUNNER_SRC, arg], timeout, max_stdout,
+                                          want_code=False)
         return _parse_report(rc, out, err, problem, max_bytes)
 
     def kill(self) -> None:
@@ -262,7 +278,7 @@ def _parse_report(rc, out: bytes, err: bytes, problem, max_bytes) -> tuple[dict,
     except ValueError:
         report = None
     if not isinstance(report, dict):
-        return {"runner_failed": True, "runner_exit": rc, "runner_problem": problem,
+        return {"runner_failed": True, "runner_problem": problem,
                 "runner_stderr": err[-2000:].decode("utf-8", "replace")}, {}
     blobs: dict[str, bytes] = {}
     offset = 0
@@ -345,7 +361,7 @@ def run_program(
     expect = list(expect) if expect else ["*.wav"]
     for name in expect:
         _check_name(name)
-    limits = limits or (pool.limits if pool else ExecutionLimits())
+    limits = limits or (pool.limits if pool else default_limits())
     max_bytes = min(limits.max_output_mb, limits.workdir_mb) * 1024 * 1024
     t0 = time.monotonic()
     box = pool.take(limits) if pool else Sandbox(limits, image)
@@ -387,7 +403,7 @@ def run_program(
         files.append(OutputFile(name=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), path=path))
     stderr_tail = report.get("stderr_tail", "")
     if report.get("runner_failed"):
-        note = report.get("runner_problem") or f"runner exited {report.get('runner_exit')}"
+        note = report.get("runner_problem") or "the in-sandbox runner was killed"
         stderr_tail = (stderr_tail + f"\n[sandbox: the run was cut short: {note}]").strip()
     return ExecutionResult(
         status=status,
@@ -417,12 +433,13 @@ class SandboxPool:
 
     def __init__(self, size: int = 2, limits: ExecutionLimits | None = None, image: str | None = None):
         self.size = size
-        self.limits = limits or ExecutionLimits()
+        self.limits = limits or default_limits()
         self.image = image_name(image)
         self.client = connect()
         self._ready: queue.Queue[Sandbox] = queue.Queue()
-        self._work = ThreadPoolExecutor(max_workers=max(2, size), thread_name_prefix="sandbox-pool")
+        self._work = ThreadPoolExecutor(max_workers=2 * max(1, size), thread_name_prefix="sandbox-pool")
         self._closed = False
+        self.warm_takes = self.cold_takes = 0
         remove_stale(self.client)
         Sandbox(self.limits, self.image, self.client).remove()  # fail now on a missing image
         for _ in range(size):
@@ -446,8 +463,11 @@ class SandboxPool:
             return Sandbox(limits, self.image, self.client)  # other limits: a cold one
         self._work.submit(self._fill)
         try:
-            return self._ready.get_nowait()
+            box = self._ready.get_nowait()
+            self.warm_takes += 1
+            return box
         except queue.Empty:
+            self.cold_takes += 1
             return Sandbox(self.limits, self.image, self.client)
 
     def discard(self, box: Sandbox) -> None:
@@ -474,6 +494,23 @@ class SandboxPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_shared: dict[tuple, SandboxPool] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_pool(limits: ExecutionLimits | None = None, size: int | None = None) -> SandboxPool:
+    """The process-wide pool for these limits (size: settings.sandbox_concurrency), made on first use."""
+    from audioprobe.settings import get_settings
+
+    limits = limits or default_limits()
+    key = (os.environ.get("DOCKER_HOST"), image_name(), limits.model_dump_json())
+    with _shared_lock:
+        pool = _shared.get(key)
+        if pool is None or pool._closed:
+            pool = _shared[key] = SandboxPool(size or get_settings().sandbox_concurrency, limits)
+        return pool
 
 
 def remove_stale(client=None) -> int:

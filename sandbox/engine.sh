@@ -70,7 +70,9 @@ Start Docker (e.g. 'sudo systemctl start docker'), or set DOCKER_HOST to a runni
     # A second engine next to the system one needs its own state; the default socket keeps the defaults.
     if [ "$sock" != /var/run/docker.sock ]; then
       local base; base=$CACHE/dockerd-$(echo "$sock" | sha256sum | cut -c1-8)
-      extra=(--data-root "$base/data" --exec-root "$base/exec" --pidfile "$base/dockerd.pid")
+      local ns; ns=audioprobe-$(echo "$sock" | sha256sum | cut -c1-8)
+      extra=(--data-root "$base/data" --exec-root "$base/exec" --pidfile "$base/dockerd.pid"
+             --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins")
     fi
     nohup setsid dockerd -H "unix://$sock" --bridge=none --iptables=false --ip6tables=false \
       --ip-forward=false --ip-masq=false "${extra[@]}" >>"$LOG" 2>&1 </dev/null &

@@ -74,8 +74,10 @@ def _values(item: ProbeItem) -> dict[str, str | None]:
     """Every placeholder a template may use, from the item's own fields (None = the item lacks it)."""
     sid = sound_id(item)
     if item.tier == "notes":
-        amp = item.amplitude if item.amplitude is not None else (
-            item.velocity / 127 if item.velocity is not None else None
+        amp = (
+            item.amplitude
+            if item.amplitude is not None
+            else (item.velocity / 127 if item.velocity is not None else None)
         )
         return {
             "pitch": None if item.pitch is None else str(item.pitch),

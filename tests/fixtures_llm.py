@@ -16,7 +16,9 @@ import pytest
 from audioprobe.settings import ModelSettings, Settings
 
 TEST_MODEL = "qwen2.5-coder-0.5b"
-TEST_PORT = int(os.environ.get("AUDIOPROBE_TEST_LLM_PORT", "8799"))
+# One server per xdist worker (gw0, gw1, ...): tests stop and restart their own server.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+TEST_PORT = int(os.environ.get("AUDIOPROBE_TEST_LLM_PORT", "8799")) - _WORKER
 
 
 def free_port() -> int:
@@ -29,8 +31,13 @@ def llm_settings(data_dir: Path, port: int = TEST_PORT, **local: object) -> Sett
     """Settings for the test server; `local` overrides ModelSettings of the `local` model."""
     base = Settings()
     ms = ModelSettings(**{"max_tokens": 48, "max_retries": 1, "timeout_s": 120.0} | local)
-    return Settings(cache_dir=base.cache_dir, data_dir=data_dir, local_model=TEST_MODEL, local_port=port,
-                    models={"local": ms})
+    return Settings(
+        cache_dir=base.cache_dir,
+        data_dir=data_dir,
+        local_model=TEST_MODEL,
+        local_port=port,
+        models={"local": ms},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +64,10 @@ def settings_for(llm_data_dir, local_server):
     counter = iter(range(10**6))
 
     def make(**local: object) -> Settings:
-        return llm_settings(llm_data_dir / f"t{os.getpid()}-{next(counter)}-{os.urandom(3).hex()}",
-                            port=local_server.port, **local)
+        return llm_settings(
+            llm_data_dir / f"t{os.getpid()}-{next(counter)}-{os.urandom(3).hex()}",
+            port=local_server.port,
+            **local,
+        )
 
     return make

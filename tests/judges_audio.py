@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,8 @@ def write(path: Path, x: np.ndarray, sr: int = SR, subtype: str | None = None) -
 
 def synth_class(kind: str, i: int, sr: int = SR, seconds: float = 1.0) -> np.ndarray:
     """Clearly different sound classes with per-instance variation (seeded by i)."""
-    rng = np.random.default_rng(1000 * hash(kind) % 2**32 + i)
+    rng = np.random.default_rng(zlib.crc32(kind.encode()) * 1000 + i)  # not hash(): salted per process
     n = int(seconds * sr)
-    t = np.arange(n) / sr
     if kind == "low_hum":
         return tone(rng.uniform(60, 90), seconds, sr, harmonics=4, amp=0.4)
     if kind == "whistle":

@@ -43,8 +43,10 @@ def test_py_tag_and_tilde_fence():
 
 
 def test_several_blocks_choose_the_complete_audio_program():
-    text = ("First install:\n```bash\npip install numpy scipy\n```\nA sketch:\n```python\nimport numpy as np\n```\n"
-            f"The program:\n```python\n{PROGRAM}```\nUsage example:\n```python\nprint('done')\n```\n")
+    text = (
+        "First install:\n```bash\npip install numpy scipy\n```\nA sketch:\n```python\nimport numpy as np\n```\n"
+        f"The program:\n```python\n{PROGRAM}```\nUsage example:\n```python\nprint('done')\n```\n"
+    )
     got = extract(text)
     assert got.status == "multiple_blocks" and got.code == PROGRAM
     assert "block 2 of 3" in got.note and "bash" in got.note
@@ -57,9 +59,11 @@ def test_several_blocks_prefer_the_later_of_equals():
 
 
 def test_blocks_that_only_work_together_are_joined():
-    text = ("```python\nimport numpy as np\nfrom scipy.io import wavfile\n```\nThen:\n"
-            "```python\ndef tone():\n    return np.zeros(10)\n```\nFinally:\n"
-            "```python\nwavfile.write('x.wav', 16000, tone())\n```")
+    text = (
+        "```python\nimport numpy as np\nfrom scipy.io import wavfile\n```\nThen:\n"
+        "```python\ndef tone():\n    return np.zeros(10)\n```\nFinally:\n"
+        "```python\nwavfile.write('x.wav', 16000, tone())\n```"
+    )
     got = extract(text)
     assert got.status == "multiple_blocks" and "joined all 3" in got.note
     ast.parse(got.code)
@@ -74,7 +78,10 @@ def test_no_block_parses_keeps_the_longest_and_says_so():
 def test_unclosed_fence_runs_to_the_end():
     got = extract("```python\nimport numpy as np\nx = np.zeros(3)\n")
     assert got.status == "single_block" and got.code == "import numpy as np\nx = np.zeros(3)\n"
-    assert fenced_blocks("```python\na = 1\n```\ntext\n```\nb = 2") == [("python", "a = 1\n"), ("", "b = 2\n")]
+    assert fenced_blocks("```python\na = 1\n```\ntext\n```\nb = 2") == [
+        ("python", "a = 1\n"),
+        ("", "b = 2\n"),
+    ]
 
 
 def test_unfenced_program():
@@ -94,8 +101,11 @@ def test_empty_answers():
 
 
 def test_refusals():
-    for raw in ("I'm sorry, but I can't help with that.", "I cannot assist with creating that kind of software.",
-                "As an AI language model, I am unable to write that program."):
+    for raw in (
+        "I'm sorry, but I can't help with that.",
+        "I cannot assist with creating that kind of software.",
+        "As an AI language model, I am unable to write that program.",
+    ):
         got = extract(raw)
         assert (got.status, got.code) == ("refusal", "")
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from tasks.judges import audio, choices, frechet, gate
 from tasks.judges.cache import JudgementCache
@@ -324,10 +323,10 @@ def clap_folder(tmp_path_factory):
     (d / "merges.txt").write_text("#version: 0.2\n")
     tok = RobertaTokenizer(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
     cfg = ClapConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=37, max_position_embeddings=80, projection_dim=16),
-        audio_config=dict(patch_embeds_hidden_size=8, depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 1, 1],
-                          hidden_size=64, projection_dim=16, enable_fusion=False),
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "intermediate_size": 37, "max_position_embeddings": 80, "projection_dim": 16},
+        audio_config={"patch_embeds_hidden_size": 8, "depths": [1, 1, 1, 1], "num_attention_heads": [1, 1, 1, 1],
+                      "hidden_size": 64, "projection_dim": 16, "enable_fusion": False},
         projection_dim=16, logit_scale_init_value=20.0,
     )
     import torch
@@ -416,7 +415,7 @@ def _cli(*args, env_dir: Path) -> tuple[int, dict]:
     env = dict(os.environ, AUDIOPROBE_DATA_DIR=str(env_dir / "data"), AUDIOPROBE_CACHE_DIR=str(env_dir / "cache"),
                AUDIOPROBE_JUDGE_DEVICE="cpu")
     exe = Path(sys.executable).parent / "audioprobe"  # the entry point, as a user runs it
-    p = subprocess.run([str(exe), "judge", *args], capture_output=True, text=True,
+    p = subprocess.run([str(exe), "judge", *args], check=False, capture_output=True, text=True,
                        env=env, cwd=ROOT, timeout=300)
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else {"stderr": p.stderr})
 

@@ -73,8 +73,13 @@ def test_store_roundtrip_is_atomic_and_marks_cached(tmp_path):
     store = ResponseStore(tmp_path)
     key = response_key("m", None, [{"role": "user", "content": "x"}], {"temperature": 0}, 0)
     assert store.get(key) is None
-    gen = Generation(response_id=key, model="m", raw_text="```python\nprint(1)\n```", code="print(1)\n",
-                     extraction_status="single_block")
+    gen = Generation(
+        response_id=key,
+        model="m",
+        raw_text="```python\nprint(1)\n```",
+        code="print(1)\n",
+        extraction_status="single_block",
+    )
     path = store.put(gen, {"messages": []})
     assert path.parent.name == key[:2] and json.loads(path.read_text())["generation"]["cached"] is False
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
@@ -109,14 +114,30 @@ def test_malformed_and_oversized_answers_are_recorded():
     empty = litellm.ModelResponse(choices=[])
     empty.choices = []
     assert llm._from_response(base, empty, 0.1).error_kind == "malformed"
-    huge = litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": "x" * (llm.MAX_RAW_CHARS + 5)},
-                                           "finish_reason": "stop", "index": 0}])
+    huge = litellm.ModelResponse(
+        choices=[
+            {
+                "message": {"role": "assistant", "content": "x" * (llm.MAX_RAW_CHARS + 5)},
+                "finish_reason": "stop",
+                "index": 0,
+            }
+        ]
+    )
     gen = llm._from_response(base, huge, 0.1)
     assert gen.error_kind == "oversized" and len(gen.raw_text) == llm.MAX_RAW_CHARS
-    ok = litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": "```python\nprint(1)\n```"},
-                                         "finish_reason": "length", "index": 0}])
+    ok = litellm.ModelResponse(
+        choices=[
+            {
+                "message": {"role": "assistant", "content": "```python\nprint(1)\n```"},
+                "finish_reason": "length",
+                "index": 0,
+            }
+        ]
+    )
     gen = llm._from_response(base, ok, 0.1)
-    assert gen.error is None and gen.extraction_status == "single_block" and "max_tokens" in gen.extraction_note
+    assert (
+        gen.error is None and gen.extraction_status == "single_block" and "max_tokens" in gen.extraction_note
+    )
 
 
 def test_token_bucket_paces_requests():
@@ -151,8 +172,9 @@ def test_concurrency_limit_is_per_model():
 def test_server_down_is_transient_raised_or_recorded(tmp_path):
     from tests.fixtures_llm import free_port
 
-    s = Settings(data_dir=tmp_path, local_port=free_port(),
-                 models={"local": ModelSettings(max_retries=1, timeout_s=5)})
+    s = Settings(
+        data_dir=tmp_path, local_port=free_port(), models={"local": ModelSettings(max_retries=1, timeout_s=5)}
+    )
     with pytest.raises(llm.TransientLLMError) as info:
         llm.generate("hello", "local", settings=s)
     assert info.value.attempts == 2 and info.value.generation.error_kind == "connection"

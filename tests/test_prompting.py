@@ -12,23 +12,45 @@ PAPER = REPO_ROOT.parent / "shared" / "paper.txt"
 
 
 def note(**kw) -> ProbeItem:
-    base = dict(id="nsynth:guitar_acoustic_010-060-100", tier="notes", label="guitar_acoustic", dataset="nsynth",
-                note_id="guitar_acoustic_010-060-100", pitch=60, note_name="C4", velocity=100,
-                amplitude=100 / 127, instrument_family="guitar", instrument_source="acoustic",
-                qualities=["bright"], quality_descriptions=["A large amount of high frequency content"])
+    base = {
+        "id": "nsynth:guitar_acoustic_010-060-100",
+        "tier": "notes",
+        "label": "guitar_acoustic",
+        "dataset": "nsynth",
+        "note_id": "guitar_acoustic_010-060-100",
+        "pitch": 60,
+        "note_name": "C4",
+        "velocity": 100,
+        "amplitude": 100 / 127,
+        "instrument_family": "guitar",
+        "instrument_source": "acoustic",
+        "qualities": ["bright"],
+        "quality_descriptions": ["A large amount of high frequency content"],
+    }
     return ProbeItem(**base | kw)
 
 
 def env(**kw) -> ProbeItem:
-    base = dict(id="fsd50k:Alarm", tier="environmental", label="Alarm", dataset="fsd50k", display_name="Alarm",
-                description="A loud sound or signal used to warn of danger or to wake someone, such as a fire "
-                            "alarm or burglar alarm.")
+    base = {
+        "id": "fsd50k:Alarm",
+        "tier": "environmental",
+        "label": "Alarm",
+        "dataset": "fsd50k",
+        "display_name": "Alarm",
+        "description": "A loud sound or signal used to warn of danger or to wake someone, such as a fire "
+        "alarm or burglar alarm.",
+    }
     return ProbeItem(**base | kw)
 
 
 def word(**kw) -> ProbeItem:
-    base = dict(id="speech:yes", tier="speech", label="yes", dataset="speech_commands",
-                description="Y EH1 S: a palatal glide, a stressed open-mid front vowel, a voiceless alveolar fricative")
+    base = {
+        "id": "speech:yes",
+        "tier": "speech",
+        "label": "yes",
+        "dataset": "speech_commands",
+        "description": "Y EH1 S: a palatal glide, a stressed open-mid front vowel, a voiceless alveolar fricative",
+    }
     return ProbeItem(**base | kw)
 
 
@@ -46,15 +68,23 @@ def test_templates_are_the_papers_text():
     # "+ Description" is the detailed prompt with the description appended to each input placeholder.
     detailed = (PROMPTS_DIR / "environmental.detailed.txt").read_text()
     assert (PROMPTS_DIR / "environmental.detailed_description.txt").read_text() == detailed.replace(
-        "{input}", "{input} - {description}")
+        "{input}", "{input} - {description}"
+    )
 
 
 def test_notes_render_fills_every_field_and_names_the_file():
     p = render(note(), "notes", "paper", contract=False)
     assert "{" not in p.text and "}" not in p.text
-    for fragment in ("pitch - 60", "velocity - 100", "note - C4", "amplitude - 0.787", "instrument - guitar",
-                     "method of production - acoustic", "quality description - A large amount of high",
-                     "named guitar_acoustic_010-060-100.WAV."):
+    for fragment in (
+        "pitch - 60",
+        "velocity - 100",
+        "note - C4",
+        "amplitude - 0.787",
+        "instrument - guitar",
+        "method of production - acoustic",
+        "quality description - A large amount of high",
+        "named guitar_acoustic_010-060-100.WAV.",
+    ):
         assert fragment in p.text
     assert p.output_name == "guitar_acoustic_010-060-100.WAV"  # the paper's own upper-case extension
     assert p.template == "notes.paper.txt"
@@ -94,12 +124,15 @@ def test_speech_renders_word_and_description():
     assert p.output_name is None
 
 
-@pytest.mark.parametrize("item,tier,method,missing", [
-    (note(pitch=None), "notes", "paper", "pitch"),
-    (note(instrument_family=None), "notes", "paper", "instrument"),
-    (env(description=None), "environmental", "detailed_description", "description"),
-    (word(description=""), "speech", "paper", "description"),
-])
+@pytest.mark.parametrize(
+    "item,tier,method,missing",
+    [
+        (note(pitch=None), "notes", "paper", "pitch"),
+        (note(instrument_family=None), "notes", "paper", "instrument"),
+        (env(description=None), "environmental", "detailed_description", "description"),
+        (word(description=""), "speech", "paper", "description"),
+    ],
+)
 def test_a_missing_value_fails_loudly(item, tier, method, missing):
     with pytest.raises(PromptError, match=missing):
         render(item, tier, method, contract=False)

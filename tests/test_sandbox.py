@@ -486,3 +486,14 @@ def test_no_image_is_a_clear_error(tmp_path):
     program.write_text(WAV)
     proc = _cli(["sandbox", "run", str(program)], env={"AUDIOPROBE_SANDBOX_IMAGE": "audioprobe-sandbox-missing:nope"})
     assert proc.returncode == 2 and "audioprobe sandbox build" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_shared_pool_is_reused_and_runs_warm():
+    from sandbox.client import run_program, shared_pool
+
+    pool = shared_pool(LIMITS, size=1)
+    assert shared_pool(LIMITS) is pool
+    pool.wait_ready()
+    result = run_program(WAV, expect=["note.wav"], pool=pool)
+    assert result.status == "ok"
+    pool.close()

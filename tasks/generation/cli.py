@@ -10,8 +10,18 @@ from pathlib import Path
 
 from audioprobe.cli import UserError, emit
 
-ASK_FIELDS = ("model", "response_id", "cached", "extraction_status", "code", "raw_text", "tokens_in",
-              "tokens_out", "latency_s", "cost")
+ASK_FIELDS = (
+    "model",
+    "response_id",
+    "cached",
+    "extraction_status",
+    "code",
+    "raw_text",
+    "tokens_in",
+    "tokens_out",
+    "latency_s",
+    "cost",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,11 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = llm.add_subparsers(dest="llm_command", required=True)
 
     ask = sub.add_parser("ask", help="send one prompt file to a model and print the answer as JSON")
-    ask.add_argument("--model", required=True, help="a litellm model string, or `local` for the embedded model")
+    ask.add_argument(
+        "--model", required=True, help="a litellm model string, or `local` for the embedded model"
+    )
     ask.add_argument("--prompt-file", required=True, type=Path)
     ask.add_argument("--sample", type=int, default=0, help="sample index (distinct store entry and seed)")
-    ask.add_argument("--keep-server", action="store_true",
-                     help="leave the local server running when this command started it")
+    ask.add_argument(
+        "--keep-server",
+        action="store_true",
+        help="leave the local server running when this command started it",
+    )
     ask.set_defaults(func=cmd_ask)
 
     serve = sub.add_parser("serve", help="serve the embedded model in the foreground until Ctrl-C")
@@ -32,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=cmd_serve)
 
     fetch = sub.add_parser("fetch", help="download, assemble and verify the embedded model file(s)")
-    fetch.add_argument("--model", action="append", default=None,
-                       help="model key; repeatable; default the configured local_model")
+    fetch.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="model key; repeatable; default the configured local_model",
+    )
     fetch.set_defaults(func=cmd_fetch)
 
 
@@ -61,14 +80,19 @@ def cmd_ask(args: argparse.Namespace) -> int:
             except local_model.LocalModelError as exc:
                 raise UserError(str(exc)) from None
         try:
-            gen = llm.generate(text, args.model, args.sample, settings=settings, store=store,
-                               raise_transient=False)
+            gen = llm.generate(
+                text, args.model, args.sample, settings=settings, store=store, raise_transient=False
+            )
         finally:
             if server is not None and server.owned and not args.keep_server:
                 server.stop()
     out = {f: getattr(gen, f) for f in ASK_FIELDS}
-    out |= {"extraction_note": gen.extraction_note, "finish_reason": gen.finish_reason,
-            "error_kind": gen.error_kind, "error": gen.error}
+    out |= {
+        "extraction_note": gen.extraction_note,
+        "finish_reason": gen.finish_reason,
+        "error_kind": gen.error_kind,
+        "error": gen.error,
+    }
     emit(out)
     return 1 if gen.error else 0
 
@@ -83,8 +107,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = local_model.LocalServer(key, settings, port=args.port).start()
     except local_model.LocalModelError as exc:
         raise UserError(str(exc)) from None
-    info = {"serving": key, "litellm_model": server.litellm_model, "api_base": server.base,
-            "owned": server.owned, "pid": server.proc.pid if server.proc else None, "log": str(server.log_path)}
+    info = {
+        "serving": key,
+        "litellm_model": server.litellm_model,
+        "api_base": server.base,
+        "owned": server.owned,
+        "pid": server.proc.pid if server.proc else None,
+        "log": str(server.log_path),
+    }
     emit(info)
     sys.stdout.flush()
     if not server.owned:

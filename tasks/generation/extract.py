@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 from audioprobe.schema import ExtractionStatus
 
-FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([^\n`]*)$", re.M)
+FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([^\n`]*)$", re.MULTILINE)
 PY_TAGS = {"", "python", "py", "python3", "py3", "ipython", "python3.11"}
-THINK = re.compile(r"<think>.*?(</think>|\Z)", re.S | re.I)
+THINK = re.compile(r"<think>.*?(</think>|\Z)", re.DOTALL | re.IGNORECASE)
 WRITES_AUDIO = re.compile(
     r"\.wav\b|wavfile\.write|sf\.write|soundfile|\.export\(|wave\.open|torchaudio\.save|librosa\.output",
-    re.I,
+    re.IGNORECASE,
 )
 CODE_START = re.compile(
     r"^(import \w|from [\w.]+ import |def \w|class \w|@\w|#!|if __name__|[A-Za-z_][\w.]*\s*(\[.*\])?\s*=[^=])"
@@ -42,7 +42,7 @@ REFUSAL = re.compile(
     r"\b(I'?m sorry|I am sorry|I can(?:'|no)t (?:help|assist|provide|do|write|create|comply)|"
     r"I cannot (?:help|assist|provide|do|write|create|comply)|I won'?t be able|as an AI\b|"
     r"I'?m (?:not able|unable) to|I am (?:not able|unable) to|I must decline)",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -83,8 +83,13 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
         tag = opening.group(2).strip().lower().split()[0] if opening.group(2).strip() else ""
         fence = opening.group(1)
         close = next(
-            (j for j in range(i + 1, len(marks)) if marks[j].group(1)[0] == fence[0]
-             and len(marks[j].group(1)) >= len(fence) and not marks[j].group(2).strip()),
+            (
+                j
+                for j in range(i + 1, len(marks))
+                if marks[j].group(1)[0] == fence[0]
+                and len(marks[j].group(1)) >= len(fence)
+                and not marks[j].group(2).strip()
+            ),
             None,
         )
         start = opening.end() + 1

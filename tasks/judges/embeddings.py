@@ -16,6 +16,7 @@ row per 0.96 s example, and is named (with its version) in every result that use
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Protocol
 
@@ -73,7 +74,7 @@ class VGGishEmbedding:
                 rows.append(self.model(batch).float().cpu().numpy())
         emb = np.concatenate(rows, axis=0)
         bounds = np.cumsum([0] + [len(e) for e in ex])
-        return [emb[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return [emb[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -101,7 +102,8 @@ def get_embedding(name: str = "auto", device: str | None = None, checkpoint: str
     raise ValueError(f"unknown embedding {name!r}; choose from {BACKENDS} or auto")
 
 
-def embed_files(backend: Embedding, paths: list[str | Path], cache_dir: Path | None = None) -> list[np.ndarray]:
+def embed_files(backend: Embedding, paths: list[str | Path], cache_dir: Path | None = None,
+                chunk: int = 64) -> list[np.ndarray]:
     """Per-clip embeddings, cached by (audio sha256, backend version, preprocessing version)."""
     from audioprobe.settings import get_settings
 
@@ -117,9 +119,10 @@ def embed_files(backend: Embedding, paths: list[str | Path], cache_dir: Path | N
         else:
             out.append(None)
             todo.append(i)
-    if todo:
-        waves = [audio.prepare(paths[i], backend.sample_rate, loudness="keep") for i in todo]
-        for i, emb in zip(todo, backend.embed(waves)):
+    for start in range(0, len(todo), chunk):  # bounded memory: 64 clips of audio at a time
+        part = todo[start : start + chunk]
+        waves = [audio.prepare(paths[i], backend.sample_rate, loudness="keep") for i in part]
+        for i, emb in zip(part, backend.embed(waves)):
             root.mkdir(parents=True, exist_ok=True)
             tmp = files[i].with_suffix(".tmp.npy")
             np.save(tmp, emb)

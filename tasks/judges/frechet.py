@@ -170,7 +170,7 @@ def score_sets(
 def macro_average(results: Sequence[FADResult]) -> dict:
     """Unweighted mean over classes that have a score, with the classes left out named."""
     scored = [r for r in results if r.fad is not None]
-    mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
+    mean = lambda xs: float(np.mean(xs)) if xs else None
     return {
         "fad": mean([r.fad for r in scored]),
         "baseline": mean([r.baseline for r in scored if r.baseline is not None]),

@@ -57,11 +57,11 @@ def check(
     digest = sha256_file(path)
     try:
         info = sf.info(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - soundfile raises many types for broken files
         return _result([f"unreadable: {type(exc).__name__}: {exc}"], sha256=digest)
     file_sr, file_ch, frames = int(info.samplerate), int(info.channels), int(info.frames)
     duration = frames / file_sr if file_sr > 0 else 0.0
-    fields = dict(sample_rate=file_sr, channels=file_ch, duration_s=round(duration, 4), sha256=digest)
+    fields = {"sample_rate": file_sr, "channels": file_ch, "duration_s": round(duration, 4), "sha256": digest}
     problems: list[str] = []
     if not MIN_SR <= file_sr <= MAX_SR:
         problems.append(f"absurd_sample_rate: {file_sr} Hz")
@@ -80,7 +80,7 @@ def check(
         problems.append(f"duration: {duration:.3f} s, asked {seconds:g} s")
     try:
         data, _ = sf.read(str(path), dtype="float64", always_2d=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as above
         return _result(problems + [f"unreadable: {type(exc).__name__}: {exc}"], **fields)
     n_nan, n_inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
     if n_nan:

