@@ -437,3 +437,33 @@ def test_cli_gate_pitch_fad(tmp_path, wavs):
     assert far["fad"] > 5 * near["fad"] and far["baseline"] is not None and len(far["ci"]) == 2
     rc, out = _cli("fad", str(tmp_path / "gen"), str(tmp_path / "ref"), "--embedding", "vggish", env_dir=tmp_path)
     assert rc == 2 and "no VGGish checkpoint" in out["stderr"], out
+
+
+# --------------------------------------------------------------------------- per-class FAD and validation helpers
+
+
+def test_fad_per_class_and_validation_helpers(tmp_path, monkeypatch):
+    from tasks.judges import validate
+    from tasks.judges.embeddings import LogMelStats
+    from tasks.judges.fad import fad_per_class
+
+    monkeypatch.setenv("AUDIOPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    from audioprobe.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        refs = {k: [write(tmp_path / "r" / k / f"{i}.wav", synth_class(k, i)) for i in range(6)] for k in SYNTH_CLASSES}
+        gen = {"whistle": [write(tmp_path / "g" / f"{i}.wav", synth_class("whistle", 50 + i)) for i in range(4)],
+               "clicks": [write(tmp_path / "g2" / f"{i}.wav", synth_class("low_hum", 50 + i)) for i in range(4)]}
+        results, macro = fad_per_class(gen, refs, embedding=LogMelStats(), group="instrument", n_boot=20)
+        by = {r.label: r for r in results}
+        assert by["whistle"].fad < by["clicks"].fad  # right sound vs wrong sound for the class
+        assert by["whistle"].n_gen == 4 and by["whistle"].n_ref == 6 and by["whistle"].group == "instrument"
+        assert by["rumble"].fad is None and "rumble" in macro["unscored"] and macro["classes"] == 2
+        loo = validate.knn_leave_one_out(refs, JudgementCache(tmp_path / "c"))
+        assert loo["n"] == 36 and loo["recognises"] and loo["accuracy"] >= 0.8
+    finally:
+        get_settings.cache_clear()
+    assert validate.wilson(0, 0) is None
+    lo, hi = validate.wilson(8, 10)
+    assert lo < 0.8 < hi and validate._rate(2, 10, 0.2)["recognises"] is False

@@ -497,3 +497,37 @@ def test_shared_pool_is_reused_and_runs_warm():
     result = run_program(WAV, expect=["note.wav"], pool=pool)
     assert result.status == "ok"
     pool.close()
+
+
+def test_pool_reuse_leaves_nothing_for_the_next_program():
+    from sandbox.client import SandboxPool, run_program
+
+    first = textwrap.dedent("""
+    import os, time
+    open("secret.txt", "w").write("run 1")
+    open("/tmp/secret.txt", "w").write("run 1")
+    os.makedirs("locked/deeper"); os.chmod("locked", 0)
+    from multiprocessing import shared_memory
+    shared_memory.SharedMemory(name="leak", create=True, size=4096)
+    if os.fork() == 0:
+        os.setsid()
+        time.sleep(1000)  # a daemon that outlives the run
+    """) + WAV
+    second = textwrap.dedent("""
+    import os, json
+    mine = [p for p in os.listdir("/proc") if p.isdigit() and os.stat("/proc/" + p).st_uid == os.getuid()]
+    print(json.dumps({"work": os.listdir("."), "tmp": os.listdir("/tmp"), "shm": os.listdir("/dev/shm"),
+                      "procs": len(mine)}))
+    """) + WAV
+    with SandboxPool(size=1, limits=LIMITS, reuse=5) as pool:
+        pool.wait_ready()
+        assert run_program(first, expect=["note.wav"], pool=pool).status == "ok"
+        deadline = time.monotonic() + 10
+        while pool.reused < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.reused == 1
+        result = run_program(second, expect=["note.wav"], pool=pool)
+        assert result.status == "ok" and pool.warm_takes == 2 and pool.cold_takes == 0
+    seen = json.loads(result.stdout_tail.strip().splitlines()[-1])
+    assert seen["work"] == ["program.py"] and seen["tmp"] == ["matplotlib"] and seen["shm"] == []
+    assert seen["procs"] <= 2  # the runner and the program itself: the daemon is gone
