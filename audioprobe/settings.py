@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     prompt_contract: bool = False  # append the output-contract line; off reproduces the paper
     judge_device: str = "auto"
     judge_concurrency: int = 1
+    # Off by default: this must run where only package registries are reachable, and must never
+    # send traffic anywhere unasked. Turn on to fetch judge weights (VGGish) when online.
+    allow_downloads: bool = False
     vggish_checkpoint: Path | None = None
     clap_checkpoint: Path | None = None
 

@@ -40,7 +40,7 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
     generations = pipeline.generate.map(prompts, model=unmapped(model), sample=todo_samples)
     executions = execute.map(generations, prompts)
     gates = pipeline.gate.map(executions, todo_items)
-    judgements = judge.map(executions, gates, todo_items)
+    judgements = judge.map(executions, gates, todo_items, dataset_root=unmapped(store.manifest().dataset_root))
     records = pipeline.record.map(
         unmapped(run_id), todo_items, unmapped(model), unmapped(method), todo_samples,
         prompts, generations, executions, gates, judgements,

@@ -22,8 +22,12 @@ def register(subparsers) -> None:
 
     run = sub.add_parser("run", help="run one Python program in the sandbox and print what happened")
     run.add_argument("program", type=Path, help="the Python file to run")
-    run.add_argument("--expect", action="append", metavar="NAME",
-                     help="an output file name or glob in the work dir (repeatable; default *.wav)")
+    run.add_argument(
+        "--expect",
+        action="append",
+        metavar="NAME",
+        help="an output file name or glob in the work dir (repeatable; default *.wav)",
+    )
     run.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit in seconds")
     run.add_argument("--memory", type=int, metavar="MB", help="memory limit (swap included)")
     run.add_argument("--out", type=Path, metavar="DIR", help="copy the accepted outputs here")

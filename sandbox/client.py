@@ -166,7 +166,11 @@ class Sandbox:
         self.remove()
 
     def exec(
-        self, cmd: list[str], timeout: float | None = None, max_stdout: int = 1 << 20, user: str = PROGRAM_UID,
+        self,
+        cmd: list[str],
+        timeout: float | None = None,
+        max_stdout: int = 1 << 20,
+        user: str = PROGRAM_UID,
         want_code: bool = True,
     ) -> tuple[int | None, bytes, bytes, str | None]:
         """Run cmd in the container; returns (exit code, stdout, stderr, problem).
@@ -178,7 +182,9 @@ class Sandbox:
 
         api = self.client.api
         try:
-            eid = api.exec_create(self.id, cmd, user=user, workdir=WORK, stdout=True, stderr=True, stdin=False)["Id"]
+            eid = api.exec_create(
+                self.id, cmd, user=user, workdir=WORK, stdout=True, stderr=True, stdin=False
+            )["Id"]
         except docker.errors.APIError as exc:  # e.g. the container is gone
             raise SandboxError(f"cannot exec in the sandbox: {exc.explanation or exc}") from None
         out, err = bytearray(), bytearray()
@@ -223,7 +229,9 @@ class Sandbox:
                 ["python3", "-I", "-S", "-c", script, name, "ab" if i else "wb", chunk], timeout=30
             )
             if code != 0:
-                raise SandboxError(f"could not write {name}: {problem or err.decode(errors='replace')[-500:]}")
+                raise SandboxError(
+                    f"could not write {name}: {problem or err.decode(errors='replace')[-500:]}"
+                )
 
     def read_file(self, name: str, max_bytes: int | None = None) -> bytes:
         """A regular file of the work dir, refused when it is a symlink, fifo, directory or too big."""
@@ -238,8 +246,12 @@ class Sandbox:
 
     def _collect(self, expect, max_bytes, mode, timeout, code: str | None = None, timeout_s: float = 0.0):
         cfg = {
-            "mode": mode, "program": PROGRAM_NAME, "expect": list(expect), "max_bytes": max_bytes,
-            "timeout_s": timeout_s, "tail_bytes": self.limits.tail_bytes,
+            "mode": mode,
+            "program": PROGRAM_NAME,
+            "expect": list(expect),
+            "max_bytes": max_bytes,
+            "timeout_s": timeout_s,
+            "tail_bytes": self.limits.tail_bytes,
             "threads": max(1, math.ceil(self.limits.cpus)),
             "code": base64.b64encode(code.encode()).decode() if code is not None else None,
         }
@@ -247,8 +259,9 @@ class Sandbox:
         # The runner sends at most max_bytes of files in all (the work dir tmpfs holds no more anyway).
         max_stdout = (1 << 20) + max_bytes
         # The runner reports the program's exit code itself; the exec's own code only says how it died.
-        rc, out, err, problem = self.exec(["python3", "-I", "-S", "-c", RUNNER_SRC, arg], timeout, max_stdout,
-                                          want_code=False)
+        rc, out, err, problem = self.exec(
+            ["python3", "-I", "-S", "-c", RUNNER_SRC, arg], timeout, max_stdout, want_code=False
+        )
         return _parse_report(rc, out, err, problem, max_bytes)
 
     def kill(self) -> None:
@@ -278,8 +291,11 @@ def _parse_report(rc, out: bytes, err: bytes, problem, max_bytes) -> tuple[dict,
     except ValueError:
         report = None
     if not isinstance(report, dict):
-        return {"runner_failed": True, "runner_problem": problem,
-                "runner_stderr": err[-2000:].decode("utf-8", "replace")}, {}
+        return {
+            "runner_failed": True,
+            "runner_problem": problem,
+            "runner_stderr": err[-2000:].decode("utf-8", "replace"),
+        }, {}
     blobs: dict[str, bytes] = {}
     offset = 0
     files = []
@@ -297,7 +313,9 @@ def _parse_report(rc, out: bytes, err: bytes, problem, max_bytes) -> tuple[dict,
 
 # --------------------------------------------------------------------------- classification
 
-_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|Fault))(?::\s*(.*))?$")
+_EXC_LINE = re.compile(
+    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|Fault))(?::\s*(.*))?$"
+)
 _NO_MODULE = re.compile(r"No module named '([^']+)'")
 
 
@@ -329,12 +347,18 @@ def classify(report: dict, expect: list[str], oom_killed: bool) -> tuple[str, st
     if report.get("timed_out"):
         return "timeout", None, None
     code = report.get("exit_code")
-    if (etype or "").endswith("MemoryError") or (report.get("oom_kills") and report.get("signal") == "SIGKILL") or (
-        code and oom_killed
+    if (
+        (etype or "").endswith("MemoryError")
+        or (report.get("oom_kills") and report.get("signal") == "SIGKILL")
+        or (code and oom_killed)
     ):
         return "memory", etype or "OOMKilled", None
     if code:
-        return "error", etype or (report.get("signal") and f"Signal.{report['signal']}") or f"Exit{code}", missing
+        return (
+            "error",
+            etype or (report.get("signal") and f"Signal.{report['signal']}") or f"Exit{code}",
+            missing,
+        )
     names = [f["name"] for f in report.get("files", [])]
     if report.get("rejected"):
         return "output_rejected", None, None
@@ -401,7 +425,9 @@ def run_program(
             dest.unlink(missing_ok=True)  # never write through a symlink planted on the host side
             dest.write_bytes(data)
             path = str(dest)
-        files.append(OutputFile(name=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), path=path))
+        files.append(
+            OutputFile(name=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), path=path)
+        )
     stderr_tail = report.get("stderr_tail", "")
     if report.get("runner_failed"):
         note = report.get("runner_problem") or "the in-sandbox runner was killed"
@@ -466,8 +492,9 @@ class SandboxPool:
     killed), is removed instead. That saves the engine's create/start/remove work on a busy machine.
     """
 
-    def __init__(self, size: int = 2, limits: ExecutionLimits | None = None, image: str | None = None,
-                 reuse: int = 1):
+    def __init__(
+        self, size: int = 2, limits: ExecutionLimits | None = None, image: str | None = None, reuse: int = 1
+    ):
         self.size = size
         self.reuse = max(1, reuse)
         self.limits = limits or default_limits()
@@ -514,10 +541,15 @@ class SandboxPool:
         self._work.submit(self._recycle, box, clean)
 
     def _recycle(self, box: Sandbox, clean: bool) -> None:
-        if (self.reuse > 1 and clean and not self._closed and box.limits == self.limits
-                and getattr(box, "uses", 1) < self.reuse):
+        if (
+            self.reuse > 1
+            and clean
+            and not self._closed
+            and box.limits == self.limits
+            and getattr(box, "uses", 1) < self.reuse
+        ):
             try:
-                code, out, _, problem = box.exec(["python3", "-I", "-S", "-c", RESET_SRC], timeout=10)
+                code, out, _, _ = box.exec(["python3", "-I", "-S", "-c", RESET_SRC], timeout=10)
             except SandboxError:
                 code, out = None, b""
             if code == 0 and out.strip() == b"clean" and not self._closed:
@@ -555,7 +587,9 @@ _shared: dict[tuple, SandboxPool] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_pool(limits: ExecutionLimits | None = None, size: int | None = None, reuse: int = 1) -> SandboxPool:
+def shared_pool(
+    limits: ExecutionLimits | None = None, size: int | None = None, reuse: int = 1
+) -> SandboxPool:
     """The process-wide pool for these limits (size: settings.sandbox_concurrency), made on first use."""
     from audioprobe.settings import get_settings
 

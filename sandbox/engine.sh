@@ -9,7 +9,6 @@ set -euo pipefail
 CACHE=${AUDIOPROBE_CACHE_DIR:-$HOME/.cache/audioprobe}
 LOG_DIR=$CACHE/logs
 LOG=$LOG_DIR/dockerd.log
-PIDFILE=$CACHE/dockerd.pid
 WAIT_S=${AUDIOPROBE_DOCKERD_WAIT_S:-60}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -23,6 +22,12 @@ socket_path() {
     *) echo "" ;;
   esac
 }
+
+# One pid file per socket, so a second engine (a unix DOCKER_HOST) is told apart from the default one.
+PIDFILE=$CACHE/dockerd-$(socket_path | sha256sum | cut -c1-8).pid
+
+# Alive and not a zombie (a dockerd that died under a parent that never reaps it).
+running() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 answers() {
   if command -v docker >/dev/null 2>&1; then
@@ -59,7 +64,7 @@ start_engine() {
 Start that engine, or unset DOCKER_HOST to use a local one."
   [ "$(id -u)" = 0 ] || die "no Docker engine answers on $sock, and starting dockerd needs root. \
 Start Docker (e.g. 'sudo systemctl start docker'), or set DOCKER_HOST to a running engine."
-  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+  if [ -f "$PIDFILE" ] && running "$(cat "$PIDFILE")"; then
     say "dockerd (pid $(cat "$PIDFILE")) is starting; waiting for $sock"
   else
     mkdir -p "$LOG_DIR" "$(dirname "$sock")"
@@ -81,7 +86,7 @@ Start Docker (e.g. 'sudo systemctl start docker'), or set DOCKER_HOST to a runni
   local i
   for ((i = 0; i < WAIT_S * 2; i++)); do
     answers && { say "Docker engine answers on $sock"; return 0; }
-    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    if ! running "$(cat "$PIDFILE")"; then
       tail -n 20 "$LOG" >&2 || true
       die "dockerd exited while starting; see $LOG"
     fi
@@ -103,7 +108,7 @@ case "$cmd" in
     if answers; then echo "engine: answers (${DOCKER_HOST:-unix:///var/run/docker.sock})"; else echo "engine: none answers"; exit 1; fi
     ;;
   stop)  # only the dockerd this script started
-    if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    if [ -f "$PIDFILE" ] && running "$(cat "$PIDFILE")"; then
       kill "$(cat "$PIDFILE")"; rm -f "$PIDFILE"; say "stopped dockerd"
     else
       echo "engine: no dockerd started by this script is running"

@@ -75,9 +75,16 @@ def build_image(force: bool = False, image: str | None = None, base: str | None 
         (Path(ctx) / "host-ca.pem").write_bytes(ca.read_bytes() if ca else b"")
         # The host network only for the build: pip must reach PyPI; the engine runs with no bridge.
         stream = client.api.build(
-            path=ctx, dockerfile="Dockerfile", tag=status["image"], buildargs={"BASE": base_used},
-            network_mode="host", labels={HASH_LABEL: status["context_sha256"]}, rm=True, forcerm=True,
-            decode=True, pull=False,
+            path=ctx,
+            dockerfile="Dockerfile",
+            tag=status["image"],
+            buildargs={"BASE": base_used},
+            network_mode="host",
+            labels={HASH_LABEL: status["context_sha256"]},
+            rm=True,
+            forcerm=True,
+            decode=True,
+            pull=False,
         )
         for chunk in stream:
             text = chunk.get("stream") or chunk.get("status") or ""
@@ -89,8 +96,12 @@ def build_image(force: bool = False, image: str | None = None, base: str | None 
 
 
 def _host_ca_bundle() -> Path | None:
-    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("REQUESTS_CA_BUNDLE"),
-                      os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+    for candidate in (
+        os.environ.get("PIP_CERT"),
+        os.environ.get("REQUESTS_CA_BUNDLE"),
+        os.environ.get("SSL_CERT_FILE"),
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
@@ -162,9 +173,34 @@ def _rootfs_tarball(rootfs_dir: Path) -> Path:
             raise SandboxError("python:3.11-slim cannot be pulled and debootstrap is not installed")
         _log("apt-get install debootstrap")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends", "debootstrap"], env=env).returncode:
+        if subprocess.run(
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "--no-install-recommends",
+                "debootstrap",
+            ],
+            env=env,
+        ).returncode:
             subprocess.run(["apt-get", "update", "-q"], check=True)
-            subprocess.run(["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends", "debootstrap"], env=env, check=True)
+            subprocess.run(
+                [
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "-q",
+                    "-o",
+                    "DPkg::Lock::Timeout=300",
+                    "--no-install-recommends",
+                    "debootstrap",
+                ],
+                env=env,
+                check=True,
+            )
     rootfs_dir.mkdir(parents=True, exist_ok=True)
     log_path = rootfs_dir / "debootstrap.log"
     with tempfile.TemporaryDirectory(dir=rootfs_dir, prefix="build-") as tmp:
@@ -172,16 +208,30 @@ def _rootfs_tarball(rootfs_dir: Path) -> Path:
         _log(f"debootstrap {SUITE} ({', '.join(ROOTFS_PACKAGES)}) from {DEBIAN_MIRROR}; log: {log_path}")
         with open(log_path, "w") as log:
             proc = subprocess.run(
-                ["debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}", SUITE, str(root),
-                 DEBIAN_MIRROR],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(ROOTFS_PACKAGES)}",
+                    SUITE,
+                    str(root),
+                    DEBIAN_MIRROR,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         if proc.returncode:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
             raise SandboxError("debootstrap failed:\n" + "\n".join(tail))
         # What a container never needs: package caches, indexes, docs (about 150 MB of 280).
-        for sub in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info",
-                    "usr/share/locale", "var/log"):
+        for sub in (
+            "var/cache/apt",
+            "var/lib/apt/lists",
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/info",
+            "usr/share/locale",
+            "var/log",
+        ):
             target = root / sub
             if target.is_dir():
                 shutil.rmtree(target)

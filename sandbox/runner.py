@@ -33,7 +33,10 @@ def undumpable():
 
 
 def oom_kills():
-    for path, key in (("/sys/fs/cgroup/memory.events", "oom_kill"), ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill")):
+    for path, key in (
+        ("/sys/fs/cgroup/memory.events", "oom_kill"),
+        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+    ):
         try:
             with open(path) as f:
                 for line in f:
@@ -107,8 +110,13 @@ def run(cfg):
     t0 = time.monotonic()
     deadline = t0 + cfg["timeout_s"]
     proc = subprocess.Popen(
-        [sys.executable, cfg["program"]], cwd=WORK, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        [sys.executable, cfg["program"]],
+        cwd=WORK,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
     counts = dict.fromkeys(bufs, 0)
@@ -187,8 +195,17 @@ def collect(patterns, max_bytes, exclude):
         except OSError as exc:
             rejected.append("%s: %s" % (name, exc.strerror))
             continue
-        kind = ("symlink" if stat.S_ISLNK(st.st_mode) else "directory" if stat.S_ISDIR(st.st_mode)
-                else "fifo" if stat.S_ISFIFO(st.st_mode) else None if stat.S_ISREG(st.st_mode) else "special file")
+        kind = (
+            "symlink"
+            if stat.S_ISLNK(st.st_mode)
+            else "directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "fifo"
+            if stat.S_ISFIFO(st.st_mode)
+            else None
+            if stat.S_ISREG(st.st_mode)
+            else "special file"
+        )
         if kind:
             rejected.append("%s: is a %s, not a regular file" % (name, kind))
             continue
@@ -204,7 +221,11 @@ def collect(patterns, max_bytes, exclude):
             rejected.append("%s: %s" % (name, exc.strerror))
             continue
         fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or fst.st_size > max_bytes - total:
+        if (
+            not stat.S_ISREG(fst.st_mode)
+            or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino)
+            or fst.st_size > max_bytes - total
+        ):
             os.close(fd)
             rejected.append("%s: changed while being read" % name)
             continue

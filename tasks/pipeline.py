@@ -151,7 +151,7 @@ def _audio_key(context, parameters) -> str:  # noqa: ANN001
     execution: ExecutionResult | None = parameters["execution"]
     sha = execution.files[0].sha256 if execution and execution.files else None
     item: ProbeItem = parameters["item"]
-    return f"{context.task.name}-" + _digest(TASK_VERSION, sha, item.model_dump(exclude={"references"}), item.references)
+    return f"{context.task.name}-" + _digest(TASK_VERSION, sha, item.model_dump(), parameters.get("dataset_root"))
 
 
 @task(name="gate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365))
@@ -161,12 +161,13 @@ def gate(execution: ExecutionResult | None, item: ProbeItem) -> GateResult | Non
 
 
 @task(name="judge", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365), tags=["judge"])
-def judge(execution: ExecutionResult | None, gate_result: GateResult | None, item: ProbeItem) -> list[Judgement]:
+def judge(execution: ExecutionResult | None, gate_result: GateResult | None, item: ProbeItem,
+          dataset_root: str | None = None) -> list[Judgement]:
     audio = audio_of(execution)
     if audio is None or gate_result is None or not gate_result.ok:
         return []
     with _slots("judge"):
-        return judging.judge_item(audio, item)
+        return judging.judge_item(audio, item, dataset_root)
 
 
 @task(name="fad", cache_policy=NO_CACHE, tags=["judge"])

@@ -237,7 +237,7 @@ def test_pitch_octave_error_unmeasurable_silence_and_determinism(tmp_path):
     assert high.values["measurable"] is False and high.correct is None
     silent = write(tmp_path / "silent.wav", np.zeros(SR, np.float32))
     s = pitch.judge_file(silent, 60, model="tiny", cache=cache)
-    assert s.values["f0_hz"] is None and s.error
+    assert s.values["f0_hz"] is None and s.values["reason"] and s.correct is False and s.error is None
 
 
 # --------------------------------------------------------------------------- VGGish

@@ -54,8 +54,9 @@ def run(code: str, expect=("note.wav",), limits: ExecutionLimits = LIMITS, out_d
     from sandbox.client import run_program
 
     t0 = time.monotonic()
-    result = run_program(textwrap.dedent(code), expect=list(expect) if expect else None, limits=limits,
-                         out_dir=out_dir, **kw)
+    result = run_program(
+        textwrap.dedent(code), expect=list(expect) if expect else None, limits=limits, out_dir=out_dir, **kw
+    )
     elapsed = time.monotonic() - t0
     # Nothing hangs: every run ends within its timeout plus the sandbox's own margin.
     assert elapsed < limits.timeout_s + 10, f"run took {elapsed:.1f}s"
@@ -141,11 +142,15 @@ def test_hardening_is_on_by_default(monkeypatch):
         assert host["Memory"] == host["MemorySwap"] == limits.memory_mb * 1024 * 1024
         assert host["NanoCpus"] == int(limits.cpus * 1e9)
         assert {u["Name"] for u in host["Ulimits"]} >= {"fsize", "nofile"}
-        assert set(host["Tmpfs"]) == {"/work", "/tmp"} and f"size={limits.workdir_mb}m" in host["Tmpfs"]["/work"]
+        assert (
+            set(host["Tmpfs"]) == {"/work", "/tmp"} and f"size={limits.workdir_mb}m" in host["Tmpfs"]["/work"]
+        )
         assert not host.get("Binds") and not info["Mounts"]
         assert not any("must-not-leak" in e for e in info["Config"]["Env"])
         assert info["Config"]["User"] == "65534:65534"
-        code, out, _, _ = box.exec(["sh", "-c", "id -u; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs)'"])
+        code, out, _, _ = box.exec(
+            ["sh", "-c", "id -u; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs)'"]
+        )
         assert code == 0 and out.split()[0] == b"10001"
         assert b"CapEff:\t0000000000000000" in out and b"NoNewPrivs:\t1" in out
 
@@ -208,8 +213,10 @@ def test_busy_loop_times_out():
 
 
 def test_sleep_forever_times_out():
-    result = run("import time\nprint('going to sleep', flush=True)\ntime.sleep(10**6)\n",
-                 limits=LIMITS.model_copy(update={"timeout_s": 2}))
+    result = run(
+        "import time\nprint('going to sleep', flush=True)\ntime.sleep(10**6)\n",
+        limits=LIMITS.model_copy(update={"timeout_s": 2}),
+    )
     assert result.status == "timeout" and "going to sleep" in result.stdout_tail
 
 
@@ -247,13 +254,16 @@ def test_tmp_fill_is_capped():
 
 
 def test_hundred_megabytes_of_stdout_keep_only_a_tail(tmp_path):
-    code = textwrap.dedent("""
+    code = (
+        textwrap.dedent("""
     import sys
     line = "x" * 1023 + "\\n"
     for _ in range(100 * 1024):
         sys.stdout.write(line)
     sys.stdout.write("THE END\\n")
-    """) + WAV
+    """)
+        + WAV
+    )
     result = run(code, out_dir=tmp_path, limits=LIMITS.model_copy(update={"timeout_s": 20}))
     assert result.status == "ok", result.stderr_tail
     assert len(result.stdout_tail.encode()) <= LIMITS.tail_bytes and result.stdout_tail.endswith("THE END\n")
@@ -374,30 +384,37 @@ def test_output_over_the_size_cap_is_rejected(tmp_path):
 
 
 def test_killing_pid_1_is_refused():
-    code = textwrap.dedent("""
+    code = (
+        textwrap.dedent("""
     import os, signal
     try:
         os.kill(1, signal.SIGKILL)
         print("KILLED")
     except OSError as exc:
         print(type(exc).__name__)
-    """) + WAV
+    """)
+        + WAV
+    )
     result = run(code)
     assert result.status == "ok" and "PermissionError" in result.stdout_tail
 
 
 def test_kill_everything_it_can_is_contained(tmp_path):
-    code = textwrap.dedent("""
+    code = (
+        textwrap.dedent("""
     import os, signal, time
     os.kill(-1, signal.SIGKILL)  # takes the in-container runner with it
     time.sleep(1)
-    """) + WAV
+    """)
+        + WAV
+    )
     result = run(code, out_dir=tmp_path)
     assert result.status == "error" and result.error_type == "SandboxKilled"
 
 
 def test_double_forked_child_does_not_hold_the_run(tmp_path):
-    code = textwrap.dedent("""
+    code = (
+        textwrap.dedent("""
     import os, time
     if os.fork() == 0:
         os.setsid()
@@ -405,7 +422,9 @@ def test_double_forked_child_does_not_hold_the_run(tmp_path):
             time.sleep(1000)  # keeps stdout and stderr open
         os._exit(0)
     os.wait()
-    """) + WAV
+    """)
+        + WAV
+    )
     t0 = time.monotonic()
     result = run(code, out_dir=tmp_path)
     assert result.status == "ok" and time.monotonic() - t0 < 4
@@ -432,10 +451,16 @@ def test_concurrent_runs_are_isolated_and_classified(tmp_path):
     }
     limits = LIMITS.model_copy(update={"timeout_s": 3})
     with SandboxPool(size=2, limits=limits) as pool, ThreadPoolExecutor(4) as ex:
-        jobs = {want: ex.submit(run, code, limits=limits, out_dir=tmp_path / want, pool=pool)
-                for want, code in programs.items()}
-        jobs.update({f"ok{i}": ex.submit(run, WAV, limits=limits, out_dir=tmp_path / f"ok{i}", pool=pool)
-                     for i in range(3)})
+        jobs = {
+            want: ex.submit(run, code, limits=limits, out_dir=tmp_path / want, pool=pool)
+            for want, code in programs.items()
+        }
+        jobs.update(
+            {
+                f"ok{i}": ex.submit(run, WAV, limits=limits, out_dir=tmp_path / f"ok{i}", pool=pool)
+                for i in range(3)
+            }
+        )
         got = {want: job.result().status for want, job in jobs.items()}
     assert all(status == want.rstrip("0123456789") for want, status in got.items()), got
 
@@ -447,15 +472,34 @@ def _cli(args, env=None, timeout=120):
     full = {**os.environ, **(env or {})}
     # Not `python -m audioprobe.cli`: as __main__ its UserError would be another class than the one raised.
     main = "import sys; from audioprobe.cli import main; sys.exit(main())"
-    return subprocess.run([sys.executable, "-c", main, *args], capture_output=True, text=True,
-                          env=full, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", main, *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def test_cli_run_prints_one_json_object(tmp_path):
     program = tmp_path / "prog.py"
     program.write_text(WAV)
-    proc = _cli(["sandbox", "run", str(program), "--expect", "note.wav", "--timeout", "20", "--memory", "512",
-                 "--out", str(tmp_path / "out")])
+    proc = _cli(
+        [
+            "sandbox",
+            "run",
+            str(program),
+            "--expect",
+            "note.wav",
+            "--timeout",
+            "20",
+            "--memory",
+            "512",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stdout.strip().splitlines()
     result = json.loads(line)
@@ -484,8 +528,12 @@ def test_no_image_is_a_clear_error(tmp_path):
         run_program(WAV, image="audioprobe-sandbox-missing:nope")
     program = tmp_path / "prog.py"
     program.write_text(WAV)
-    proc = _cli(["sandbox", "run", str(program)], env={"AUDIOPROBE_SANDBOX_IMAGE": "audioprobe-sandbox-missing:nope"})
-    assert proc.returncode == 2 and "audioprobe sandbox build" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _cli(
+        ["sandbox", "run", str(program)], env={"AUDIOPROBE_SANDBOX_IMAGE": "audioprobe-sandbox-missing:nope"}
+    )
+    assert (
+        proc.returncode == 2 and "audioprobe sandbox build" in proc.stderr and "Traceback" not in proc.stderr
+    )
 
 
 def test_shared_pool_is_reused_and_runs_warm():
@@ -502,7 +550,8 @@ def test_shared_pool_is_reused_and_runs_warm():
 def test_pool_reuse_leaves_nothing_for_the_next_program():
     from sandbox.client import SandboxPool, run_program
 
-    first = textwrap.dedent("""
+    first = (
+        textwrap.dedent("""
     import os, time
     open("secret.txt", "w").write("run 1")
     open("/tmp/secret.txt", "w").write("run 1")
@@ -512,13 +561,18 @@ def test_pool_reuse_leaves_nothing_for_the_next_program():
     if os.fork() == 0:
         os.setsid()
         time.sleep(1000)  # a daemon that outlives the run
-    """) + WAV
-    second = textwrap.dedent("""
+    """)
+        + WAV
+    )
+    second = (
+        textwrap.dedent("""
     import os, json
     mine = [p for p in os.listdir("/proc") if p.isdigit() and os.stat("/proc/" + p).st_uid == os.getuid()]
     print(json.dumps({"work": os.listdir("."), "tmp": os.listdir("/tmp"), "shm": os.listdir("/dev/shm"),
                       "procs": len(mine)}))
-    """) + WAV
+    """)
+        + WAV
+    )
     with SandboxPool(size=1, limits=LIMITS, reuse=5) as pool:
         pool.wait_ready()
         assert run_program(first, expect=["note.wav"], pool=pool).status == "ok"

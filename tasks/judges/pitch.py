@@ -26,7 +26,7 @@ HOP = 160  # 10 ms
 FMIN_HZ, FMAX_HZ = 31.7, 2005.5
 VOICED = 0.2
 CORRECT_CENTS = 50.0
-PITCH_VERSION = f"pitch-v1+{audio.PREPROCESS_VERSION}+torchcrepe-0.0.24"
+PITCH_VERSION = f"pitch-v2+{audio.PREPROCESS_VERSION}+torchcrepe-0.0.24"
 
 
 def midi_to_hz(midi: float) -> float:
@@ -110,8 +110,10 @@ def judge_file(path: str | Path, midi: float, *, model: str | None = None, devic
         cents = v["cents_error"]
         return Judgement(
             judge=name, judge_version=PITCH_VERSION, audio_sha256=sha, params=params, values=v,
-            correct=None if cents is None else abs(cents) <= CORRECT_CENTS,
-            score=None if cents is None else abs(cents), error=v.get("reason") if cents is None else None,
+            # An unvoiced clip for a measurable note is a wrong note, not a judge failure; a target
+            # outside the tracker's range is left unjudged (values.reason says why).
+            correct=None if not v["measurable"] else (cents is not None and abs(cents) <= CORRECT_CENTS),
+            score=None if cents is None else abs(cents),
         )
 
     return cache.get_or_compute(sha, name, PITCH_VERSION, params, compute)

@@ -128,7 +128,7 @@ def checkpoint_path(explicit: str | Path | None = None, download: bool = True) -
     path = settings.models_dir / CHECKPOINT_NAME
     if path.is_file():
         return path
-    if download:
+    if download and settings.allow_downloads:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".part")
@@ -145,7 +145,7 @@ def checkpoint_path(explicit: str | Path | None = None, download: bool = True) -
         except Exception as exc:  # noqa: BLE001 - any failure to fetch ends in the same advice
             reason = f"download of {CHECKPOINT_URL} failed ({type(exc).__name__}: {exc})"
     else:
-        reason = "download disabled"
+        reason = "downloads are off (AUDIOPROBE_ALLOW_DOWNLOADS=1 turns them on)"
     raise CheckpointError(
         f"no VGGish checkpoint: {reason}. Put {CHECKPOINT_NAME} at {path} or set "
         "AUDIOPROBE_VGGISH_CHECKPOINT (see docs/judges.md)"

@@ -39,8 +39,13 @@ def bare(code: str) -> float:
         with open(os.path.join(d, "program.py"), "w") as f:
             f.write(code)
         t0 = time.monotonic()
-        subprocess.run([sys.executable, "program.py"], cwd=d, check=True, capture_output=True,
-                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        subprocess.run(
+            [sys.executable, "program.py"],
+            cwd=d,
+            check=True,
+            capture_output=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        )
         return time.monotonic() - t0
 
 
@@ -70,16 +75,21 @@ def measure(runs: int) -> dict:
         base = [bare(code) for _ in range(runs)]
         base_med = statistics.median(base)
         cold = [sandboxed(code) - base_med for _ in range(runs)]
-        out["programs"][name] = {"bare_median_s": base_med, "cold_overhead_median_s": statistics.median(cold),
-                                 "cold_overhead_p95_s": p95(cold)}
+        out["programs"][name] = {
+            "bare_median_s": base_med,
+            "cold_overhead_median_s": statistics.median(cold),
+            "cold_overhead_p95_s": p95(cold),
+        }
         for kind, reuse in (("warm", 1), ("reuse", 10)):
             with SandboxPool(size=2, reuse=reuse) as pool:
                 warm = []
                 for _ in range(runs):
                     pool.wait_ready()
                     warm.append(sandboxed(code, pool) - base_med)
-            out["programs"][name] |= {f"{kind}_overhead_median_s": statistics.median(warm),
-                                      f"{kind}_overhead_p95_s": p95(warm)}
+            out["programs"][name] |= {
+                f"{kind}_overhead_median_s": statistics.median(warm),
+                f"{kind}_overhead_p95_s": p95(warm),
+            }
     # Other jobs on the machine make absolute rates drift, so the three are interleaved in rounds and
     # the ratios taken per round.
     code, per_round, rounds = PROGRAMS["wav"], max(4, runs // 2), 4
@@ -107,19 +117,29 @@ def measure(runs: int) -> dict:
 
 
 def table(m: dict) -> str:
-    rows = ["| program | bare python3 (median) | overhead cold: median / p95 | warm pool: median / p95 "
-            "| warm pool, reuse=10: median / p95 |", "|---|---|---|---|---|"]
+    rows = [
+        "| program | bare python3 (median) | overhead cold: median / p95 | warm pool: median / p95 "
+        "| warm pool, reuse=10: median / p95 |",
+        "|---|---|---|---|---|",
+    ]
     for name, p in m["programs"].items():
-        rows.append(f"| {name} | {p['bare_median_s']:.3f} s | {p['cold_overhead_median_s']:.3f} / "
-                    f"{p['cold_overhead_p95_s']:.3f} s | {p['warm_overhead_median_s']:.3f} / {p['warm_overhead_p95_s']:.3f} s "
-                    f"| {p['reuse_overhead_median_s']:.3f} / {p['reuse_overhead_p95_s']:.3f} s |")
+        rows.append(
+            f"| {name} | {p['bare_median_s']:.3f} s | {p['cold_overhead_median_s']:.3f} / "
+            f"{p['cold_overhead_p95_s']:.3f} s | {p['warm_overhead_median_s']:.3f} / {p['warm_overhead_p95_s']:.3f} s "
+            f"| {p['reuse_overhead_median_s']:.3f} / {p['reuse_overhead_p95_s']:.3f} s |"
+        )
     t = m["throughput_2_at_once"]
-    rows += ["", f"Throughput, {t['programs']} `wav` programs each way, 2 at once, in 4 interleaved rounds "
-             "(medians; slowdown = median of the per-round ratios):", "",
-             "| bare python3 | sandbox cold | warm pool | warm pool, reuse=10 |", "|---|---|---|---|",
-             f"| {t['bare_per_s']:.2f}/s | {t['cold_per_s']:.2f}/s ({t['cold_slowdown']:.2f}x slower) "
-             f"| {t['warm_per_s']:.2f}/s ({t['warm_slowdown']:.2f}x slower) "
-             f"| {t['reuse_per_s']:.2f}/s ({t['reuse_slowdown']:.2f}x slower) |"]
+    rows += [
+        "",
+        f"Throughput, {t['programs']} `wav` programs each way, 2 at once, in 4 interleaved rounds "
+        "(medians; slowdown = median of the per-round ratios):",
+        "",
+        "| bare python3 | sandbox cold | warm pool | warm pool, reuse=10 |",
+        "|---|---|---|---|",
+        f"| {t['bare_per_s']:.2f}/s | {t['cold_per_s']:.2f}/s ({t['cold_slowdown']:.2f}x slower) "
+        f"| {t['warm_per_s']:.2f}/s ({t['warm_slowdown']:.2f}x slower) "
+        f"| {t['reuse_per_s']:.2f}/s ({t['reuse_slowdown']:.2f}x slower) |",
+    ]
     return "\n".join(rows)
 
 
