@@ -56,5 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m audioprobe.cli`: run the importable module's main, one UserError class
+    from audioprobe.cli import main as _main
+
+    sys.exit(_main())

@@ -112,7 +112,7 @@ class _ProgressWatcher(threading.Thread):
 
     def __init__(self, store):
         super().__init__(daemon=True)
-        self.store, self._stop = store, threading.Event()
+        self.store, self._halt = store, threading.Event()
 
     def _expected(self) -> int:
         manifest = self.store.manifest()
@@ -128,13 +128,13 @@ class _ProgressWatcher(threading.Thread):
 
         folder = self.store.dir / "outcomes"
         with tqdm(total=self._expected(), desc=f"run {self.store.run_id}", unit="item", file=sys.stderr) as bar:
-            while not self._stop.wait(2.0):
+            while not self._halt.wait(2.0):
                 bar.total = max(self._expected(), bar.total or 0)
                 bar.n = len(list(folder.glob("*.json"))) if folder.exists() else 0
                 bar.refresh()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)
 
 

@@ -118,14 +118,16 @@ def execute(generation: Generation | None, prompt: RenderedPrompt) -> ExecutionR
     """Run the program in the sandbox; the WAV goes to a content-addressed audio store."""
     if generation is None or not generation.code:
         return None
-    from sandbox.client import run_program  # Docker is imported only where it is needed
+    from sandbox.client import run_program, shared_pool  # Docker is imported only where it is needed
 
     settings = get_settings()
     expect = [prompt.output_name] if prompt.output_name else None
     audio_dir = settings.data_dir / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
+    # A warm pool of fresh, pre-created containers: start-up leaves the critical path (docs/sandbox.md).
+    pool = shared_pool(settings.limits)
     with _slots("sandbox"), tempfile.TemporaryDirectory(dir=audio_dir) as tmp:
-        result = run_program(generation.code, expect=expect, limits=settings.limits, out_dir=Path(tmp))
+        result = run_program(generation.code, expect=expect, out_dir=Path(tmp), pool=pool)
         for output in result.files:
             if output.path:
                 stored = audio_dir / f"{output.sha256}.wav"

@@ -27,14 +27,14 @@ class Cli:
         self.env = env
 
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "audioprobe.cli", *args], env=self.env, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "audioprobe", *args], env=self.env, capture_output=True,
                               text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"audioprobe {' '.join(args)} exited {proc.returncode}\n{proc.stderr[-4000:]}")
         return proc
 
     def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "audioprobe.cli", *args], env=self.env,
+        return subprocess.Popen([sys.executable, "-m", "audioprobe", *args], env=self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
     @staticmethod
@@ -64,12 +64,12 @@ def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-data")
     env = {**os.environ, "AUDIOPROBE_DATA_DIR": str(home), "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT)}
     env.pop("PREFECT_API_URL", None)
-    start = subprocess.run([sys.executable, "-m", "audioprobe.cli", "server", "start"], env=env,
+    start = subprocess.run([sys.executable, "-m", "audioprobe", "server", "start"], env=env,
                            capture_output=True, text=True, timeout=180)
     assert start.returncode == 0, start.stderr
     api_url = json.loads(start.stdout.strip().splitlines()[-1])["api_url"]
     yield api_url
-    subprocess.run([sys.executable, "-m", "audioprobe.cli", "server", "stop"], env=env, timeout=60)
+    subprocess.run([sys.executable, "-m", "audioprobe", "server", "stop"], env=env, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -138,4 +138,4 @@ def test_compose_file_validates():
 
 
 def cli_args(cli) -> list[str]:
-    return [sys.executable, "-m", "audioprobe.cli"]
+    return [sys.executable, "-m", "audioprobe"]
