@@ -248,8 +248,9 @@ def describe_failure(outcome: ItemOutcome) -> str:
         reason = f"no code in the answer ({gen.extraction_status})"
     elif reason == "missing_module" and exe:
         reason = f"program imports a module the sandbox lacks: {exe.missing_module}"
-    elif exe and reason in ("syntax", "runtime"):
-        reason = f"program failed with {exe.error_type or 'exit code ' + str(exe.exit_code)}"
+    elif exe and reason in ("syntax", "runtime", "bad_import"):
+        last = exe.stderr_tail.strip().splitlines()[-1:] or [exe.error_type or f"exit code {exe.exit_code}"]
+        reason = f"program failed: {last[0][:300]}"
     elif exe and reason in ("timeout", "memory", "no_output", "output_rejected"):
         reason = f"execution {reason}" + (f": {'; '.join(exe.rejected)}" if exe.rejected else "")
     elif reason == "invalid_audio" and gate_result:

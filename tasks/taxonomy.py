@@ -10,6 +10,7 @@ FAILURES = (
     "no_code",  # an answer with nothing runnable: empty, refusal, prose only
     "syntax",
     "missing_module",
+    "bad_import",  # a real module, a name it does not have (an invented or removed API)
     "runtime",
     "timeout",
     "memory",
@@ -26,6 +27,7 @@ STAGE_OF_FAILURE = {
     "no_code": "generation",
     "syntax": "execution",
     "missing_module": "execution",
+    "bad_import": "execution",
     "runtime": "execution",
     "timeout": "execution",
     "memory": "execution",
@@ -55,8 +57,10 @@ def classify_failure(outcome: ItemOutcome) -> str | None:
     if exe.status == "error":
         if exe.error_type in ("SyntaxError", "IndentationError", "TabError"):
             return "syntax"
-        if exe.missing_module or exe.error_type in ("ModuleNotFoundError", "ImportError"):
+        if exe.missing_module or exe.error_type == "ModuleNotFoundError":
             return "missing_module"
+        if exe.error_type == "ImportError":
+            return "bad_import"
         return "runtime"
     if exe.status != "ok":
         return exe.status  # timeout, memory, no_output, output_rejected

@@ -62,7 +62,7 @@ border-left:3px solid #d9c27a;background:#fdf8ea;color:#5c4a12;font-size:12.5px}
 .card span{color:var(--muted);font-size:12px}
 .badge{display:inline-block;padding:0 6px;border-radius:9px;font-size:11px;color:#fff;white-space:nowrap}
 .k-ok{background:#3f8f4f}.k-pending{background:#9aa3ad}.k-invalid_audio{background:#c07a1c}
-.k-llm_error,.k-no_code{background:#7a68a6}.k-syntax,.k-runtime,.k-missing_module{background:#b8434a}
+.k-llm_error,.k-no_code{background:#7a68a6}.k-syntax,.k-runtime,.k-missing_module,.k-bad_import{background:#b8434a}
 .k-timeout,.k-memory,.k-no_output,.k-output_rejected{background:#a8456b}
 img.fig{max-width:100%;display:block;margin:6px 0}
 details.item{border:1px solid var(--line);border-radius:6px;margin:8px 0;background:#fff}

@@ -30,6 +30,7 @@ KIND_LABELS = {
     "no_code": "no code",
     "syntax": "syntax error",
     "missing_module": "missing module",
+    "bad_import": "bad import (invented API)",
     "runtime": "runtime error",
     "timeout": "timeout",
     "memory": "out of memory",
@@ -97,6 +98,9 @@ def _detail(o: ItemOutcome, kind: str) -> str:
         return g.extraction_status if g else ""
     if kind == "missing_module":
         return (e.missing_module if e else None) or "?"
+    if kind == "bad_import" and e:
+        last = e.stderr_tail.strip().splitlines()[-1:]
+        return last[0][:160] if last else "ImportError"
     if kind in ("syntax", "runtime") and e:
         return e.error_type or f"exit {e.exit_code}"
     if kind in ("timeout", "memory") and e:

@@ -1,0 +1,116 @@
+"""Run records, the failure taxonomy and retry selection: pure code, no servers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audioprobe.schema import (
+    ExecutionResult,
+    GateResult,
+    Generation,
+    ItemOutcome,
+    Judgement,
+    ProbeItem,
+    RunManifest,
+)
+from tasks import runs
+from tasks.records import RunStore, outcome_key
+from tasks.taxonomy import FAILURES, STAGE_OF_FAILURE, classify_failure, is_final
+
+ITEM = ProbeItem(id="notes/x/guitar_acoustic_024-060-100", tier="notes", label="guitar_acoustic", dataset="x")
+
+
+def outcome(gen=None, exe=None, gate=None, judgements=(), sample=0, **kw) -> ItemOutcome:
+    return ItemOutcome(run_id="r1", item=ITEM, model="local", method="paper", sample=sample, generation=gen,
+                       execution=exe, gate=gate, judgements=list(judgements), **kw)
+
+
+GOOD_GEN = Generation(response_id="a", model="local", raw_text="```python\nx\n```", code="x",
+                      extraction_status="single_block")
+
+
+@pytest.mark.parametrize(
+    "gen, exe, gate, judgements, expected",
+    [
+        (Generation(response_id="a", model="m", error="no key", error_kind="auth", extraction_status="llm_error"),
+         None, None, (), "llm_error"),
+        (Generation(response_id="a", model="m", raw_text="I cannot", extraction_status="refusal"), None, None, (),
+         "no_code"),
+        (GOOD_GEN, ExecutionResult(status="error", error_type="SyntaxError"), None, (), "syntax"),
+        (GOOD_GEN, ExecutionResult(status="error", error_type="ModuleNotFoundError", missing_module="midutil"),
+         None, (), "missing_module"),
+        (GOOD_GEN, ExecutionResult(status="error", error_type="ImportError"), None, (), "bad_import"),
+        (GOOD_GEN, ExecutionResult(status="error", error_type="ValueError"), None, (), "runtime"),
+        (GOOD_GEN, ExecutionResult(status="timeout"), None, (), "timeout"),
+        (GOOD_GEN, ExecutionResult(status="memory"), None, (), "memory"),
+        (GOOD_GEN, ExecutionResult(status="no_output"), None, (), "no_output"),
+        (GOOD_GEN, ExecutionResult(status="output_rejected", rejected=["symlink"]), None, (), "output_rejected"),
+        (GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=False, problems=["silent"]), (), "invalid_audio"),
+        (GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=True),
+         [Judgement(judge="pitch/x", judge_version="1", audio_sha256="s", error="boom")], "judge_error"),
+        (GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=True),
+         [Judgement(judge="pitch/x", judge_version="1", audio_sha256="s", correct=True)], None),
+    ],
+)
+def test_every_failure_kind_is_classified(gen, exe, gate, judgements, expected):
+    assert classify_failure(outcome(gen, exe, gate, judgements)) == expected
+    assert expected is None or (expected in FAILURES and expected in STAGE_OF_FAILURE)
+
+
+def test_transient_llm_errors_and_infrastructure_are_redone_on_rerun():
+    transient = Generation(response_id="a", model="m", error="503", error_kind="transient")
+    assert not is_final(outcome(transient, failure="llm_error"))
+    auth = Generation(response_id="a", model="m", error="no key", error_kind="auth")
+    assert is_final(outcome(auth, failure="llm_error"))
+    assert not is_final(outcome(GOOD_GEN, failure="infrastructure"))
+    assert is_final(outcome(GOOD_GEN, ExecutionResult(status="timeout"), failure="timeout"))
+    assert not is_final(outcome(GOOD_GEN)), "an unfinished record is redone"
+    assert not is_final(None)
+
+
+@pytest.fixture
+def store(tmp_path):
+    manifest = RunManifest(run_id="r1", created="now", config_hash="h", models=["local"], tiers=["notes"],
+                           methods={"notes": ["paper"]})
+    return RunStore.create(manifest, runs_dir=tmp_path)
+
+
+def test_outcomes_round_trip_with_side_files(store):
+    record = outcome(GOOD_GEN, ExecutionResult(status="timeout", stderr_tail="slow"), failure="timeout")
+    store.save_outcome(record)
+    key = outcome_key("local", "paper", ITEM.id, 0)
+    assert store.load_outcome(key) == record
+    assert (store.files_dir(key) / "program.py").read_text() == "x"
+    assert (store.files_dir(key) / "stderr.txt").read_text() == "slow"
+    assert not list(store.dir.rglob(".*.json*")), "no temp files are left behind"
+    with pytest.raises(FileNotFoundError, match="no run 'nope'"):
+        RunStore.open("nope", runs_dir=store.dir.parent)
+
+
+def test_retry_selects_only_matching_failures_and_keeps_the_old_records(store, monkeypatch):
+    timeout = outcome(GOOD_GEN, ExecutionResult(status="timeout"), failure="timeout", sample=0)
+    module = outcome(GOOD_GEN, ExecutionResult(status="error", error_type="ModuleNotFoundError"),
+                     failure="missing_module", sample=1)
+    llm = outcome(Generation(response_id="b", model="m", error="x", error_kind="auth"), failure="llm_error",
+                  sample=2)
+    fine = outcome(GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=True), sample=3, stage_reached="done")
+    for record in (timeout, module, llm, fine):
+        store.save_outcome(record)
+
+    def pick(only=None, statuses=None):
+        return sorted(o.sample for o in runs.select_for_retry(store, only, statuses))
+
+    assert pick() == [0, 1, 2]
+    assert pick(only="execution") == [0, 1]
+    assert pick(only="generation") == [2]
+    assert pick(statuses=["timeout"]) == [0]
+    assert pick(statuses=["error"]) == [1], "execution statuses match too"
+    assert pick(only="judging") == []
+
+    runs.prepare_retry(store, runs.select_for_retry(store, None, ["timeout"]))
+    left = sorted(json.loads(p.read_text())["sample"] for p in (store.dir / "outcomes").glob("*.json"))
+    assert left == [1, 2, 3]
+    assert len(list((store.dir / "outcomes.retried").glob("*.json"))) == 1
+    assert store.manifest().finished is None
