@@ -121,7 +121,7 @@ def execute(generation: Generation | None, prompt: RenderedPrompt) -> ExecutionR
     from sandbox.client import run_program, shared_pool  # Docker is imported only where it is needed
 
     settings = get_settings()
-    expect = [prompt.output_name] if prompt.output_name else None
+    expect = [case_insensitive_glob(prompt.output_name)] if prompt.output_name else None
     audio_dir = settings.data_dir / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     # A warm pool of fresh, pre-created containers: start-up leaves the critical path (docs/sandbox.md).
@@ -135,6 +135,11 @@ def execute(generation: Generation | None, prompt: RenderedPrompt) -> ExecutionR
                     shutil.move(output.path, stored)
                 output.path = str(stored)
     return result
+
+
+def case_insensitive_glob(name: str) -> str:
+    """The paper asks for `{sound_id}.WAV`; a program that writes `.wav` did what was meant."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in name)
 
 
 def audio_of(execution: ExecutionResult | None) -> Path | None:
