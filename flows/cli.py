@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     server.set_defaults(func=cmd_server)
 
 
-DEFAULT_OFFLINE_LIMIT = 4  # items per tier and method for `make run`: minutes, not hours, on 2 cores
+DEFAULT_OFFLINE_LIMIT = 2  # items per tier and method for `make run`: 8 answers, about 10 minutes on 2 cores
 
 
 def _tiers(asked: list[str] | None) -> list[str]:

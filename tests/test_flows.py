@@ -74,10 +74,14 @@ def test_second_run_reuses_responses_and_executions(cli):
 
 def test_killed_run_resumes_without_repeating_model_calls(cli):
     command = ("run", "--tier", "environmental", "--method", "detailed", "--model", "local", "--limit", "3")
-    proc = cli.start(*command)
     runs_dir = cli.data_dir / "runs"
-    run_dir = wait_for(lambda: next(iter(runs_dir.glob("*/outcomes/*.json")), None), 400, "a first outcome")
-    run_dir = run_dir.parent.parent
+    earlier = set(runs_dir.glob("*"))
+    proc = cli.start(*command)
+
+    def first_outcome_of_the_new_run():
+        return next((p for p in runs_dir.glob("*/outcomes/*.json") if p.parent.parent not in earlier), None)
+
+    run_dir = wait_for(first_outcome_of_the_new_run, 400, "a first outcome").parent.parent
     cli.kill(proc)
     at_kill = {key: json.dumps(o, sort_keys=True) for key, o in outcomes_of(run_dir).items()}
     responses_at_kill = stored_responses(cli.data_dir)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -236,8 +237,22 @@ class LocalServer:
     def healthy(self) -> bool:
         return self.key in (served_aliases(self.base) or [])
 
+    def _port_taken(self) -> bool:
+        with socket.socket() as probe:
+            probe.settimeout(1.0)
+            return probe.connect_ex((self.settings.local_host, self.port)) == 0
+
     def start(self, wait_s: float = 180.0) -> LocalServer:
         aliases = served_aliases(self.base)
+        if aliases is None and self._port_taken():
+            # Something listens but does not answer yet: a llama-cpp server answers nothing while it
+            # generates (e.g. a request from a client that was killed). Wait for it, never start a rival.
+            deadline = time.monotonic() + max(wait_s, 600.0)  # one long answer at worst
+            while aliases is None and time.monotonic() < deadline:
+                time.sleep(1.0)
+                aliases = served_aliases(self.base, timeout=5.0)
+            if aliases is None:
+                raise LocalModelError(f"{self.base} is taken by a process that does not answer as a model server")
         if aliases is not None:
             if self.key in aliases:
                 return self  # reuse: someone (another run, `llm serve`) already serves it
