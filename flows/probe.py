@@ -42,6 +42,16 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
     # judges overlap, and outcomes (and the progress bar) land as items finish.
     root = store.manifest().dataset_root
     generations, executions, records = [], [], []
+    import os
+    from prefect import unmapped
+    if os.environ.get("AP_BREADTH"):
+        generations = pipeline.generate.map(prompts, model=unmapped(model), sample=todo_samples)
+        executions = execute.map(generations, prompts)
+        gates = pipeline.gate.map(executions, todo_items)
+        judgements = judge.map(executions, gates, todo_items, dataset_root=unmapped(root))
+        records = pipeline.record.map(unmapped(run_id), todo_items, unmapped(model), unmapped(method), todo_samples,
+            prompts, generations, executions, gates, judgements)
+        todo_items = []
     for item, sample, prompt in zip(todo_items, todo_samples, prompts):
         generation = pipeline.generate.submit(prompt, model, sample)
         execution = execute.submit(generation, prompt)

@@ -83,7 +83,7 @@ def cli(tmp_path_factory, prefect_server, local_server) -> Cli:
         "AUDIOPROBE_LOCAL_MODEL": local_server.key,
         "AUDIOPROBE_LOCAL_PORT": str(local_server.port),
         # short answers keep the suite quick; long enough for a complete small program
-        "AUDIOPROBE_MODELS": json.dumps({"local": {"max_tokens": 600, "temperature": 0.0}}),
+        "AUDIOPROBE_MODELS": json.dumps({"local": {"max_tokens": 400, "temperature": 0.0}}),
         "AUDIOPROBE_LIMITS__TIMEOUT_S": "30",
         "PYTHONUNBUFFERED": "1",
     }

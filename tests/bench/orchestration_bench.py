@@ -172,19 +172,20 @@ def child(args) -> None:
 
     shared_pool(get_settings().limits).wait_ready()  # both arms start with a warm pool
     load0 = load_avg()
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     if args.arm == "prefect":
         from flows.benchmark import benchmark_flow
 
         benchmark_flow(run_id=store.run_id)
     else:
         run_loop(store, items, args.samples)
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     outcomes = store.outcomes()
     tally: dict[str, int] = {}
     for o in outcomes:
         tally[o.failure or "ok"] = tally.get(o.failure or "ok", 0) + 1
     print(json.dumps({"arm": args.arm, "n": len(items) * args.samples, "outcomes": len(outcomes), "wall_s": wall,
+                      "process_cpu_s": cpu,
                       "replayed": kinds, "tally": tally, "load_before": load0, "load_after": load_avg(),
                       "cached_generations": sum(bool(o.generation and o.generation.cached) for o in outcomes)}))
 
@@ -214,14 +215,29 @@ def stop_server(home: Path) -> None:
                    capture_output=True, timeout=60, cwd=ROOT)
 
 
+def server_cpu_s() -> float:
+    """CPU seconds used so far by the bench's Prefect server process (0 where /proc cannot tell)."""
+    found = subprocess.run(["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {BENCH_PORT}"],
+                           capture_output=True, text=True).stdout.split()
+    total = 0.0
+    for pid in found:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def run_arm(arm: str, tmp: Path, api_url: str, items: int, samples: int, good_share: float, tag: str) -> dict:
     data = tmp / f"{arm}-{tag}"
     cmd = [sys.executable, "-m", "tests.bench.orchestration_bench", "--child", arm, "--items", str(items),
            "--samples", str(samples), "--good-share", str(good_share)]
+    cpu0 = server_cpu_s()
     proc = subprocess.run(cmd, env=bench_env(data, api_url), capture_output=True, text=True, cwd=ROOT, timeout=7200)
     if proc.returncode:
         raise RuntimeError(f"arm {arm} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1]) | {"server_cpu_s": server_cpu_s() - cpu0}
 
 
 def replayed_cli_run(tmp: Path, api_url: str, limit: int, samples: int, good_share: float) -> dict:
