@@ -15,12 +15,16 @@ def _name(tier: str) -> str:
     return tier + "-{model}-{method}"
 
 
+def _probe_tier(tier: str, run_id: str, model: str, method: str, refresh: str | None):
+    store = RunStore.open(run_id)
+    items = runs.items_for(store, tier)
+    return store, probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+
+
 @flow(name="notes", flow_run_name=_name("notes"), log_prints=True)
 def notes_flow(run_id: str, model: str, method: str = "paper", refresh: str | None = None):
     with tags("tier:notes", f"model:{model}", f"method:{method}"):
-        store = RunStore.open(run_id)
-        items = runs.items_for(store, "notes")
-        outcomes = probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+        store, outcomes = _probe_tier("notes", run_id, model, method, refresh)
         fad = pipeline.fad_per_class(outcomes)
         for result in fad:
             result.model, result.method = model, method
@@ -33,9 +37,7 @@ def notes_flow(run_id: str, model: str, method: str = "paper", refresh: str | No
 @flow(name="environmental", flow_run_name=_name("environmental"), log_prints=True)
 def environmental_flow(run_id: str, model: str, method: str = "detailed", refresh: str | None = None):
     with tags("tier:environmental", f"model:{model}", f"method:{method}"):
-        store = RunStore.open(run_id)
-        items = runs.items_for(store, "environmental")
-        outcomes = probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+        _, outcomes = _probe_tier("environmental", run_id, model, method, refresh)
         publish(run_id, "environmental", model, method, outcomes)
     return tally(outcomes)
 
@@ -43,9 +45,7 @@ def environmental_flow(run_id: str, model: str, method: str = "detailed", refres
 @flow(name="speech", flow_run_name=_name("speech"), log_prints=True)
 def speech_flow(run_id: str, model: str, method: str = "paper", refresh: str | None = None):
     with tags("tier:speech", f"model:{model}", f"method:{method}"):
-        store = RunStore.open(run_id)
-        items = runs.items_for(store, "speech")
-        outcomes = probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+        _, outcomes = _probe_tier("speech", run_id, model, method, refresh)
         publish(run_id, "speech", model, method, outcomes)
     return tally(outcomes)
 
