@@ -75,9 +75,7 @@ class Settings(BaseSettings):
 
     prefect_api_url: str | None = None
     prefect_port: int = 4200
-    # Threads per tier flow; the stage semaphores bound each kind of work. A waiting task holds a thread
-    # (5 per item in flight), so 16 keeps ~3 items in flight: 2 in the sandbox while one is judged.
-    task_workers: int = 16
+    task_workers: int = 8  # threads per tier flow; the stage semaphores bound each kind of work
     task_runner: str = "threads"  # or "dask": prefect-dask, local cluster or dask_address
     dask_address: str | None = None  # tcp://scheduler:8786 of an existing cluster
     dask_workers: int = 2  # workers of the local cluster when no address is given

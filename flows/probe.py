@@ -3,6 +3,7 @@ WAV -> gate -> judge -> record. Wiring only; the work is in tasks.pipeline."""
 
 from __future__ import annotations
 
+from prefect import unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
 
@@ -36,31 +37,14 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
     execute = pipeline.execute.with_options(refresh_cache=refresh == "execution")
     judge = pipeline.judge.with_options(refresh_cache=refresh in ("execution", "judging"))
 
-    # Item by item, not stage by stage (`.map` per stage): the thread pool takes submissions in order and
-    # a task holds its thread while it waits for its inputs, so stage-wise submission ran every execution
-    # before any judge and wrote no record until the last item was judged. Per item, the sandbox and the
-    # judges overlap, and outcomes (and the progress bar) land as items finish.
-    root = store.manifest().dataset_root
-    generations, executions, records = [], [], []
-    import os
-    from prefect import unmapped
-    if os.environ.get("AP_BREADTH"):
-        generations = pipeline.generate.map(prompts, model=unmapped(model), sample=todo_samples)
-        executions = execute.map(generations, prompts)
-        gates = pipeline.gate.map(executions, todo_items)
-        judgements = judge.map(executions, gates, todo_items, dataset_root=unmapped(root))
-        records = pipeline.record.map(unmapped(run_id), todo_items, unmapped(model), unmapped(method), todo_samples,
-            prompts, generations, executions, gates, judgements)
-        todo_items = []
-    for item, sample, prompt in zip(todo_items, todo_samples, prompts):
-        generation = pipeline.generate.submit(prompt, model, sample)
-        execution = execute.submit(generation, prompt)
-        gate = pipeline.gate.submit(execution, item)
-        judgement = judge.submit(execution, gate, item, dataset_root=root)
-        records.append(pipeline.record.submit(run_id, item, model, method, sample, prompt, generation, execution,
-                                              gate, judgement))
-        generations.append(generation)
-        executions.append(execution)
+    generations = pipeline.generate.map(prompts, model=unmapped(model), sample=todo_samples)
+    executions = execute.map(generations, prompts)
+    gates = pipeline.gate.map(executions, todo_items)
+    judgements = judge.map(executions, gates, todo_items, dataset_root=unmapped(store.manifest().dataset_root))
+    records = pipeline.record.map(
+        unmapped(run_id), todo_items, unmapped(model), unmapped(method), todo_samples,
+        prompts, generations, executions, gates, judgements,
+    )
 
     progress = create_progress_artifact(0.0, description=f"{model} {method}: items recorded")
     for done, (index, future) in enumerate(enumerate(records), start=1):

@@ -12,6 +12,11 @@ mkdir -p "$CACHE"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup: $1 needs root (or install it yourself: $2)" >&2; exit 1; }; }
 
+quiet_pip() {  # this machine's pip config names local index folders that do not exist: drop that noise
+  "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+
 apt_install() {  # apt_install PKG... : install Debian packages that are missing
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -31,7 +36,7 @@ step_python() {
   apt_install libsndfile1 espeak-ng  # espeak-ng: real speech for the judge tests
   [ -x "$VENV/bin/python" ] || { say "creating .venv"; $PY -m venv "$VENV"; }
   say "installing audioprobe and its judges into .venv (torch CPU, prefect, litellm, ...)"
-  "$VENV/bin/pip" install -q --progress-bar on -c constraints.txt -e '.[judges,refs,scale,dev]'
+  quiet_pip "$VENV/bin/pip" install -q --progress-bar on -c constraints.txt -e '.[judges,refs,scale,dev]'
   rm -f "$VENV"/.audioprobe-*; touch "$stamp"
 }
 
