@@ -43,10 +43,15 @@ def engine_and_image():
     client = connect()  # raises with the way out when no engine answers: a failure, not a skip
     status = image_status()
     assert status["exists"], "sandbox image missing: run `audioprobe sandbox build` (or `make setup`)"
-    before = {c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})}
+    # Only this process's containers: another run or benchmark may share the engine.
+    mine = {"label": f"{LABEL}.owner={socket.gethostname()}:{os.getpid()}"}
+    before = {c["Id"] for c in client.api.containers(all=True, filters=mine)}
     yield client
-    time.sleep(0.5)  # pool removals run in the background
-    left = {c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})} - before
+    deadline = time.monotonic() + 10  # pool removals run in the background
+    while (left := {c["Id"] for c in client.api.containers(all=True, filters=mine)} - before) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
     assert not left, f"sandbox containers left behind: {left}"
 
 

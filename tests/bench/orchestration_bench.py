@@ -167,8 +167,8 @@ def child(args) -> None:
     if args.arm == "populate":
         print(json.dumps({"replayed": kinds}))
         return
-    from sandbox.client import shared_pool
     from audioprobe.settings import get_settings
+    from sandbox.client import shared_pool
 
     shared_pool(get_settings().limits).wait_ready()  # both arms start with a warm pool
     load0 = load_avg()
@@ -204,7 +204,7 @@ def bench_env(data_dir: Path, api_url: str | None) -> dict[str, str]:
 def start_server(home: Path) -> str:
     """A real Prefect server for the bench, the way `audioprobe run` starts one (own data dir and port)."""
     proc = subprocess.run([sys.executable, "-m", "audioprobe", "server", "start"], env=bench_env(home, None),
-                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+                          check=False, capture_output=True, text=True, timeout=240, cwd=ROOT)
     if proc.returncode:
         raise RuntimeError(f"Prefect server did not start: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["api_url"]
@@ -212,13 +212,13 @@ def start_server(home: Path) -> str:
 
 def stop_server(home: Path) -> None:
     subprocess.run([sys.executable, "-m", "audioprobe", "server", "stop"], env=bench_env(home, None),
-                   capture_output=True, timeout=60, cwd=ROOT)
+                   check=False, capture_output=True, timeout=60, cwd=ROOT)
 
 
 def server_cpu_s() -> float:
     """CPU seconds used so far by the bench's Prefect server process (0 where /proc cannot tell)."""
     found = subprocess.run(["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {BENCH_PORT}"],
-                           capture_output=True, text=True).stdout.split()
+                           check=False, capture_output=True, text=True).stdout.split()
     total = 0.0
     for pid in found:
         try:
@@ -234,7 +234,7 @@ def run_arm(arm: str, tmp: Path, api_url: str, items: int, samples: int, good_sh
     cmd = [sys.executable, "-m", "tests.bench.orchestration_bench", "--child", arm, "--items", str(items),
            "--samples", str(samples), "--good-share", str(good_share)]
     cpu0 = server_cpu_s()
-    proc = subprocess.run(cmd, env=bench_env(data, api_url), capture_output=True, text=True, cwd=ROOT, timeout=7200)
+    proc = subprocess.run(cmd, env=bench_env(data, api_url), check=False, capture_output=True, text=True, cwd=ROOT, timeout=7200)
     if proc.returncode:
         raise RuntimeError(f"arm {arm} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1]) | {"server_cpu_s": server_cpu_s() - cpu0}
@@ -246,14 +246,14 @@ def replayed_cli_run(tmp: Path, api_url: str, limit: int, samples: int, good_sha
     env = bench_env(data, api_url)
     pop = subprocess.run([sys.executable, "-m", "tests.bench.orchestration_bench", "--child", "populate", "--items",
                           str(limit), "--samples", str(samples), "--good-share", str(good_share)],
-                         env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+                         env=env, check=False, capture_output=True, text=True, cwd=ROOT, timeout=1800)
     if pop.returncode:
         raise RuntimeError(pop.stderr[-3000:])
     command = [sys.executable, "-m", "audioprobe", "run", "--tier", TIER, "--model", MODEL, "--method", METHOD,
                "--limit", str(limit), "--samples", str(samples), "--new"]
     load0 = load_avg()
     t0 = time.monotonic()
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=7200)
+    proc = subprocess.run(command, env=env, check=False, capture_output=True, text=True, cwd=ROOT, timeout=7200)
     wall = time.monotonic() - t0
     if proc.returncode:
         raise RuntimeError(f"audioprobe run failed:\n{proc.stderr[-3000:]}")
@@ -281,6 +281,7 @@ def measure(items: int, samples: int, rounds: int, good_share: float, run_limit:
         out["server_start_s"] = time.monotonic() - t0
         try:
             run_arm("loop", tmp, api_url, 2, 1, 1.0, "warmup")  # image paged in, judge models and refs cached
+            out["load_at_start"] = load_avg()
             for r in range(rounds):
                 for arm in ("loop", "prefect"):
                     out["arms"].append(run_arm(arm, tmp, api_url, items, samples, good_share, str(r)))
@@ -288,6 +289,9 @@ def measure(items: int, samples: int, rounds: int, good_share: float, run_limit:
                 out["cli_run"] = replayed_cli_run(tmp, api_url, run_limit, run_samples, good_share)
         finally:
             stop_server(home)
+    out["load_at_end"] = load_avg()
+    if not rounds:
+        return out
     walls = {arm: [a["wall_s"] for a in out["arms"] if a["arm"] == arm] for arm in ("loop", "prefect")}
     n = items * samples
     diffs = [p - lo for lo, p in zip(walls["loop"], walls["prefect"])]
@@ -295,31 +299,42 @@ def measure(items: int, samples: int, rounds: int, good_share: float, run_limit:
     out["prefect_wall_s"] = statistics.median(walls["prefect"])
     out["overhead_per_item_s"] = statistics.median(diffs) / n
     out["overhead_pct_of_run"] = 100 * statistics.median(d / p for d, p in zip(diffs, walls["prefect"]))
-    out["load_at_end"] = load_avg()
     return out
 
 
 def table(m: dict) -> str:
     n = m["items"] * m["samples"]
-    rows = [f"Orchestration overhead: {n} replayed notes item-samples per arm, {m['rounds']} round(s), "
-            f"{m['cores']} cores, load average {m['load_at_start']} at start, {m['load_at_end']} at end "
-            f"(good-answer share {m['good_share']}).", "",
-            "| arm | wall (median) | per item | outcomes (last) | failures (last) |", "|---|---|---|---|---|"]
-    for arm in ("loop", "prefect"):
-        last = [a for a in m["arms"] if a["arm"] == arm][-1]
-        wall = m[f"{arm}_wall_s"]
-        rows.append(f"| {'plain loop (.fn, same width)' if arm == 'loop' else 'Prefect flow (real server)'} "
-                    f"| {wall:.1f} s | {wall / n:.2f} s | {last['outcomes']} | {last['tally']} |")
-    rows += ["", f"Overhead: **{m['overhead_per_item_s']:.3f} s per item**, **{m['overhead_pct_of_run']:.1f}%** of "
-             f"the Prefect run (median over rounds; target < 10%). Server start: {m['server_start_s']:.1f} s."]
+    rows: list[str] = []
+    if m["rounds"]:
+        rows += [
+            (f"Orchestration overhead: {n} replayed notes item-samples per arm, {m['rounds']} round(s), "
+             f"{m['cores']} cores, load average {m['load_at_start']} at start, {m['load_at_end']} at end "
+             f"(good-answer share {m['good_share']})."),
+            "",
+            "| arm | wall (median) | per item | CPU/item: this process | CPU/item: Prefect server | failures (last) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for arm in ("loop", "prefect"):
+            runs = [a for a in m["arms"] if a["arm"] == arm]
+            last, wall = runs[-1], m[f"{arm}_wall_s"]
+            cpu = statistics.median(a["process_cpu_s"] for a in runs) / n
+            server = statistics.median(a["server_cpu_s"] for a in runs) / n
+            name = "plain loop (.fn, same width)" if arm == "loop" else "Prefect flow (real server)"
+            rows.append(f"| {name} | {wall:.1f} s | {wall / n:.2f} s | {cpu:.2f} s | {server:.2f} s | {last['tally']} |")
+        rows += ["", (f"Overhead: **{m['overhead_per_item_s']:.3f} s per item**, **{m['overhead_pct_of_run']:.1f}%** "
+                      f"of the Prefect run (median over rounds; target < 10%). Server start: {m['server_start_s']:.1f} s."),
+                 ""]
     if "cli_run" in m:
         c = m["cli_run"]
-        rows += ["", f"Replayed run: `{c['command']}` ({c['n']} item-samples, load {c['load_before']} -> "
-                 f"{c['load_after']}):", "",
-                 "| item-samples | wall | per item | 1,500 at this rate | cached generations | failures |",
-                 "|---|---|---|---|---|---|",
-                 f"| {c['n']} | {c['wall_s']:.0f} s | {c['per_item_s']:.2f} s | {c['extrapolated_1500_s'] / 60:.1f} min "
-                 f"| {c['cached_generations']}/{c['outcomes']} | {c['tally']} |"]
+        rows += [
+            (f"Replayed run: `{c['command']}` ({c['n']} item-samples, load {c['load_before']} -> "
+             f"{c['load_after']}):"),
+            "",
+            "| item-samples | wall | per item | 1,500 at this rate | cached generations | failures |",
+            "|---|---|---|---|---|---|",
+            (f"| {c['n']} | {c['wall_s']:.0f} s | {c['per_item_s']:.2f} s | {c['extrapolated_1500_s'] / 60:.1f} min "
+             f"| {c['cached_generations']}/{c['outcomes']} | {c['tally']} |"),
+        ]
     return "\n".join(rows)
 
 
@@ -327,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=12, help="notes items per arm for the overhead comparison")
     ap.add_argument("--samples", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=1, help="loop/prefect pairs")
+    ap.add_argument("--rounds", type=int, default=1, help="loop/prefect pairs (0: only the replayed run)")
     ap.add_argument("--good-share", type=float, default=0.5, help="share of answers whose program makes the note")
     ap.add_argument("--run-limit", type=int, default=0, help="(b) --limit of the replayed CLI run; 0 skips it")
     ap.add_argument("--run-samples", type=int, default=1, help="(b) --samples of the replayed CLI run")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHES = ("sandbox", "judges", "orchestration")
-SMALL = {"sandbox_runs": 5, "judge_clips": 8, "orch_items": 12, "orch_rounds": 1, "run_limit": 20, "run_samples": 1}
+SMALL = {"sandbox_runs": 5, "judge_clips": 8, "orch_items": 24, "orch_rounds": 1, "run_limit": 40, "run_samples": 1}
 LARGE = {"sandbox_runs": 20, "judge_clips": 24, "orch_items": 40, "orch_rounds": 3, "run_limit": 150, "run_samples": 2}
 
 
@@ -31,7 +31,7 @@ def load() -> str:
 
 def run(module: str, *args: str) -> tuple[int, str, str, float]:
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", f"tests.bench.{module}", *args], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", f"tests.bench.{module}", *args], cwd=ROOT, check=False, capture_output=True,
                           text=True)
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0
 
