@@ -20,7 +20,7 @@ run: setup
 	$(BIN)/audioprobe run --model local --tier all
 
 test: setup
-	set -o pipefail; $(BIN)/python -m pytest $(PYTEST_ARGS) 2>&1 | tee .pytest-last.log
+	set -o pipefail; $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS) 2>&1 | tee .pytest-last.log
 
 bench: setup
 	$(BIN)/python -m tests.bench.run_all

@@ -83,8 +83,10 @@ def render_prompt(item: ProbeItem, method: str) -> RenderedPrompt:
 @task(
     name="generate",
     cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    # llm.generate already retried the call with backoff; one later attempt of the whole task is
+    # enough, more would multiply the waiting on a provider that is down.
+    retries=1,
+    retry_delay_seconds=30,
     retry_jitter_factor=0.5,
     retry_condition_fn=_is_transient,
     tags=["llm"],
