@@ -34,7 +34,10 @@ def settings_snapshot() -> dict:
 
 def config_hash(models, tiers, methods, samples, limit, seed, dataset_root) -> str:
     snapshot = settings_snapshot()
-    for volatile in ("data_dir", "cache_dir", "prefect_api_url", "local_threads"):
+    # Where and how fast things run does not change what a run measures: leave it out of the identity.
+    for volatile in ("data_dir", "cache_dir", "prefect_api_url", "prefect_port", "local_threads", "local_host",
+                     "local_port", "task_workers", "task_runner", "dask_address", "dask_workers",
+                     "sandbox_concurrency", "judge_concurrency", "judge_device", "allow_downloads"):
         snapshot.pop(volatile, None)
     blob = json.dumps([sorted(models), sorted(tiers), methods, samples, limit, seed, dataset_root, snapshot],
                       sort_keys=True, default=str)
