@@ -39,7 +39,7 @@ build_wheel() {
     [ -n "$(ls /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${tools[@]}"
   fi
-  say "compiling llama-cpp-python $LLAMA_VERSION ($(nproc) cores; ~20 min on 2; log $LOGS/llama-build.log)"
+  say "compiling llama-cpp-python $LLAMA_VERSION ($(nproc) cores; 4-10 min on 2; log $LOGS/llama-build.log)"
   # cmake's "[ NN%]" (make) or "[n/N]" (ninja) lines are the progress; everything else goes to the log only.
   CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     "$PY" -m pip wheel -v --no-deps -w "$WHEELS" "$sdist" 2>&1 | tee "$LOGS/llama-build.log" \
