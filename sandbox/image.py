@@ -173,34 +173,11 @@ def _rootfs_tarball(rootfs_dir: Path) -> Path:
             raise SandboxError("python:3.11-slim cannot be pulled and debootstrap is not installed")
         _log("apt-get install debootstrap")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "-o",
-                "DPkg::Lock::Timeout=300",
-                "--no-install-recommends",
-                "debootstrap",
-            ],
-            env=env,
-        ).returncode:
+        install = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends",
+                   "debootstrap"]
+        if subprocess.run(install, env=env, check=False).returncode:  # a fresh machine may lack package lists
             subprocess.run(["apt-get", "update", "-q"], check=True)
-            subprocess.run(
-                [
-                    "apt-get",
-                    "install",
-                    "-y",
-                    "-q",
-                    "-o",
-                    "DPkg::Lock::Timeout=300",
-                    "--no-install-recommends",
-                    "debootstrap",
-                ],
-                env=env,
-                check=True,
-            )
+            subprocess.run(install, env=env, check=True)
     rootfs_dir.mkdir(parents=True, exist_ok=True)
     log_path = rootfs_dir / "debootstrap.log"
     with tempfile.TemporaryDirectory(dir=rootfs_dir, prefix="build-") as tmp:
