@@ -75,7 +75,15 @@ def normalise(name):
     tmp = ".%s.normalised" % name
     if os.path.lexists(tmp):
         os.unlink(tmp)
-    sf.write(tmp, samples, rate, format="WAV", subtype=subtype)
+    try:
+        sf.write(tmp, samples, rate, format="WAV", subtype=subtype)
+    except Exception as exc:  # noqa: BLE001 - libsndfile says only "System error." for ENOSPC/EFBIG
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise Refused(
+            "the re-encoded file (%d frames x %d channels) could not be written: %s (work dir full?)"
+            % (len(samples), samples.shape[1], exc)
+        ) from None
     os.replace(tmp, name)
     return changes
 

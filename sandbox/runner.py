@@ -26,6 +26,7 @@ import time
 WORK = "/work"
 CHUNK = 1 << 20
 PROGRAM_UID = 10001
+NOBODY = 65534  # no process of the container runs as nobody: kill_uid's real uid
 MAX_FILES = 64
 MAX_REJECTED = 50
 KILL_ROUNDS = 50
@@ -87,29 +88,25 @@ def alive_of(uid, exclude=()):
 
 
 def kill_uid(uid):
-    """SIGKILL every process of uid, from a child that becomes uid (kill(-1) spares only itself)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            me = os.getpid()
-            for _ in range(KILL_ROUNDS):
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                except OSError:
-                    pass
-                if not alive_of(uid, exclude=(me,)):
-                    code = 0
-                    break
-                time.sleep(0.02)
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RunnerError("processes of uid %d survived %d kill rounds" % (uid, KILL_ROUNDS))
+    """SIGKILL every process of uid, by uid, without forking (a fork bomb leaves no pid to fork with).
+
+    For the kill(-1) rounds the runner takes real uid nobody (no process here has it), effective uid
+    `uid` (so it may signal uid's processes) and keeps saved uid 0: the program still cannot signal
+    it (neither its real nor its saved uid is the program's), and root comes back afterwards.
+    """
+    os.setresuid(NOBODY, uid, 0)
+    try:
+        for _ in range(KILL_ROUNDS):
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            if not alive_of(uid, exclude=(os.getpid(),)):
+                return
+            time.sleep(0.02)
+    finally:
+        os.setresuid(0, 0, 0)
+    raise RunnerError("processes of uid %d survived %d kill rounds" % (uid, KILL_ROUNDS))
 
 
 def copy_tree(src, dst):
