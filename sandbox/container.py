@@ -15,6 +15,7 @@ and the runner kills whatever the program left behind by its uid.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import threading
@@ -40,6 +41,7 @@ PROGRAM_NAME = "program.py"
 HERE = Path(__file__).resolve().parent
 RUNNER_SRC = (HERE / "runner.py").read_text()
 NORMALISE_SRC = (HERE / "normalise.py").read_text()
+PROTOCOL = hashlib.sha256((RUNNER_SRC + NORMALISE_SRC).encode()).hexdigest()[:12]  # in execution cache keys
 INLINE_CODE_MAX = 64 * 1024  # larger programs are written in chunks first (one exec argument is <= 128 KiB)
 NORMALISE_TIMEOUT_S = 20.0  # decoding and re-encoding the outputs, inside the container
 GRACE_S = 15.0 + NORMALISE_TIMEOUT_S  # host's margin: start-up, normalising, output transfer

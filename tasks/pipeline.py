@@ -103,7 +103,11 @@ def _execution_key(context, parameters) -> str:  # noqa: ANN001
     prompt: RenderedPrompt = parameters["prompt"]
     settings = get_settings()
     code = gen.code if gen else ""
-    return "execute-" + _digest(TASK_VERSION, code, prompt.output_name, settings.limits, settings.sandbox_image)
+    from sandbox.container import PROTOCOL  # the runner and normaliser that made the outputs
+
+    return "execute-" + _digest(
+        TASK_VERSION, code, prompt.output_name, settings.limits, settings.sandbox_image, PROTOCOL
+    )
 
 
 @task(
@@ -163,13 +167,19 @@ def _audio_key(context, parameters) -> str:  # noqa: ANN001
     return f"{context.task.name}-" + _digest(TASK_VERSION, sha, item.model_dump(), parameters.get("dataset_root"))
 
 
-@task(name="gate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365))
+# Backstops: the strict reader stops itself within seconds (tasks/judges/wavfile.py).
+GATE_TIMEOUT_S, JUDGE_TIMEOUT_S = 60, 1800
+
+
+@task(name="gate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365),
+      timeout_seconds=GATE_TIMEOUT_S)
 def gate(execution: ExecutionResult | None, item: ProbeItem) -> GateResult | None:
     audio = audio_of(execution)
     return judging.gate_for_tier(audio, item.tier) if audio else None
 
 
-@task(name="judge", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365), tags=["judge"])
+@task(name="judge", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365), tags=["judge"],
+      timeout_seconds=JUDGE_TIMEOUT_S)
 def judge(execution: ExecutionResult | None, gate_result: GateResult | None, item: ProbeItem,
           dataset_root: str | None = None) -> list[Judgement]:
     audio = audio_of(execution)
