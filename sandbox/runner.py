@@ -3,7 +3,8 @@
 It starts as root with only CAP_SETUID and CAP_SETGID, and is the one program of the container:
 - run: write the program, run it as PROGRAM_UID with the work dir as cwd, keep only the tails of its
   stdout and stderr, stop it at the timeout, kill every process of PROGRAM_UID, then (exit 0 only)
-  normalise the `.wav` outputs (sandbox/normalise.py, also as PROGRAM_UID, under its own time limit),
+  normalise the `.wav` outputs that are not plain PCM16/float32 WAV already (sandbox/normalise.py,
+  also as PROGRAM_UID, under its own time limit),
   kill again, and report: one JSON line, then the raw bytes of each accepted output file;
 - collect: only report and send files (Sandbox.read_file);
 - reset: kill every process of PROGRAM_UID and empty the writable dirs (a pool's reuse).
@@ -19,6 +20,7 @@ import os
 import selectors
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -322,6 +324,53 @@ def collect(patterns, max_bytes, exclude):
     return accepted, rejected
 
 
+GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+
+
+def already_normal(path):
+    """True when the file is already what normalise.py would write, checked as strictly as the host's
+    reader (tasks/judges/wavfile.py): RIFF/WAVE, PCM16 or float32 (EXTENSIBLE of those too), 1-8
+    channels, at most 48 kHz and 60 s, every size consistent with the file. Saves the decoder's start-up."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return False
+        if struct.unpack("<I", head[4:8])[0] + 8 > size:
+            return False
+        fmt, pos = None, 12
+        for _ in range(64):
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return False
+            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if pos + 8 + csize > size:
+                return False
+            if cid == b"fmt ":
+                raw = f.read(min(csize, 64))
+                if csize < 16:
+                    return False
+                tag, channels, rate, byte_rate, align, bits = struct.unpack("<HHIIHH", raw[:16])
+                if tag == 0xFFFE:
+                    if len(raw) < 40 or raw[26:40] != GUID_TAIL or struct.unpack("<H", raw[18:20])[0] != bits:
+                        return False
+                    tag = struct.unpack("<H", raw[24:26])[0]
+                if (tag, bits) not in ((1, 16), (3, 32)) or not 1 <= channels <= 8 or not 1 <= rate <= 48000:
+                    return False
+                if align != channels * bits // 8 or byte_rate != rate * align:
+                    return False
+                fmt = (rate, align)
+            elif cid == b"data":
+                return fmt is not None and csize % fmt[1] == 0 and csize // fmt[1] <= 60 * fmt[0]
+            pos += 8 + csize + (csize & 1)
+    return False
+
+
 def collect_outputs(cfg, report):
     """Collect, normalise the .wav outputs, kill what the decoder left, collect again."""
     exclude = {cfg["program"]}
@@ -332,7 +381,11 @@ def collect_outputs(cfg, report):
         as_root()
     for _, fd, _ in files:
         os.close(fd)
-    audio = [name for name, _, _ in files if name.lower().endswith(".wav")]
+    as_program()
+    try:
+        audio = [n for n, _, _ in files if n.lower().endswith(".wav") and not already_normal(os.path.join(WORK, n))]
+    finally:
+        as_root()
     verdicts = normalise(cfg, audio)
     failed = {n: v["error"] for n, v in verdicts.items() if "error" in v}
     report["normalised"] = [

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from audioprobe.schema import ExecutionLimits
 
@@ -644,6 +645,23 @@ def test_absurd_rate_and_too_many_channels_are_refused_or_cut(tmp_path):
     assert result.status == "output_rejected"
     assert any(r.startswith("fast.wav:") and "1000000 Hz" in r for r in result.rejected), result.rejected
     assert "wide.wav: channels 12 -> first 8" in result.normalised
+
+
+def test_plain_wav_passes_untouched_and_others_are_rewritten(tmp_path):
+    code = """
+    import hashlib, numpy as np, soundfile as sf
+    x = 0.25 * np.sin(2 * np.pi * 440 * np.arange(9600) / 96000)
+    sf.write("hi.wav", x, 96000, subtype="PCM_24")
+    sf.write("plain.wav", x, 48000, subtype="FLOAT")
+    print(hashlib.sha256(open("plain.wav", "rb").read()).hexdigest())
+    """
+    result = run(code, expect=["*.wav"], out_dir=tmp_path)
+    assert result.status == "ok", result.rejected
+    assert result.normalised == ["hi.wav: WAV/PCM_24 -> WAV/FLOAT; rate 96000 -> 48000 Hz"]
+    plain = next(f for f in result.files if f.name == "plain.wav")
+    assert plain.sha256 == result.stdout_tail.split()[-1]  # not re-encoded: byte for byte the program's
+    x, sr = sf.read(tmp_path / "hi.wav")
+    assert sr == 48000 and len(x) == 4800
 
 
 def test_caught_memory_error_with_valid_output_is_ok():
