@@ -56,6 +56,7 @@ def hostile_files(folder: Path) -> dict[str, Path]:
         "flac_bomb_named_wav": None,
         "ogg_named_wav": None,
         "id3_mp3_named_wav": b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 4000,
+        "rate_two_gigahertz": riff(fmt_chunk(rate=2_000_000_000), data_chunk(pcm)),  # a consistent header
         "rate_four_gigahertz": riff(fmt_chunk(rate=4_000_000_000, byte_rate=0), data_chunk(pcm)),
         "rate_zero": riff(fmt_chunk(rate=0, byte_rate=0), data_chunk(pcm)),
         "zero_channels": riff(fmt_chunk(channels=0, align=0), data_chunk(pcm)),

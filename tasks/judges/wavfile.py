@@ -67,7 +67,7 @@ def read_info(path: str | Path) -> WavInfo:
             f.seek(pos)
             chunk = f.read(8)
             if len(chunk) < 8:
-                break
+                raise WavError("no data chunk" if fmt else "no fmt chunk")
             cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             body = pos + 8
             if body + csize > size:
@@ -83,7 +83,7 @@ def read_info(path: str | Path) -> WavInfo:
                 frames = csize // (channels * bits // 8)
                 return WavInfo(rate, channels, bits, encoding, frames, body, size)
             pos = body + csize + (csize & 1)  # chunks are word-aligned
-        raise WavError("no data chunk" if fmt else "no fmt chunk")
+        raise WavError(f"more than {MAX_CHUNKS} chunks before the data")
 
 
 def _parse_fmt(raw: bytes) -> tuple[int, int, int, str]:
