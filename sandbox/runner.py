@@ -253,8 +253,12 @@ def normalise(cfg, names):
     except ValueError:
         result = None
     if not isinstance(result, dict):
-        why = got["stderr"].decode("utf-8", "replace").strip().splitlines()[-1:] or [got["signal"] or "no report"]
-        return {n: {"error": "the decoder failed (exit %s: %s)" % (got["exit_code"], why[0][:200])} for n in names}
+        if got["signal"] == "SIGKILL":
+            why = "the decoder was killed (the memory limit?)"
+        else:
+            last = got["stderr"].decode("utf-8", "replace").strip().splitlines()[-1:] or ["no report"]
+            why = "the decoder failed (exit %s: %s)" % (got["exit_code"], last[0][:200])
+        return {n: {"error": why} for n in names}
     return {n: result.get(n) if isinstance(result.get(n), dict) else {"error": "not decoded"} for n in names}
 
 
