@@ -6,8 +6,9 @@ does not see tmpfs mounts, so everything goes in and out through exec. `Sandbox.
 `sandbox/runner.py` (passed as `python3 -c`, so it is never out of step with this file) and parses
 its framed report.
 
-Uids: init and `sleep` run as nobody (65534); the runner starts as root with only CAP_SETUID and
-CAP_SETGID, and runs the program as 10001. The program can signal neither PID 1 nor the runner (no
+Uids: init, `sleep` and the runner run as root holding only CAP_SETUID and CAP_SETGID (an exec gets
+the capabilities of the container's user, so that user must be root); the runner runs the program as
+10001, which holds none. The program can signal neither PID 1 nor the runner (no
 uid of theirs is its own), so it can neither end the container early nor stop the runner's clock,
 and the runner kills whatever the program left behind by its uid.
 """
