@@ -15,7 +15,12 @@ LLAMA_TARGETS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=
 # A portable CPU baseline, never the compiling CPU (-march=native): x86-64 with AVX2/FMA/F16C. AMX stays
 # off unless AUDIOPROBE_LLAMA_CPU_FLAGS asks for it: a VM can advertise AMX and still fault on its tile
 # registers (ggml_backend_amx_mul_mat died at ldtilecfg on the first completion).
-LLAMA_CPU_FLAGS=${AUDIOPROBE_LLAMA_CPU_FLAGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"}
+if [ "$(uname -m)" = x86_64 ]; then
+  PORTABLE_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+else
+  PORTABLE_FLAGS="-DGGML_NATIVE=OFF"  # ggml's generic baseline for the architecture
+fi
+LLAMA_CPU_FLAGS=${AUDIOPROBE_LLAMA_CPU_FLAGS:-$PORTABLE_FLAGS}
 LLAMA_CMAKE_ARGS="$LLAMA_TARGETS $LLAMA_CPU_FLAGS"
 # The build flags are part of the wheel's identity: a wheel built any other way (the old native build
 # included) lives in another folder and is never reused.
