@@ -702,6 +702,24 @@ def test_stopping_the_runner_does_not_stop_the_clock():
     assert result.wall_s < limits.timeout_s + 2 and result.total_s < limits.timeout_s + 2 + 3  # + start/remove
 
 
+def test_a_hundred_busy_children_do_not_delay_the_deadline():
+    code = """
+    import os
+    for _ in range(100):
+        try:
+            if os.fork() == 0:
+                while True:
+                    pass
+        except OSError:
+            break
+    while True:
+        pass
+    """
+    limits = LIMITS.model_copy(update={"timeout_s": 3})
+    result = run(code, limits=limits)
+    assert result.status == "timeout" and result.wall_s < limits.timeout_s + 2
+
+
 def test_a_flood_of_names_is_capped(tmp_path):
     code = (
         textwrap.dedent("""
