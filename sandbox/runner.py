@@ -357,11 +357,14 @@ def already_normal(path):
                 return False
             if cid == b"fmt ":
                 raw = f.read(min(csize, 64))
-                if csize < 16:
+                if not 16 <= csize <= 1024:
                     return False
                 tag, channels, rate, byte_rate, align, bits = struct.unpack("<HHIIHH", raw[:16])
                 if tag == 0xFFFE:
-                    if len(raw) < 40 or raw[26:40] != GUID_TAIL or struct.unpack("<H", raw[18:20])[0] != bits:
+                    if len(raw) < 40 or raw[26:40] != GUID_TAIL:
+                        return False
+                    extension_size, valid_bits = struct.unpack("<HH", raw[16:20])
+                    if extension_size < 22 or valid_bits != bits:
                         return False
                     tag = struct.unpack("<H", raw[24:26])[0]
                 if (tag, bits) not in ((1, 16), (3, 32)) or not 1 <= channels <= 8 or not 1 <= rate <= 48000:
