@@ -100,7 +100,11 @@ def create_kwargs(image: str, limits: ExecutionLimits, expires_in_s: float) -> d
 
 
 class Sandbox:
-    """One started, hardened container: exec, write_file, read_file, then remove (also on `with`)."""
+    """One started, hardened container: exec, write_file, read_file, then remove (also on `with`).
+
+    Any process's `remove_stale` may remove it after `expires_in_s` (default: one run's timeout plus
+    the grace and a minute); a sandbox kept open longer must say so.
+    """
 
     def __init__(
         self,
