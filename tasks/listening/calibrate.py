@@ -29,21 +29,34 @@ BOUNDARIES = ("highly|moderately", "moderately|not")
 MIN_RATINGS = 12
 
 
-def _nll(params: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+def _nll(params: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Negative log-likelihood of the cumulative-logit model and its gradient in (a0, log gap, log b)."""
     a0, log_gap, log_b = params
-    a = np.array([a0, a0 + np.exp(log_gap)])
-    b = np.exp(log_b)
-    cum = 1 / (1 + np.exp(-(a[None, :] - b * x[:, None])))  # P(y <= 0), P(y <= 1)
-    p = np.column_stack([cum[:, 0], cum[:, 1] - cum[:, 0], 1 - cum[:, 1]])
-    return -float(np.sum(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
+    gap, b = np.exp(log_gap), np.exp(log_b)
+    c0 = 1 / (1 + np.exp(-(a0 - b * x)))  # P(y <= 0)
+    c1 = 1 / (1 + np.exp(-(a0 + gap - b * x)))  # P(y <= 1)
+    p = np.where(y == 0, c0, np.where(y == 1, c1 - c0, 1 - c1))
+    p = np.clip(p, 1e-12, None)
+    s0, s1 = c0 * (1 - c0), c1 * (1 - c1)
+    d_a0 = np.where(y == 0, 1 - c0, np.where(y == 1, -s0 / p, 0.0))  # d log p / d a0, a1 held
+    d_a1 = np.where(y == 0, 0.0, np.where(y == 1, s1 / p, -c1))
+    d_b = -x * (d_a0 + d_a1)  # both cut points enter as a_k - b x
+    grad = -np.array([np.sum(d_a0 + d_a1), np.sum(d_a1) * gap, np.sum(d_b) * b])
+    return -float(np.sum(np.log(p))), grad
 
 
-def fit_ordinal(d: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
-    """(threshold 1, threshold 2, slope) in distance units, or None when the ratings do not order."""
+def fit_ordinal(d: np.ndarray, y: np.ndarray, start: tuple[float, float, float] | None = None
+                ) -> tuple[float, float, float]:
+    """(threshold 1, threshold 2, slope) in distance units; `start`, a previous fit, speeds up bootstraps."""
     mu, sd = float(d.mean()), float(d.std()) or 1.0
     x = (d - mu) / sd
-    res = optimize.minimize(_nll, np.array([-0.5, 0.0, 0.0]), args=(x, y), method="L-BFGS-B",
-                            bounds=[(-30, 30), (-8, 4), (-6, 5)])
+    x0 = np.array([-0.5, 0.0, 0.0])
+    if start is not None:  # the same model in this sample's standardisation
+        t1, t2, slope = start
+        b = max(slope * sd, 1e-3)
+        x0 = np.array([(t1 - mu) / sd * b, np.log(max((t2 - t1) / sd * b, 1e-3)), np.log(b)])
+    res = optimize.minimize(_nll, np.clip(x0, [-30, -8, -6], [30, 4, 5]), args=(x, y), jac=True,
+                            method="L-BFGS-B", bounds=[(-30, 30), (-8, 4), (-6, 5)])
     a0, log_gap, log_b = res.x
     b = np.exp(log_b)
     return mu + sd * a0 / b, mu + sd * (a0 + np.exp(log_gap)) / b, b / sd
@@ -58,7 +71,7 @@ def fit_group(d: np.ndarray, y: np.ndarray, clips: np.ndarray, n_boot: int = 300
     for _ in range(n_boot):
         take = np.concatenate([rows[c] for c in rng.choice(ids, size=len(ids), replace=True)])
         if len(np.unique(y[take])) == 3:
-            boots.append(fit_ordinal(d[take], y[take])[:2])
+            boots.append(fit_ordinal(d[take], y[take], start=(t1, t2, slope))[:2])
     boots = np.array(boots) if boots else np.empty((0, 2))
     iso = IsotonicRegression(increasing=True, out_of_bounds="clip").fit(d, y)
     grid = np.linspace(d.min(), d.max(), 41)
