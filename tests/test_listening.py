@@ -403,6 +403,11 @@ def answer_current(page, trials: dict[str, trial_mod.Trial], key: str) -> str:
     return tid
 
 
+def moved_on(page, tid: str) -> None:
+    # a function, not an expression: the page's CSP forbids eval, which string predicates need
+    page.wait_for_function("tid => !cur || cur.id !== tid", arg=tid)
+
+
 @pytest.mark.browser
 def test_page_in_chromium_play_answer_resume_double_submit(server, study):
     from playwright import sync_api as playwright
@@ -424,13 +429,13 @@ def test_page_in_chromium_play_answer_resume_double_submit(server, study):
             page.wait_for_selector("#study:not([hidden])")
             # play: the generated clip really plays in the browser
             page.keyboard.press("g")
-            page.wait_for_function("document.getElementById('gen').currentTime > 0.2", timeout=15000)
+            page.wait_for_function("() => document.getElementById('gen').currentTime > 0.2", timeout=15000)
             assert page.evaluate("document.getElementById('gen').duration") > 0.5
             done = []
             for _ in range(3):
                 tid = answer_current(page, by_id, "2")
                 page.keyboard.press("Enter")
-                page.wait_for_function(f"!cur || cur.id !== {json.dumps(tid)}")
+                moved_on(page, tid)
                 done.append(tid)
             assert page.inner_text("#count").startswith("3 / ")
             # reload: the same rater is back where they were
@@ -441,16 +446,28 @@ def test_page_in_chromium_play_answer_resume_double_submit(server, study):
             tid = answer_current(page, by_id, "3")
             page.evaluate("() => { const b = document.getElementById('submit'); b.click(); b.click(); }")
             page.keyboard.press("Enter")
-            page.wait_for_function(f"!cur || cur.id !== {json.dumps(tid)}")
+            moved_on(page, tid)
             done.append(tid)
             assert page.inner_text("#count").startswith("4 / ")
-            page.wait_for_timeout(300)
+            # the same answer posted twice at once (two tabs, a retry): one line, and the page moves on on reload
+            tid = page.evaluate("cur.id")
+            statuses = page.evaluate("""async ([rater, trial, label]) => {
+                const body = JSON.stringify({rater, trial, similarity: "highly", label, elapsed_ms: 1200});
+                const post = () => fetch("/api/rate", {method: "POST", headers: {"Content-Type": "application/json"}, body})
+                    .then(r => r.json()).then(j => j.status);
+                return Promise.all([post(), post()]);
+            }""", ["chromium-1", tid, by_id[tid].choices[0] if by_id[tid].question == "label" else None])
+            assert sorted(statuses) == ["duplicate", "saved"]
+            done.append(tid)
+            page.reload()
+            page.wait_for_selector("#study:not([hidden])")
+            assert page.inner_text("#count").startswith("5 / ") and page.evaluate("cur.id") not in done
         finally:
             browser.close()
     assert not errors, errors
     mine = [r for r in RatingLog(store).ratings() if r.rater == "chromium-1"]
     assert [r.trial for r in mine] == done  # exactly one line per answer, in order
-    assert [r.similarity for r in mine] == ["moderately"] * 3 + ["not"]
+    assert [r.similarity for r in mine] == ["moderately"] * 3 + ["not", "highly"]
     assert all(r.label == by_id[r.trial].choices[0] for r in mine if by_id[r.trial].question == "label")
 
 
@@ -471,11 +488,11 @@ def screenshot(target: Path, png: Path) -> None:
         for _ in range(4):
             tid = answer_current(page, {t.id: t for t in trials}, "1")
             page.keyboard.press("Enter")
-            page.wait_for_function(f"cur.id !== {json.dumps(tid)}")
+            moved_on(page, tid)
         while page.evaluate("cur.question") != "label":
             tid = answer_current(page, {t.id: t for t in trials}, "2")
             page.keyboard.press("Enter")
-            page.wait_for_function(f"cur.id !== {json.dumps(tid)}")
+            moved_on(page, tid)
         page.keyboard.press("b")
         page.keyboard.press("2")
         page.screenshot(path=str(png), full_page=True)

@@ -2,7 +2,7 @@
 
 PAGE = r"""<!DOCTYPE html><html lang=en><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1">
-<title>audioprobe · listening study</title>
+<title>audioprobe · listening study</title><link rel=icon href="data:,">
 <style>
 body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f6f6f3;color:#222}
 header{background:#23364d;color:#fff;padding:.8em 1.2em}header h1{font-size:1.15em;margin:0}

@@ -44,6 +44,12 @@ class StudyServer(ThreadingHTTPServer):
         self.log = RatingLog(store)
         super().__init__((HOST, port), Handler)
 
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):  # a closed tab is no error
+            super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.server_address[1]}/"
@@ -143,6 +149,6 @@ class Handler(BaseHTTPRequestHandler):
 def serve(store: RunStore, trials: list[Trial], port: int = 8470) -> tuple[StudyServer, threading.Thread]:
     """Start the server in a thread; the caller stops it with server.shutdown()."""
     server = StudyServer(store, trials, port)
-    thread = threading.Thread(target=server.serve_forever, name="listen", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="listen", daemon=True)
     thread.start()
     return server, thread
