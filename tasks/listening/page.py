@@ -33,7 +33,7 @@ Your place is kept: close the tab and come back with the same id.</p></div>
 <audio id=ref controls preload=auto></audio></div>
 </div>
 <div id=labelq><p><b>Which label fits the generated sound?</b></p><div id=labels></div>
-<p class=note>The reference of the target class is played after you choose.</p></div>
+<p class=note>The reference of the target class is played after you choose; the label is then fixed.</p></div>
 <div id=simq><p><b id=simtext>How similar are they?</b></p>
 <button data-sim=highly>highly similar <kbd>1</kbd></button><button data-sim=moderately>moderately similar <kbd>2</kbd></button><button data-sim=not>not similar <kbd>3</kbd></button></div>
 <p><button id=submit disabled>submit <kbd>Enter</kbd></button></p>
@@ -86,6 +86,7 @@ function reveal(on) {
 }
 function choose(what, value) {
   if (!cur || busy) return;
+  if (what === "label" && pick.label) return;  // chosen blind: not changed once the reference is heard
   pick[what] = value;
   if (what === "label") reveal(true);
   paint();
