@@ -9,13 +9,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +23,10 @@ from scipy import stats
 from audioprobe.schema import ItemOutcome, Judgement, RunManifest
 from tasks.listening import calibrate as cal
 from tasks.listening import trials as trial_mod
-from tasks.listening.ratings import RatingLog, merge, read_lines
+from tasks.listening.ratings import RatingLog, read_lines
 from tasks.listening.server import MAX_BODY, serve
 from tasks.records import RunStore, outcome_key
-from tests.test_report import SR, gate, gen, item, noise_burst, note, ok_exec, prompt, write_wav
+from tests.test_report import gate, gen, item, noise_burst, note, ok_exec, prompt, write_wav
 
 RUN_ID = "20261202-listening"
 MODEL_A, MODEL_B = "local/qwen2.5-coder-1.5b", "openai/gpt-4o"
@@ -48,16 +46,26 @@ def free_port() -> int:
 
 def make_study_run(root: Path) -> RunStore:
     """12 notes from clean to all noise (so per-note distances spread), 3 sounds and a word, 5-way judged."""
-    manifest = RunManifest(run_id=RUN_ID, created="2026-12-02T13:00:00+00:00", config_hash="beef",
-                           models=[MODEL_A, MODEL_B], tiers=["notes", "environmental", "speech"],
-                           methods={"notes": ["paper"], "environmental": ["detailed"], "speech": ["paper"]})
+    manifest = RunManifest(
+        run_id=RUN_ID,
+        created="2026-12-02T13:00:00+00:00",
+        config_hash="beef",
+        models=[MODEL_A, MODEL_B],
+        tiers=["notes", "environmental", "speech"],
+        methods={"notes": ["paper"], "environmental": ["detailed"], "speech": ["paper"]},
+    )
     store = RunStore.create(manifest, runs_dir=root / "runs")
     refs = root / "refs"
 
     def save(o: ItemOutcome, samples: np.ndarray) -> None:
         key = outcome_key(o.model, o.method, o.item.id, o.sample)
         sha = write_wav(store.files_dir(key) / "output.wav", samples)
-        o.audio_path, o.execution, o.gate, o.stage_reached = f"files/{key}/output.wav", ok_exec(sha), gate(samples, sha), "done"
+        o.audio_path, o.execution, o.gate, o.stage_reached = (
+            f"files/{key}/output.wav",
+            ok_exec(sha),
+            gate(samples, sha),
+            "done",
+        )
         store.save_outcome(o)
 
     ref_note = refs / "notes" / "kb-60.wav"
@@ -66,25 +74,62 @@ def make_study_run(root: Path) -> RunStore:
         model = (MODEL_A, MODEL_B)[i % 2]
         clean = note(60, harmonics=8)
         noisy = ((1 - mix) * clean + mix * 0.5 * noise_burst(4.0, seed=i)).astype(np.float32)
-        it = item("notes", f"kb-{i:02d}", "keyboard_acoustic", ref_note, pitch=60, instrument_family="keyboard")
-        save(ItemOutcome(run_id=RUN_ID, item=it, model=model, method="paper", prompt=prompt("notes", "paper", "C4"),
-                         generation=gen(model)), noisy)
+        it = item(
+            "notes", f"kb-{i:02d}", "keyboard_acoustic", ref_note, pitch=60, instrument_family="keyboard"
+        )
+        save(
+            ItemOutcome(
+                run_id=RUN_ID,
+                item=it,
+                model=model,
+                method="paper",
+                prompt=prompt("notes", "paper", "C4"),
+                generation=gen(model),
+            ),
+            noisy,
+        )
     classes = ["Bell", "Dog", "Knock", "Rain", "Wind"]
     for k, cls in enumerate(classes[:3]):
         ref = refs / "env" / f"{cls}.wav"
         write_wav(ref, noise_burst(seed=10 + k))
         it = item("environmental", f"env-{cls}", cls, ref)
-        o = ItemOutcome(run_id=RUN_ID, item=it, model=MODEL_B, method="detailed",
-                        prompt=prompt("environmental", "detailed", cls), generation=gen(MODEL_B))
-        o.judgements.append(Judgement(judge="classify/offline-audio-knn", judge_version="1", audio_sha256="y",
-                                      correct=k != 2, values={"choices": classes, "chosen": cls if k != 2 else "Rain"}))
+        o = ItemOutcome(
+            run_id=RUN_ID,
+            item=it,
+            model=MODEL_B,
+            method="detailed",
+            prompt=prompt("environmental", "detailed", cls),
+            generation=gen(MODEL_B),
+        )
+        o.judgements.append(
+            Judgement(
+                judge="classify/offline-audio-knn",
+                judge_version="1",
+                audio_sha256="y",
+                correct=k != 2,
+                values={"choices": classes, "chosen": cls if k != 2 else "Rain"},
+            )
+        )
         save(o, noise_burst(seed=20 + k))
     ref_word = refs / "speech" / "yes.wav"
     write_wav(ref_word, noise_burst(1.0, seed=30))
-    o = ItemOutcome(run_id=RUN_ID, item=item("speech", "word-yes", "yes", ref_word, display_name="yes"), model=MODEL_A,
-                    method="paper", prompt=prompt("speech", "paper", "yes"), generation=gen(MODEL_A))
-    o.judgements.append(Judgement(judge="speech/pocketsphinx", judge_version="5", audio_sha256="z", correct=False,
-                                  values={"choices": ["yes", "no", "up", "down", "left"], "chosen": "no"}))
+    o = ItemOutcome(
+        run_id=RUN_ID,
+        item=item("speech", "word-yes", "yes", ref_word, display_name="yes"),
+        model=MODEL_A,
+        method="paper",
+        prompt=prompt("speech", "paper", "yes"),
+        generation=gen(MODEL_A),
+    )
+    o.judgements.append(
+        Judgement(
+            judge="speech/pocketsphinx",
+            judge_version="5",
+            audio_sha256="z",
+            correct=False,
+            values={"choices": ["yes", "no", "up", "down", "left"], "chosen": "no"},
+        )
+    )
     save(o, noise_burst(1.0, seed=31))
     return store
 
@@ -133,8 +178,10 @@ def test_distances_follow_the_noise(study):
     store, _ = study
     pool = [t for t in trial_mod.candidates(store) if t.tier == "notes"]
     mixes = [int(t.key.split("kb-")[1][:2]) for t in pool]
-    distances = [t.distances["centroid-l2"] if "centroid-l2" in t.distances else next(iter(t.distances.values()))
-                 for t in pool]
+    distances = [
+        t.distances["centroid-l2"] if "centroid-l2" in t.distances else next(iter(t.distances.values()))
+        for t in pool
+    ]
     assert len(pool) == 12
     rho, _ = stats.spearmanr(mixes, distances)
     assert rho > 0.8, (mixes, distances)
@@ -165,8 +212,12 @@ def test_rating_round_trip_and_double_submit(server, study):
     store, trials = study
     notes = next(t for t in trials if t.question == "similarity")
     results = []
-    threads = [threading.Thread(target=lambda: results.append(rate(server, rater="dbl", **answer_for(notes, "moderately"))))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(rate(server, rater="dbl", **answer_for(notes, "moderately")))
+        )
+        for _ in range(8)
+    ]
     for th in threads:
         th.start()
     for th in threads:
@@ -191,18 +242,21 @@ def test_torn_line_is_skipped_and_not_glued(server, study):
     assert bad == 1 and any(r.rater == "after-crash" for r in ratings)
 
 
-@pytest.mark.parametrize("body, status, says", [
-    (b"not json", 400, "not JSON"),
-    (b"[1, 2]", 400, "JSON object"),
-    (b'{"rater": "x", "trial": "TRIAL", "similarity": 1}', 400, "similarity"),
-    (b'{"rater": "x", "trial": "TRIAL", "similarity": "highly", "extra": 1}', 400, "extra"),
-    (b'{"rater": "../../etc", "trial": "TRIAL", "similarity": "highly"}', 400, "rater id"),
-    (b'{"rater": "x", "trial": "../../run.json", "similarity": "highly"}', 400, "trial id"),
-    (b'{"rater": "x", "trial": "abcdefabcdef", "similarity": "highly"}', 404, "not a trial"),
-    (b'{"rater": "x", "trial": "TRIAL", "similarity": "very"}', 400, "one of"),
-    (b'{"rater": "x", "trial": "TRIAL", "similarity": "highly", "label": "Dog"}', 400, "asks no label"),
-    (b'{"rater": "x", "trial": "TRIAL", "similarity": "highly", "elapsed_ms": -5}', 400, "elapsed_ms"),
-])
+@pytest.mark.parametrize(
+    "body, status, says",
+    [
+        (b"not json", 400, "not JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'{"rater": "x", "trial": "TRIAL", "similarity": 1}', 400, "similarity"),
+        (b'{"rater": "x", "trial": "TRIAL", "similarity": "highly", "extra": 1}', 400, "extra"),
+        (b'{"rater": "../../etc", "trial": "TRIAL", "similarity": "highly"}', 400, "rater id"),
+        (b'{"rater": "x", "trial": "../../run.json", "similarity": "highly"}', 400, "trial id"),
+        (b'{"rater": "x", "trial": "abcdefabcdef", "similarity": "highly"}', 404, "not a trial"),
+        (b'{"rater": "x", "trial": "TRIAL", "similarity": "very"}', 400, "one of"),
+        (b'{"rater": "x", "trial": "TRIAL", "similarity": "highly", "label": "Dog"}', 400, "asks no label"),
+        (b'{"rater": "x", "trial": "TRIAL", "similarity": "highly", "elapsed_ms": -5}', 400, "elapsed_ms"),
+    ],
+)
 def test_bad_answers_are_refused(server, study, body, status, says):
     store, trials = study
     notes = next(t for t in trials if t.question == "similarity")
@@ -240,9 +294,19 @@ def test_hostile_requests_are_refused(server, study, tmp_path):
     assert log_size(store) == before
     # nothing outside the run is served, whatever the path
     secret = (store.dir / "run.json").read_bytes()
-    for path in ["/clip/../../run.json", "/clip/..%2f..%2frun.json/gen", f"/clip/{five.id}/../../run.json",
-                 "/clip/%2e%2e/gen", "/etc/passwd", "/clip//etc/passwd/gen", f"/clip/{five.id}/run.json",
-                 "/../run.json", "/api/trials?rater=../../x", "/run.json", "/listening/ratings.jsonl"]:
+    for path in [
+        "/clip/../../run.json",
+        "/clip/..%2f..%2frun.json/gen",
+        f"/clip/{five.id}/../../run.json",
+        "/clip/%2e%2e/gen",
+        "/etc/passwd",
+        "/clip//etc/passwd/gen",
+        f"/clip/{five.id}/run.json",
+        "/../run.json",
+        "/api/trials?rater=../../x",
+        "/run.json",
+        "/listening/ratings.jsonl",
+    ]:
         status, body = request(server, "GET", path)
         assert status in (400, 404), path
         assert secret not in body and b"RIFF" not in body, path
@@ -318,18 +382,44 @@ def test_calibrate_merge_and_report(server, study, tmp_path):
     rng = np.random.default_rng(0)
     for rater in ("ana", "ben"):
         for t in trials:
-            y = synthetic_ratings(np.array([next(iter(t.distances.values()))]), t1, t2, (hi - lo) / 20, rng)[0]
+            y = synthetic_ratings(np.array([next(iter(t.distances.values()))]), t1, t2, (hi - lo) / 20, rng)[
+                0
+            ]
             assert rate(server, rater=rater, **answer_for(t, trial_mod.SIMILARITY[y]))[0] == 200
     other = tmp_path / "cleo.jsonl"
-    lines = [r.model_copy(update={"rater": "cleo"}).model_dump_json() for r in RatingLog(store).ratings() if r.rater == "ana"]
+    lines = [
+        r.model_copy(update={"rater": "cleo"}).model_dump_json()
+        for r in RatingLog(store).ratings()
+        if r.rater == "ana"
+    ]
     forged = json.loads(lines[0]) | {"rater": "mallory", "gen_sha256": "0" * 64}
     other.write_text("\n".join(lines + [json.dumps(forged), "{torn"]) + "\n")
     env = {**os.environ, "AUDIOPROBE_CACHE_DIR": os.environ["AUDIOPROBE_CACHE_DIR"]}
-    proc = subprocess.run([sys.executable, "-m", "audioprobe", "calibrate", str(store.dir), "--merge", str(other),
-                           "--boot", "100"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(  # noqa: PLW1510 (the return code is asserted)
+        [
+            sys.executable,
+            "-m",
+            "audioprobe",
+            "calibrate",
+            str(store.dir),
+            "--merge",
+            str(other),
+            "--boot",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["merged"] == {"merged": len(lines), "already_there": 0, "refused_other_clips": 1, "unreadable_lines": 1}
+    assert out["merged"] == {
+        "merged": len(lines),
+        "already_there": 0,
+        "refused_other_clips": 1,
+        "unreadable_lines": 1,
+    }
     fit = next(f for f in out["fits"] if "thresholds" in f)
     assert {"ana", "ben", "cleo"} <= set(fit["raters"])
     ag = out["agreement"]
@@ -337,13 +427,18 @@ def test_calibrate_merge_and_report(server, study, tmp_path):
     assert ag["five_way"]["n_judged"] > 0 and ag["repeat_pairs"] > 0
     assert set(firsts)  # every trial was rated
     html = build_report(store.dir).read_text()
-    section = html[html.index('<section id=human-calibration>'):]
+    section = html[html.index("<section id=human-calibration>") :]
     section = section[: section.index("</section>")]
     assert "Krippendorff" in section and "ana, ben" in section and "data:image/png;base64," in section
     assert fit["metric"] in section and "not similar" in section
     assert (store.dir / "report" / "human_calibration.csv").read_text().count("\n") >= 3
-    bad = subprocess.run([sys.executable, "-m", "audioprobe", "calibrate", str(store.dir), "--merge", "/no/such"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(  # noqa: PLW1510 (the return code is asserted)
+        [sys.executable, "-m", "audioprobe", "calibrate", str(store.dir), "--merge", "/no/such"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no such file" in bad.stderr
 
 
@@ -355,8 +450,14 @@ def test_listen_cli_serves_and_links_a_prefect_artifact(study, prefect_server):
     store, trials = study
     port = free_port()
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "AUDIOPROBE_PREFECT_API_URL": prefect_server}
-    proc = subprocess.Popen([sys.executable, "-m", "audioprobe", "listen", str(store.dir), "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audioprobe", "listen", str(store.dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         started = json.loads(proc.stdout.readline())
         assert started["url"] == f"http://127.0.0.1:{port}/" and started["trials"] == len(trials)
@@ -377,7 +478,9 @@ def test_listen_cli_serves_and_links_a_prefect_artifact(study, prefect_server):
 def api(base: str, path: str, body: dict):
     import urllib.request
 
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.load(resp)
 
@@ -388,9 +491,19 @@ def api(base: str, path: str, body: dict):
 def launch(p):
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     assert Path(chromium).exists(), "Debian's chromium is missing: apt-get install -y chromium"
-    return p.chromium.launch(executable_path=chromium, headless=True, args=[
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
+    return p.chromium.launch(
+        executable_path=chromium,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+    )
 
 
 def answer_current(page, trials: dict[str, trial_mod.Trial], key: str) -> str:
@@ -451,12 +564,15 @@ def test_page_in_chromium_play_answer_resume_double_submit(server, study):
             assert page.inner_text("#count").startswith("4 / ")
             # the same answer posted twice at once (two tabs, a retry): one line, and the page moves on on reload
             tid = page.evaluate("cur.id")
-            statuses = page.evaluate("""async ([rater, trial, label]) => {
+            statuses = page.evaluate(
+                """async ([rater, trial, label]) => {
                 const body = JSON.stringify({rater, trial, similarity: "highly", label, elapsed_ms: 1200});
                 const post = () => fetch("/api/rate", {method: "POST", headers: {"Content-Type": "application/json"}, body})
                     .then(r => r.json()).then(j => j.status);
                 return Promise.all([post(), post()]);
-            }""", ["chromium-1", tid, by_id[tid].choices[0] if by_id[tid].question == "label" else None])
+            }""",
+                ["chromium-1", tid, by_id[tid].choices[0] if by_id[tid].question == "label" else None],
+            )
             assert sorted(statuses) == ["duplicate", "saved"]
             done.append(tid)
             page.reload()

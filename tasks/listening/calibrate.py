@@ -45,8 +45,9 @@ def _nll(params: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.nd
     return -float(np.sum(np.log(p))), grad
 
 
-def fit_ordinal(d: np.ndarray, y: np.ndarray, start: tuple[float, float, float] | None = None
-                ) -> tuple[float, float, float]:
+def fit_ordinal(
+    d: np.ndarray, y: np.ndarray, start: tuple[float, float, float] | None = None
+) -> tuple[float, float, float]:
     """(threshold 1, threshold 2, slope) in distance units; `start`, a previous fit, speeds up bootstraps."""
     mu, sd = float(d.mean()), float(d.std()) or 1.0
     x = (d - mu) / sd
@@ -55,8 +56,14 @@ def fit_ordinal(d: np.ndarray, y: np.ndarray, start: tuple[float, float, float] 
         t1, t2, slope = start
         b = max(slope * sd, 1e-3)
         x0 = np.array([(t1 - mu) / sd * b, np.log(max((t2 - t1) / sd * b, 1e-3)), np.log(b)])
-    res = optimize.minimize(_nll, np.clip(x0, [-30, -8, -6], [30, 4, 5]), args=(x, y), jac=True,
-                            method="L-BFGS-B", bounds=[(-30, 30), (-8, 4), (-6, 5)])
+    res = optimize.minimize(
+        _nll,
+        np.clip(x0, [-30, -8, -6], [30, 4, 5]),
+        args=(x, y),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-30, 30), (-8, 4), (-6, 5)],
+    )
     a0, log_gap, log_b = res.x
     b = np.exp(log_b)
     return mu + sd * a0 / b, mu + sd * (a0 + np.exp(log_gap)) / b, b / sd
@@ -78,12 +85,19 @@ def fit_group(d: np.ndarray, y: np.ndarray, clips: np.ndarray, n_boot: int = 300
     thresholds = []
     for k, (name, value) in enumerate(zip(BOUNDARIES, (t1, t2))):
         ci = tuple(np.percentile(boots[:, k], [2.5, 97.5])) if len(boots) >= 20 else (None, None)
-        thresholds.append({"boundary": name, "value": float(value),
-                           "ci": [None if c is None else float(c) for c in ci]})
+        thresholds.append(
+            {"boundary": name, "value": float(value), "ci": [None if c is None else float(c) for c in ci]}
+        )
     return {
-        "method": "ordinal-logit", "n_boot": int(len(boots)), "slope": float(slope), "thresholds": thresholds,
-        "curve": {"distance": grid.tolist(), "isotonic_mean_rating": iso.predict(grid).tolist(),
-                  "ordinal_mean_rating": _expected(grid, t1, t2, slope).tolist()},
+        "method": "ordinal-logit",
+        "n_boot": len(boots),
+        "slope": float(slope),
+        "thresholds": thresholds,
+        "curve": {
+            "distance": grid.tolist(),
+            "isotonic_mean_rating": iso.predict(grid).tolist(),
+            "ordinal_mean_rating": _expected(grid, t1, t2, slope).tolist(),
+        },
         "points": {"distance": d.tolist(), "rating": y.tolist()},
     }
 
@@ -143,7 +157,11 @@ def agreement(ratings: list[Rating], trials: dict[str, Trial]) -> dict:
         xs = [(dist[metric], h) for dist, h in means if metric in dist]
         if len(xs) >= 3:
             rho, p = stats.spearmanr([a for a, _ in xs], [b for _, b in xs])
-            spearman[metric] = {"rho": None if np.isnan(rho) else float(rho), "p": float(p), "n_clips": len(xs)}
+            spearman[metric] = {
+                "rho": None if np.isnan(rho) else float(rho),
+                "p": float(p),
+                "n_clips": len(xs),
+            }
     five = [(r, trials[r.base]) for r in first.values() if r.label is not None and r.base in trials]
     judged = [(r, t) for r, t in five if t.judge_label is not None]
     return {
@@ -158,8 +176,12 @@ def agreement(ratings: list[Rating], trials: dict[str, Trial]) -> dict:
             "n": len(five),
             "human_accuracy": sum(r.label == t.label for r, t in five) / len(five) if five else None,
             "n_judged": len(judged),
-            "judge_accuracy_same_clips": sum(t.judge_label == t.label for _, t in judged) / len(judged) if judged else None,
-            "judge_human_agreement": sum(r.label == t.judge_label for r, t in judged) / len(judged) if judged else None,
+            "judge_accuracy_same_clips": sum(t.judge_label == t.label for _, t in judged) / len(judged)
+            if judged
+            else None,
+            "judge_human_agreement": sum(r.label == t.judge_label for r, t in judged) / len(judged)
+            if judged
+            else None,
         },
     }
 
@@ -167,25 +189,39 @@ def agreement(ratings: list[Rating], trials: dict[str, Trial]) -> dict:
 def calibrate(store: RunStore, n_boot: int = 300, seed: int = 0) -> dict:
     trials = {t.id: t for t in load(store)}
     if not trials:
-        raise ValueError(f"run {store.run_id}: no listening trials yet; run `audioprobe listen {store.run_id}` first")
+        raise ValueError(
+            f"run {store.run_id}: no listening trials yet; run `audioprobe listen {store.run_id}` first"
+        )
     ratings = [r for r in RatingLog(store).ratings() if r.trial in trials]
     groups = defaultdict(list)
     for r in ratings:
         t = trials[r.trial]
         for metric, value in t.distances.items():
-            groups[(t.embedding, metric, t.clip_length)].append((value, SIMILARITY.index(r.similarity), t.base, r.rater))
+            groups[(t.embedding, metric, t.clip_length)].append(
+                (value, SIMILARITY.index(r.similarity), t.base, r.rater)
+            )
     fits = []
     for (embedding, metric, length), rows in sorted(groups.items()):
         d, y = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
-        entry = {"embedding": embedding, "metric": metric, "clip_length": length, "n_ratings": len(rows),
-                 "n_clips": len({r[2] for r in rows}), "raters": sorted({r[3] for r in rows})}
+        entry = {
+            "embedding": embedding,
+            "metric": metric,
+            "clip_length": length,
+            "n_ratings": len(rows),
+            "n_clips": len({r[2] for r in rows}),
+            "raters": sorted({r[3] for r in rows}),
+        }
         if len(rows) < MIN_RATINGS or len(np.unique(y)) < 3:
             entry["skipped"] = f"{len(rows)} ratings using {len(np.unique(y))} of 3 answers: too few to fit"
         else:
             entry.update(fit_group(d, y, np.array([r[2] for r in rows]), n_boot=n_boot, seed=seed))
         fits.append(entry)
-    result = {"run": store.run_id, "created": now_iso(), "fits": fits,
-              "agreement": agreement(ratings, {t.base: t for t in trials.values() if t.repeat == 0})}
+    result = {
+        "run": store.run_id,
+        "created": now_iso(),
+        "fits": fits,
+        "agreement": agreement(ratings, {t.base: t for t in trials.values() if t.repeat == 0}),
+    }
     atomic_write(store.dir / "listening" / "calibration.json", json.dumps(result, indent=1))
     return result
 

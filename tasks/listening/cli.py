@@ -24,16 +24,26 @@ def publish(run_id: str, markdown: str | None = None, url: str | None = None) ->
 
     settings = get_settings()
     default = f"http://127.0.0.1:{settings.prefect_port}/api"
-    api = next((u for u in (settings.prefect_api_url, os.environ.get("PREFECT_API_URL"), default)
-                if u and _healthy(u)), None)
+    api = next(
+        (
+            u
+            for u in (settings.prefect_api_url, os.environ.get("PREFECT_API_URL"), default)
+            if u and _healthy(u)
+        ),
+        None,
+    )
     if api is None:
         return None
     configure_environment(api)
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
     if url:
-        create_link_artifact(url, link_text=f"listening study of {run_id}", key=artifact_key(run_id),
-                             description=f"served by `audioprobe listen {run_id}`; ratings go to the run directory")
+        create_link_artifact(
+            url,
+            link_text=f"listening study of {run_id}",
+            key=artifact_key(run_id),
+            description=f"served by `audioprobe listen {run_id}`; ratings go to the run directory",
+        )
     else:
         create_markdown_artifact(markdown or "", key=artifact_key(run_id), description="listening study")
     return api
@@ -47,19 +57,29 @@ def listen(args: argparse.Namespace) -> int:
 
     try:
         store = RunStore.open(args.run)
-        trials = trial_mod.prepare(store, n=args.trials, embedding=args.embedding, resample=args.resample,
-                                   seed=args.seed)
+        trials = trial_mod.prepare(
+            store, n=args.trials, embedding=args.embedding, resample=args.resample, seed=args.seed
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     try:
-        server, thread = serve(store, trials, port=args.port)
+        server, _ = serve(store, trials, port=args.port)
     except OSError as exc:
-        raise UserError(f"port {args.port} on 127.0.0.1: {exc.strerror}; choose another with --port") from None
+        raise UserError(
+            f"port {args.port} on 127.0.0.1: {exc.strerror}; choose another with --port"
+        ) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     api = None if args.no_artifact else publish(store.run_id, url=server.url)
-    emit({"url": server.url, "run": store.run_id, "trials": len(trials),
-          "ratings": str(server.log.path), "prefect_artifact": artifact_key(store.run_id) if api else None})
+    emit(
+        {
+            "url": server.url,
+            "run": store.run_id,
+            "trials": len(trials),
+            "ratings": str(server.log.path),
+            "prefect_artifact": artifact_key(store.run_id) if api else None,
+        }
+    )
     try:
         stop.wait()
     except KeyboardInterrupt:
@@ -68,12 +88,15 @@ def listen(args: argparse.Namespace) -> int:
         server.shutdown()
         server.server_close()
         if api:
-            publish(store.run_id, markdown=f"The listening study of `{store.run_id}` is not served since "
-                    f"{now_iso()}. Serve it again with `audioprobe listen {store.run_id}`.")
+            publish(
+                store.run_id,
+                markdown=f"The listening study of `{store.run_id}` is not served since "
+                f"{now_iso()}. Serve it again with `audioprobe listen {store.run_id}`.",
+            )
     return 0
 
 
-def calibrate(args: argparse.Namespace) -> dict:
+def calibrate(args: argparse.Namespace) -> int:
     from audioprobe.cli import UserError, emit
     from tasks.listening import trials as trial_mod
     from tasks.listening.calibrate import calibrate as fit
@@ -91,10 +114,23 @@ def calibrate(args: argparse.Namespace) -> dict:
         result = fit(store, n_boot=args.boot, seed=args.seed)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    summary = [{k: f.get(k) for k in ("embedding", "metric", "clip_length", "n_ratings", "raters", "thresholds",
-                                       "skipped") if k in f} for f in result["fits"]]
-    emit({"run": store.run_id, "merged": merged, "fits": summary, "agreement": result["agreement"],
-          "written": str(store.dir / "listening" / "calibration.json")})
+    summary = [
+        {
+            k: f.get(k)
+            for k in ("embedding", "metric", "clip_length", "n_ratings", "raters", "thresholds", "skipped")
+            if k in f
+        }
+        for f in result["fits"]
+    ]
+    emit(
+        {
+            "run": store.run_id,
+            "merged": merged,
+            "fits": summary,
+            "agreement": result["agreement"],
+            "written": str(store.dir / "listening" / "calibration.json"),
+        }
+    )
     return 0
 
 
@@ -110,7 +146,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=listen)
     c = subparsers.add_parser("calibrate", help="fit band thresholds from a run's listening ratings")
     c.add_argument("run", help="run id or run directory")
-    c.add_argument("--merge", nargs="*", type=Path, default=[], help="other raters' ratings.jsonl to add first")
+    c.add_argument(
+        "--merge", nargs="*", type=Path, default=[], help="other raters' ratings.jsonl to add first"
+    )
     c.add_argument("--boot", type=int, default=300, help="bootstrap resamples per threshold")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=calibrate)

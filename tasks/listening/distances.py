@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def note_distances(gen_paths: Sequence[str], ref_paths: Sequence[str], embedding: str = "logmel-stats"
-                   ) -> list[tuple[str, dict[str, float]]]:
+def note_distances(
+    gen_paths: Sequence[str], ref_paths: Sequence[str], embedding: str = "logmel-stats"
+) -> list[tuple[str, dict[str, float]]]:
     """One (embedding version, {metric: distance}) per generated clip, in gen_paths order."""
     try:
         from tasks.judges.distance import per_note_distances

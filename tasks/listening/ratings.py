@@ -47,7 +47,9 @@ class Answer(BaseModel):
     @classmethod
     def _rater(cls, v: str) -> str:
         if not RATER.match(v):
-            raise ValueError("rater id: 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            raise ValueError(
+                "rater id: 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         return v
 
     @field_validator("trial")
@@ -128,9 +130,17 @@ class RatingLog:
 
     def add(self, answer: Answer, trial: Trial) -> tuple[Rating, bool]:
         """(the kept rating, whether it is new); a changed answer to an answered trial is refused."""
-        rating = Rating(rater=answer.rater, trial=trial.id, base=trial.base, gen_sha256=trial.gen_sha256,
-                        ref_sha256=trial.ref_sha256, similarity=answer.similarity, label=answer.label,
-                        elapsed_ms=answer.elapsed_ms, time=now_iso())
+        rating = Rating(
+            rater=answer.rater,
+            trial=trial.id,
+            base=trial.base,
+            gen_sha256=trial.gen_sha256,
+            ref_sha256=trial.ref_sha256,
+            similarity=answer.similarity,
+            label=answer.label,
+            elapsed_ms=answer.elapsed_ms,
+            time=now_iso(),
+        )
         written = self.append([rating])
         if written:
             return rating, True
@@ -180,5 +190,9 @@ def merge(store: RunStore, files: Iterable[Path], trials: dict[str, Trial]) -> d
             else:
                 taken.append(r)
     written = RatingLog(store).append(taken)
-    return {"merged": len(written), "already_there": len(taken) - len(written), "refused_other_clips": refused,
-            "unreadable_lines": unreadable}
+    return {
+        "merged": len(written),
+        "already_there": len(taken) - len(written),
+        "refused_other_clips": refused,
+        "unreadable_lines": unreadable,
+    }

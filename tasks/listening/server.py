@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -47,7 +46,9 @@ class StudyServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         import sys
 
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):  # a closed tab is no error
+        if not isinstance(
+            sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)
+        ):  # a closed tab is no error
             super().handle_error(request, client_address)
 
     @property
@@ -107,8 +108,14 @@ class Handler(BaseHTTPRequestHandler):
                 if not RATER.match(rater):
                     raise RatingError("rater id: 1-40 letters, digits, '.', '_' or '-'")
                 trials = [self.server.trials[i].public() for i in self.server.order]
-                return self._json(200, {"run": self.server.store.run_id, "trials": trials,
-                                        "answered": self.server.log.answered(rater)})
+                return self._json(
+                    200,
+                    {
+                        "run": self.server.store.run_id,
+                        "trials": trials,
+                        "answered": self.server.log.answered(rater),
+                    },
+                )
             parts = url.path.split("/")
             if len(parts) == 4 and parts[1] == "clip":
                 path = self.server.clip(parts[2], parts[3])
@@ -124,8 +131,10 @@ class Handler(BaseHTTPRequestHandler):
             if not self._host_ok():
                 raise RatingError("unknown Host header", 421)
             origin = self.headers.get("Origin")
-            if origin and origin.rstrip("/") not in (self.server.url.rstrip("/"),
-                                                     f"http://localhost:{self.server.server_address[1]}"):
+            if origin and origin.rstrip("/") not in (
+                self.server.url.rstrip("/"),
+                f"http://localhost:{self.server.server_address[1]}",
+            ):
                 raise RatingError("cross-origin post refused", 403)
             if urlsplit(self.path).path != "/api/rate":
                 raise RatingError("no such endpoint", 404)

@@ -26,7 +26,12 @@ from tasks.records import RunStore, atomic_write, outcome_key
 
 SIMILARITY = ("highly", "moderately", "not")  # the paper's bands: highly / moderately similar, distinct
 FIVE_WAY_TIERS = ("environmental", "speech")
-CLIP_LENGTHS = ((1.0, "<1 s"), (2.0, "1-2 s"), (4.5, "2-4 s"), (math.inf, "4 s+"))  # 4.0 s notes land in 2-4 s
+CLIP_LENGTHS = (
+    (1.0, "<1 s"),
+    (2.0, "1-2 s"),
+    (4.5, "2-4 s"),
+    (math.inf, "4 s+"),
+)  # 4.0 s notes land in 2-4 s
 
 
 class Trial(BaseModel):
@@ -53,8 +58,13 @@ class Trial(BaseModel):
     def public(self) -> dict:
         """What the page may see: nothing that gives the answer (label, model, distance) away."""
         shown = {"notes": f"{self.label.replace('_', ' ')}"}.get(self.tier, "")
-        return {"id": self.id, "tier": self.tier, "question": self.question, "choices": self.choices,
-                "class": shown}
+        return {
+            "id": self.id,
+            "tier": self.tier,
+            "question": self.question,
+            "choices": self.choices,
+            "class": shown,
+        }
 
 
 def clip_length(seconds: float | None) -> str:
@@ -100,16 +110,28 @@ def candidates(store: RunStore, embedding: str = "logmel-stats") -> list[Trial]:
                 choices = [target] + random.Random(key).sample(others, min(4, len(others)))
             random.Random(key).shuffle(choices)
             ref_sha = sha256_file(refs[0])
-            trials.append(Trial(
-                id=trial_id(key, ref_sha), base=trial_id(key, ref_sha), key=key, tier=tier, label=target,
-                model=o.model, question="label" if tier in FIVE_WAY_TIERS else "similarity",
-                choices=choices if tier in FIVE_WAY_TIERS else [],
-                gen_path=gen.relative_to(store.dir.resolve()).as_posix(),
-                ref_path=f"listening/refs/{ref_sha}{Path(refs[0]).suffix.lower() or '.wav'}",
-                gen_sha256=sha256_file(gen), ref_sha256=ref_sha, embedding=emb, distances=dist,
-                clip_length=clip_length(o.gate.duration_s), stratum=0,
-                judge=judged.judge if judged else None, judge_label=judged.values.get("chosen") if judged else None,
-            ))
+            trials.append(
+                Trial(
+                    id=trial_id(key, ref_sha),
+                    base=trial_id(key, ref_sha),
+                    key=key,
+                    tier=tier,
+                    label=target,
+                    model=o.model,
+                    question="label" if tier in FIVE_WAY_TIERS else "similarity",
+                    choices=choices if tier in FIVE_WAY_TIERS else [],
+                    gen_path=gen.relative_to(store.dir.resolve()).as_posix(),
+                    ref_path=f"listening/refs/{ref_sha}{Path(refs[0]).suffix.lower() or '.wav'}",
+                    gen_sha256=sha256_file(gen),
+                    ref_sha256=ref_sha,
+                    embedding=emb,
+                    distances=dist,
+                    clip_length=clip_length(o.gate.duration_s),
+                    stratum=0,
+                    judge=judged.judge if judged else None,
+                    judge_label=judged.values.get("chosen") if judged else None,
+                )
+            )
     return trials
 
 
@@ -134,8 +156,9 @@ def stratified(pool: list[Trial], n: int, strata: int, rng: random.Random) -> li
     return picked
 
 
-def sample_trials(pool: list[Trial], n: int = 60, strata: int = 3, repeat_share: float = 0.15,
-                  seed: int = 0) -> list[Trial]:
+def sample_trials(
+    pool: list[Trial], n: int = 60, strata: int = 3, repeat_share: float = 0.15, seed: int = 0
+) -> list[Trial]:
     """About n trials over all tiers (each tier in proportion, at least `strata`), plus repeats."""
     rng = random.Random(seed)
     by_tier: dict[str, list[Trial]] = defaultdict(list)
@@ -159,8 +182,9 @@ def trials_path(store: RunStore) -> Path:
     return store.dir / "listening" / "trials.json"
 
 
-def prepare(store: RunStore, *, n: int = 60, embedding: str = "logmel-stats", resample: bool = False,
-            seed: int = 0) -> list[Trial]:
+def prepare(
+    store: RunStore, *, n: int = 60, embedding: str = "logmel-stats", resample: bool = False, seed: int = 0
+) -> list[Trial]:
     """The run's trials: drawn once (copying each reference into the run), then read back."""
     path = trials_path(store)
     if path.exists() and not resample:
@@ -180,8 +204,10 @@ def prepare(store: RunStore, *, n: int = 60, embedding: str = "logmel-stats", re
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(by_sha[t.ref_sha256], target)
-    every = [{k: getattr(t, k) for k in ("key", "model", "tier", "label", "embedding", "distances", "clip_length")}
-             for t in pool]  # every valid clip's distances: the report bands them all, not just the sample
+    every = [
+        {k: getattr(t, k) for k in ("key", "model", "tier", "label", "embedding", "distances", "clip_length")}
+        for t in pool
+    ]  # every valid clip's distances: the report bands them all, not just the sample
     atomic_write(store.dir / "listening" / "distances.json", json.dumps(every, indent=1))
     atomic_write(path, json.dumps([t.model_dump() for t in trials], indent=1))
     return trials

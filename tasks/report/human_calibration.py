@@ -11,8 +11,19 @@ import numpy as np
 import pandas as pd
 
 CAL = Path("listening") / "calibration.json"
-COLUMNS = ["embedding", "metric", "clip_length", "n_ratings", "n_clips", "raters", "boundary", "threshold",
-           "ci_lo", "ci_hi", "method"]
+COLUMNS = [
+    "embedding",
+    "metric",
+    "clip_length",
+    "n_ratings",
+    "n_clips",
+    "raters",
+    "boundary",
+    "threshold",
+    "ci_lo",
+    "ci_hi",
+    "method",
+]
 
 
 def _run_dir(rt) -> Path | None:
@@ -31,10 +42,21 @@ def thresholds_table(run_dir: Path | None) -> pd.DataFrame:
     rows = []
     for f in (cal or {}).get("fits", []):
         for t in f.get("thresholds", []):
-            rows.append({"embedding": f["embedding"], "metric": f["metric"], "clip_length": f["clip_length"],
-                         "n_ratings": f["n_ratings"], "n_clips": f["n_clips"], "raters": ", ".join(f["raters"]),
-                         "boundary": t["boundary"], "threshold": t["value"], "ci_lo": t["ci"][0],
-                         "ci_hi": t["ci"][1], "method": f["method"]})
+            rows.append(
+                {
+                    "embedding": f["embedding"],
+                    "metric": f["metric"],
+                    "clip_length": f["clip_length"],
+                    "n_ratings": f["n_ratings"],
+                    "n_clips": f["n_clips"],
+                    "raters": ", ".join(f["raters"]),
+                    "boundary": t["boundary"],
+                    "threshold": t["value"],
+                    "ci_lo": t["ci"][0],
+                    "ci_hi": t["ci"][1],
+                    "method": f["method"],
+                }
+            )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -49,9 +71,17 @@ def banded(run_dir: Path, cal: dict) -> pd.DataFrame:
         if "thresholds" not in f:
             continue
         for c in clips:
-            if (c["embedding"], c["clip_length"]) == (f["embedding"], f["clip_length"]) and f["metric"] in c["distances"]:
-                rows.append({"model": c["model"], "tier": c["tier"], "fit": f"{f['embedding']} · {f['metric']} · "
-                             f"{f['clip_length']}", "band": band(c["distances"][f["metric"]], f)})
+            if (c["embedding"], c["clip_length"]) == (f["embedding"], f["clip_length"]) and f["metric"] in c[
+                "distances"
+            ]:
+                rows.append(
+                    {
+                        "model": c["model"],
+                        "tier": c["tier"],
+                        "fit": f"{f['embedding']} · {f['metric']} · {f['clip_length']}",
+                        "band": band(c["distances"][f["metric"]], f),
+                    }
+                )
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)
@@ -71,8 +101,15 @@ def figure(fit: dict) -> str | None:
     ax.scatter(d, y + jitter, s=10, alpha=0.45, color=media.COLORS[0], label="ratings")
     c = fit["curve"]
     ax.plot(c["distance"], c["ordinal_mean_rating"], color=media.COLORS[1], lw=2, label="ordinal fit (mean)")
-    ax.step(c["distance"], c["isotonic_mean_rating"], where="mid", color=media.COLORS[2], lw=1, ls="--",
-            label="isotonic (mean)")
+    ax.step(
+        c["distance"],
+        c["isotonic_mean_rating"],
+        where="mid",
+        color=media.COLORS[2],
+        lw=1,
+        ls="--",
+        label="isotonic (mean)",
+    )
     for t, color in zip(fit["thresholds"], ("#5a9e5a", "#d08c2f")):
         ax.axvline(t["value"], color=color, lw=1)
         if t["ci"][0] is not None:
@@ -87,7 +124,11 @@ def _ci(t: dict) -> str:
     from tasks.report.fmt import num
 
     lo, hi = t["ci"]
-    return f"<b>{num(t['value'], 2)}</b> [{num(lo, 2)}, {num(hi, 2)}]" if lo is not None else f"{num(t['value'], 2)} (no CI)"
+    return (
+        f"<b>{num(t['value'], 2)}</b> [{num(lo, 2)}, {num(hi, 2)}]"
+        if lo is not None
+        else f"{num(t['value'], 2)} (no CI)"
+    )
 
 
 def _fitted(row) -> bool:
@@ -101,44 +142,102 @@ def section_human_calibration(rt) -> str:
     run_dir = _run_dir(rt)
     cal = load(run_dir)
     if not cal:
-        return (head + "<p class=note>No listening study in this run. Serve it with <code>audioprobe listen RUN"
-                "</code>, collect ratings, then <code>audioprobe calibrate RUN</code>: this section then shows "
-                "band thresholds fitted to the listeners, for any embedding.</p></section>")
+        return (
+            head + "<p class=note>No listening study in this run. Serve it with <code>audioprobe listen RUN"
+            "</code>, collect ratings, then <code>audioprobe calibrate RUN</code>: this section then shows "
+            "band thresholds fitted to the listeners, for any embedding.</p></section>"
+        )
     ag = cal["agreement"]
     fits = [f for f in cal["fits"] if "thresholds" in f]
-    cols = [("embedding", "embedding"), ("metric", "metric"), ("clip length", "clip_length"),
-            ("ratings", "n_ratings"), ("clips", "n_clips"), ("raters", lambda r: E(", ".join(r["raters"]))),
-            ("highly | moderately", lambda r: _ci(r["thresholds"][0]) if _fitted(r) else E(str(r.get("skipped")))),
-            ("moderately | not", lambda r: _ci(r["thresholds"][1]) if _fitted(r) else "")]
+    cols = [
+        ("embedding", "embedding"),
+        ("metric", "metric"),
+        ("clip length", "clip_length"),
+        ("ratings", "n_ratings"),
+        ("clips", "n_clips"),
+        ("raters", lambda r: E(", ".join(r["raters"]))),
+        (
+            "highly | moderately",
+            lambda r: _ci(r["thresholds"][0]) if _fitted(r) else E(str(r.get("skipped"))),
+        ),
+        ("moderately | not", lambda r: _ci(r["thresholds"][1]) if _fitted(r) else ""),
+    ]
     fit_table = table(pd.DataFrame(cal["fits"]), cols, numeric={"ratings", "clips"})
     alpha = ag["krippendorff_alpha_ordinal"]
     rep = ag["repeat_exact_agreement"]
     five = ag["five_way"]
-    agree = [
-        ("raters", E(", ".join(ag["raters"])) + f" ({len(ag['raters'])})"),
-        ("ratings / clips rated", f"{ag['n_ratings']} / {ag['n_clips']}"),
-        ("Krippendorff's alpha (ordinal, between raters)", num(alpha, 2) if alpha is not None else "— (needs 2 raters on a clip)"),
-        ("same answer on a repeated trial", f"{num(rep * 100, 0)}% of {ag['repeat_pairs']}" if rep is not None else "—"),
-    ] + [
-        (f"Spearman, {E(m)} vs mean rating", f"ρ = {num(s['rho'], 2)} (N = {s['n_clips']} clips, p = {s['p']:.2g})")
-        for m, s in ag["spearman_distance_vs_rating"].items()
-    ] + ([
-        ("5-way: humans right", f"{num(five['human_accuracy'] * 100, 0)}% of {five['n']}"),
-        ("5-way: judge right on the same clips",
-         f"{num(five['judge_accuracy_same_clips'] * 100, 0)}% of {five['n_judged']}" if five["n_judged"] else "—"),
-        ("5-way: judge agrees with humans",
-         f"{num(five['judge_human_agreement'] * 100, 0)}% of {five['n_judged']}" if five["n_judged"] else "—"),
-    ] if five["n"] else [])
-    agree_html = "<table><tbody>" + "".join(f"<tr><td>{k}</td><td class=n>{v}</td></tr>" for k, v in agree) + "</tbody></table>"
-    figs = "".join(fig(figure(f), f"Ratings against {f['metric']} on {f['embedding']}, {f['clip_length']}") for f in fits)
+    agree = (
+        [
+            ("raters", E(", ".join(ag["raters"])) + f" ({len(ag['raters'])})"),
+            ("ratings / clips rated", f"{ag['n_ratings']} / {ag['n_clips']}"),
+            (
+                "Krippendorff's alpha (ordinal, between raters)",
+                num(alpha, 2) if alpha is not None else "— (needs 2 raters on a clip)",
+            ),
+            (
+                "same answer on a repeated trial",
+                f"{num(rep * 100, 0)}% of {ag['repeat_pairs']}" if rep is not None else "—",
+            ),
+        ]
+        + [
+            (
+                f"Spearman, {E(m)} vs mean rating",
+                f"ρ = {num(s['rho'], 2)} (N = {s['n_clips']} clips, p = {s['p']:.2g})",
+            )
+            for m, s in ag["spearman_distance_vs_rating"].items()
+        ]
+        + (
+            [
+                ("5-way: humans right", f"{num(five['human_accuracy'] * 100, 0)}% of {five['n']}"),
+                (
+                    "5-way: judge right on the same clips",
+                    f"{num(five['judge_accuracy_same_clips'] * 100, 0)}% of {five['n_judged']}"
+                    if five["n_judged"]
+                    else "—",
+                ),
+                (
+                    "5-way: judge agrees with humans",
+                    f"{num(five['judge_human_agreement'] * 100, 0)}% of {five['n_judged']}"
+                    if five["n_judged"]
+                    else "—",
+                ),
+            ]
+            if five["n"]
+            else []
+        )
+    )
+    agree_html = (
+        "<table><tbody>"
+        + "".join(f"<tr><td>{k}</td><td class=n>{v}</td></tr>" for k, v in agree)
+        + "</tbody></table>"
+    )
+    figs = "".join(
+        fig(figure(f), f"Ratings against {f['metric']} on {f['embedding']}, {f['clip_length']}") for f in fits
+    )
     bands = banded(run_dir, cal) if fits else pd.DataFrame()
-    band_html = table(bands, [(c, c) for c in bands.columns], numeric={"highly similar", "moderately similar",
-                      "not similar", "clips"}) if len(bands) else "<p class=note>No clip distances to band.</p>"
+    band_html = (
+        table(
+            bands,
+            [(c, c) for c in bands.columns],
+            numeric={"highly similar", "moderately similar", "not similar", "clips"},
+        )
+        if len(bands)
+        else "<p class=note>No clip distances to band.</p>"
+    )
     return (
-        head + "<p class=note>Bands fitted to this run's listeners (<code>audioprobe listen</code> / <code>calibrate"
-        "</code>, " + E(cal["created"]) + f"), labelled with their N and raters. The paper's bands (&lt;10, 10–15, "
+        head
+        + "<p class=note>Bands fitted to this run's listeners (<code>audioprobe listen</code> / <code>calibrate"
+        "</code>, "
+        + E(cal["created"])
+        + "), labelled with their N and raters. The paper's bands (&lt;10, 10–15, "
         "&gt;15) were calibrated on VGGish FAD of whole classes and do not apply to these per-note distances. "
         "Thresholds: the distance where the two neighbouring answers are equally likely under a cumulative-logit "
-        "ordinal fit, with 95% bootstrap CIs over clips.</p>" + fit_table + figs + "<h3>Agreement</h3>" + agree_html
-        + "<h3>This run's clips in the calibrated bands</h3>" + band_html + "</section>"
+        "ordinal fit, with 95% bootstrap CIs over clips.</p>"
+        + fit_table
+        + figs
+        + "<h3>Agreement</h3>"
+        + agree_html
+        + "<h3>This run's clips in the calibrated bands</h3>"
+        + band_html
+        + "</section>"
     )
