@@ -20,6 +20,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import optimize, stats
 from sklearn.isotonic import IsotonicRegression
+from threadpoolctl import threadpool_limits
 
 from tasks.listening.ratings import Rating, RatingLog
 from tasks.listening.trials import SIMILARITY, Trial, load
@@ -70,6 +71,12 @@ def fit_ordinal(
 
 
 def fit_group(d: np.ndarray, y: np.ndarray, clips: np.ndarray, n_boot: int = 300, seed: int = 0) -> dict:
+    # L-BFGS-B on 3 parameters: BLAS threads only contend (20x slower on 2 busy cores)
+    with threadpool_limits(limits=1):
+        return _fit_group(d, y, clips, n_boot, seed)
+
+
+def _fit_group(d: np.ndarray, y: np.ndarray, clips: np.ndarray, n_boot: int, seed: int) -> dict:
     t1, t2, slope = fit_ordinal(d, y)
     rng = np.random.default_rng(seed)
     ids = np.unique(clips)
@@ -164,6 +171,7 @@ def agreement(ratings: list[Rating], trials: dict[str, Trial]) -> dict:
             }
     five = [(r, trials[r.base]) for r in first.values() if r.label is not None and r.base in trials]
     judged = [(r, t) for r, t in five if t.judge_label is not None]
+    judged_clips = {t.base: t for _, t in judged}
     return {
         "raters": sorted({r.rater for r in ratings}),
         "n_ratings": len(ratings),
@@ -173,15 +181,18 @@ def agreement(ratings: list[Rating], trials: dict[str, Trial]) -> dict:
         "repeat_exact_agreement": same / len(pairs) if pairs else None,
         "spearman_distance_vs_rating": spearman,
         "five_way": {
-            "n": len(five),
+            "n": len(five),  # answers: one per rater and clip
             "human_accuracy": sum(r.label == t.label for r, t in five) / len(five) if five else None,
             "n_judged": len(judged),
-            "judge_accuracy_same_clips": sum(t.judge_label == t.label for _, t in judged) / len(judged)
-            if judged
-            else None,
-            "judge_human_agreement": sum(r.label == t.judge_label for r, t in judged) / len(judged)
-            if judged
-            else None,
+            "n_judged_clips": len(judged_clips),  # the judge answered each clip once
+            "judge_accuracy_same_clips": (
+                sum(t.judge_label == t.label for t in judged_clips.values()) / len(judged_clips)
+                if judged_clips
+                else None
+            ),
+            "judge_human_agreement": (
+                sum(r.label == t.judge_label for r, t in judged) / len(judged) if judged else None
+            ),
         },
     }
 

@@ -49,6 +49,17 @@ def publish(run_id: str, markdown: str | None = None, url: str | None = None) ->
     return api
 
 
+def _publish_quietly(run_id: str, **what) -> str | None:
+    """An artifact is a convenience: a Prefect server that errors must not stop the study."""
+    import sys
+
+    try:
+        return publish(run_id, **what)
+    except Exception as exc:  # noqa: BLE001 - any failure of Prefect's client is reported, not raised
+        print(f"audioprobe listen: no Prefect artifact ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+
+
 def listen(args: argparse.Namespace) -> int:
     from audioprobe.cli import UserError, emit
     from tasks.listening import trials as trial_mod
@@ -70,7 +81,7 @@ def listen(args: argparse.Namespace) -> int:
         ) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    api = None if args.no_artifact else publish(store.run_id, url=server.url)
+    api = None if args.no_artifact else _publish_quietly(store.run_id, url=server.url)
     emit(
         {
             "url": server.url,
@@ -88,7 +99,7 @@ def listen(args: argparse.Namespace) -> int:
         server.shutdown()
         server.server_close()
         if api:
-            publish(
+            _publish_quietly(
                 store.run_id,
                 markdown=f"The listening study of `{store.run_id}` is not served since "
                 f"{now_iso()}. Serve it again with `audioprobe listen {store.run_id}`.",

@@ -188,16 +188,16 @@ def section_human_calibration(rt) -> str:
         ]
         + (
             [
-                ("5-way: humans right", f"{num(five['human_accuracy'] * 100, 0)}% of {five['n']}"),
+                ("5-way: humans right", f"{num(five['human_accuracy'] * 100, 0)}% of {five['n']} answers"),
                 (
                     "5-way: judge right on the same clips",
-                    f"{num(five['judge_accuracy_same_clips'] * 100, 0)}% of {five['n_judged']}"
+                    f"{num(five['judge_accuracy_same_clips'] * 100, 0)}% of {five['n_judged_clips']} clips"
                     if five["n_judged"]
                     else "—",
                 ),
                 (
                     "5-way: judge agrees with humans",
-                    f"{num(five['judge_human_agreement'] * 100, 0)}% of {five['n_judged']}"
+                    f"{num(five['judge_human_agreement'] * 100, 0)}% of {five['n_judged']} answers"
                     if five["n_judged"]
                     else "—",
                 ),
