@@ -102,6 +102,8 @@ def candidates(store: RunStore, embedding: str = "logmel-stats") -> list[Trial]:
         class_refs = sorted({r for *_, refs in members for r in refs})
         measured = note_distances([str(g) for _, _, g, _ in members], class_refs, embedding=embedding)
         for (o, key, gen, refs), (emb, dist) in zip(members, measured):
+            if not dist:  # the judge could not measure this clip: nothing to place it on the scale
+                continue
             judged = next((j for j in o.judgements if "chosen" in j.values and not j.error), None)
             target = o.item.display_name or o.item.label
             choices = list(judged.values.get("choices") or []) if judged else []
