@@ -36,6 +36,7 @@ PORTS = range(8470, 8480)
 def free_port() -> int:
     for port in PORTS:
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is free
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:

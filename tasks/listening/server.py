@@ -82,6 +82,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -145,13 +147,13 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 raise RatingError("Content-Length required", 411) from None
             if not 0 < length <= MAX_BODY:
-                self.close_connection = True  # the body is not read: this connection cannot be reused
                 raise RatingError(f"body of {length} bytes: at most {MAX_BODY}", 413)
             answer = parse_answer(self.rfile.read(length))
             trial = check(answer, self.server.trials)
             rating, new = self.server.log.add(answer, trial)
             self._json(200, {"status": "saved" if new else "duplicate", "trial": rating.trial})
         except RatingError as exc:
+            self.close_connection = True  # a body left unread would be taken for the next request
             self._error(exc)
 
 
