@@ -25,6 +25,7 @@ from tasks.report.fmt import (
     table,
     who_columns,
 )
+from tasks.report.human_calibration import section_human_calibration
 from tasks.report.items import section_items
 from tasks.report.tables import KIND_LABELS, KINDS, ReportTables, instrument_rows
 
@@ -478,6 +479,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
             ("speech", "5 · Speech"),
             ("items", "6 · Items"),
             ("provenance", "7 · Provenance"),
+            ("human-calibration", "8 · Human calibration"),
         )
     )
     return (
@@ -499,6 +501,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
         + section_speech(rt)
         + section_items(rt, limits)
         + section_provenance(rt, limits)
+        + section_human_calibration(rt)
         + "<footer>audioprobe report · self-contained: no network needed to read or listen</footer>"
         "</main></body></html>"
     )

@@ -20,6 +20,7 @@ from audioprobe.schema import TIERS, ItemOutcome, RunManifest
 from tasks import taxonomy
 from tasks.records import RunStore, outcome_key
 from tasks.report import paper
+from tasks.report.human_calibration import thresholds_table
 from tasks.taxonomy import FAILURES
 
 # The failure taxonomy is tasks.taxonomy's; the report adds "pending" (a record not finished yet) and
@@ -688,6 +689,7 @@ def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> Repo
     t["environmental_table1"], t["confidence_histogram"], t["confidence_stats"] = environmental(rows)
     t["speech"], t["speech_text"] = speech(rows)
     t["items"] = items(rows)
+    t["human_calibration"] = thresholds_table(store.dir)
     t["usage"] = usage(rows)
     t["judges"], t["prompts"], t["versions"] = provenance(rows, manifests, t["fad"])
     t["skipped"] = _frame(
