@@ -95,7 +95,7 @@ def pg_database():
     try:
         asyncio.run(_admin(f"DROP DATABASE IF EXISTS {db}"))
         asyncio.run(_admin(f"CREATE DATABASE {db}"))
-    except (OSError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - say what set-up is missing
+    except Exception as exc:  # noqa: BLE001 - whatever asyncpg raises, say which set-up is missing
         pytest.fail(f"no PostgreSQL at {PG.split('@')[-1]} for role prefect ({type(exc).__name__}: {exc}); "
                     "run `bash scripts/setup.sh postgres`")
     yield db
