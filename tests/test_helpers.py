@@ -47,3 +47,18 @@ def test_one_list_of_the_35_words():
 
     assert speech.SPEECH_COMMANDS_WORDS is speech_commands.WORDS
     assert len(set(speech_commands.WORDS)) == 35
+
+
+def test_bench_headline_lines_are_the_issue_s_wording():
+    import re
+
+    from tests.bench.orchestration_bench import headline
+    from tests.bench.run_all import HEADLINES
+
+    m = {"rounds": 1, "items": 24, "samples": 1, "overhead_pct_of_run": 8.4,
+         "cli_run": {"n": 40, "extrapolated_1500_s": 1110.0, "load_before": [2.1, 2.0, 1.9]}}
+    lines = headline(m)
+    assert lines[0] == "orchestration overhead: 8% (24 items)"
+    assert re.fullmatch(r"replayed 1,500-note run: 18\.5 min \(extrapolated from 40 replayed item-samples, .*\)", lines[1])
+    assert all(line.startswith(HEADLINES) for line in lines)
+    assert headline({"rounds": 0}) == []
