@@ -83,3 +83,11 @@ def test_names_and_versions_say_which_frames():
     assert pitch.judge_name("tiny") == "pitch/torchcrepe-tiny-steady24"
     assert pitch.judge_name("tiny", None) == "pitch/torchcrepe-tiny"
     assert pitch.default_model("cuda:0") == "full" and pitch.default_model("cpu") == "tiny"
+
+
+def test_a_batch_split_on_the_host_gives_the_same_values(monkeypatch):
+    waves = [tone(pitch.midi_to_hz(m), 0.5, harmonics=3) for m in (50, 62, 74)]
+    whole = pitch.measure_batch(waves, [50, 62, 74], model="tiny")
+    monkeypatch.setattr(pitch, "MAX_BATCH_FRAMES", 30)  # flushes after every clip
+    assert pitch.measure_batch(waves, [50, 62, 74], model="tiny") == whole
+    assert [v["frames_judged"] for v in whole] == [pitch.STEADY_FRAMES] * 3

@@ -40,6 +40,7 @@ STEADY_FRAMES = 24
 STEADY_DB = -20.0
 ATTACK_S = 0.05
 DEFAULT_FRAMES: dict[str, int | None] = {"full": None, "tiny": STEADY_FRAMES}  # None: every frame
+MAX_BATCH_FRAMES = 32768  # frames gathered on the host at once (128 MB of float32)
 PITCH_VERSION = f"pitch-v2+{audio.PREPROCESS_VERSION}+torchcrepe-0.0.24"
 
 
@@ -52,8 +53,12 @@ def default_model(device: str) -> str:
     return "full" if device.startswith("cuda") else "tiny"
 
 
+def _frames_for(model: str, frames: int | None | str) -> int | None:
+    return DEFAULT_FRAMES.get(model) if frames == "default" else frames  # type: ignore[return-value]
+
+
 def judge_name(model: str = "full", frames: int | None | str = "default") -> str:
-    frames = DEFAULT_FRAMES.get(model) if frames == "default" else frames
+    frames = _frames_for(model, frames)
     return f"pitch/torchcrepe-{model}" + (f"-steady{frames}" if frames else "")
 
 
@@ -164,17 +169,27 @@ def _score(midi: float, f0: np.ndarray, per: np.ndarray, frames: int | None) -> 
 
 def measure_batch(waves16k: Sequence[np.ndarray], midis: Sequence[float], model: str = "full",
                   device: str = "cpu", frames: int | None | str = "default") -> list[dict]:
-    """One values dict per clip; the chosen frames of every measurable clip go through crepe together."""
-    frames = DEFAULT_FRAMES.get(model) if frames == "default" else frames
+    """One values dict per clip; the chosen frames of measurable clips go through crepe together."""
+    frames = _frames_for(model, frames)
     out = [_empty(m) for m in midis]
-    chosen = [(i, frame_view(w)) for i, w in enumerate(waves16k) if out[i]["measurable"]]
-    chosen = [(i, view[steady_frames(view, frames)]) for i, view in chosen]
-    if not chosen:
-        return out
-    f0, per = f0_frames(np.concatenate([f for _, f in chosen]), model=model, device=device)
-    ends = np.cumsum([len(f) for _, f in chosen])
-    for (i, _), a, b in zip(chosen, np.concatenate([[0], ends[:-1]]), ends, strict=True):
-        out[i] = _score(midis[i], f0[a:b], per[a:b], frames)
+    group: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        f0, per = f0_frames(np.concatenate([f for _, f in group]), model=model, device=device)
+        start = 0
+        for i, chosen in group:
+            out[i] = _score(midis[i], f0[start:start + len(chosen)], per[start:start + len(chosen)], frames)
+            start += len(chosen)
+        group.clear()
+
+    for i, wave in enumerate(waves16k):
+        if out[i]["measurable"]:
+            view = frame_view(wave)
+            group.append((i, view[steady_frames(view, frames)]))
+            if sum(len(f) for _, f in group) >= MAX_BATCH_FRAMES:
+                flush()
+    if group:
+        flush()
     return out
 
 
@@ -191,7 +206,7 @@ def judge_files(paths: Sequence[str | Path], midis: Sequence[float], *, model: s
         raise ValueError(f"pitch.judge_files: {len(paths)} clips but {len(midis)} pitches")
     cache = cache or JudgementCache()
     model = model or default_model(device)
-    frames = DEFAULT_FRAMES.get(model) if frames == "default" else frames
+    frames = _frames_for(model, frames)
     name, version = judge_name(model, frames), judge_version(frames)
     params = [{"midi": m} for m in midis]
     found: list[Judgement | None] = [None] * len(paths)
