@@ -75,6 +75,7 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
             time.sleep(POLL_S)
             continue
         for entry in done:
+            entry.current.wait()  # done already: this sets the future's final state from its own result
             if not entry.current.state.is_completed():
                 _salvage(store, model, method, entry)
                 flying.remove(entry)

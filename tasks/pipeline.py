@@ -225,7 +225,9 @@ def describe_failure(outcome: ItemOutcome) -> str:
     where = f"{outcome.item.id} ({outcome.model}, {outcome.method}, sample {outcome.sample})"
     gen, exe, gate_result = outcome.generation, outcome.execution, outcome.gate
     reason = outcome.failure or "unknown"
-    if reason == "llm_error" and gen:
+    if reason == "not_attempted" and gen:
+        reason = gen.error or "not attempted"
+    elif reason == "llm_error" and gen:
         reason = f"LLM call failed [{gen.error_kind}]: {gen.error}"
     elif reason == "no_code" and gen:
         reason = f"no code in the answer ({gen.extraction_status})"
