@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make setup: every step idempotent, each says what it does and skips what is already done.
-# Usage: scripts/setup.sh [python|docker|image|llm|refs|browser|all]...
+# Usage: scripts/setup.sh [python|docker|image|llm|refs|browser|postgres|all]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -53,12 +53,33 @@ step_refs() {
   "$VENV/bin/audioprobe" refs build
 }
 step_browser() { apt_install chromium; }
+step_postgres() {
+  # A local PostgreSQL for the Prefect-on-PostgreSQL test (docker-compose.yml runs the same for a team
+  # server): role `prefect`, password `prefect`, allowed to create the databases the test makes.
+  apt_install postgresql
+  local ver
+  ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+  if [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
+    need_root "creating a PostgreSQL cluster" "pg_createcluster $ver main"
+    say "creating PostgreSQL $ver cluster main"; pg_createcluster "$ver" main
+  fi
+  if ! pg_lsclusters -h | awk '$4 == "online"' | grep -q .; then
+    need_root "starting PostgreSQL" "pg_ctlcluster $ver main start"
+    say "starting PostgreSQL $ver"; pg_ctlcluster "$ver" main start
+  fi
+  if [ "$(runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'prefect'")" != 1 ]; then
+    say "creating PostgreSQL role prefect"
+    runuser -u postgres -- psql -qc "CREATE ROLE prefect LOGIN CREATEDB PASSWORD 'prefect'"
+  else
+    say "PostgreSQL $ver running, role prefect present"
+  fi
+}
 
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(all)
 for s in "${steps[@]}"; do
   case "$s" in
-    all) step_python; step_docker; step_image; step_llm; step_refs; step_browser ;;
-    python|docker|image|llm|refs|browser) "step_$s" ;;
+    all) step_python; step_docker; step_image; step_llm; step_refs; step_browser; step_postgres ;;
+    python|docker|image|llm|refs|browser|postgres) "step_$s" ;;
     *) echo "setup: unknown step $s" >&2; exit 2 ;;
   esac
 done

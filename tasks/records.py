@@ -18,28 +18,15 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from audioprobe.schema import FADResult, ItemOutcome, RunManifest
 from audioprobe.settings import get_settings
+from tasks.fileio import atomic_write  # noqa: F401 - re-exported: callers import it from here
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def slug(text: str, limit: int = 60) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from audioprobe.schema import Judgement
+from tasks.fileio import atomic_write
 
 
 def cache_key(audio_sha256: str, judge: str, judge_version: str, params: dict[str, Any]) -> str:
@@ -45,10 +45,7 @@ class JudgementCache:
 
     def put(self, j: Judgement) -> None:
         path = self.path(cache_key(j.audio_sha256, j.judge, j.judge_version, j.params), j.judge)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(j.model_copy(update={"cached": False}).model_dump_json())
-        tmp.replace(path)
+        atomic_write(path, j.model_copy(update={"cached": False}).model_dump_json())
 
     def get_or_compute(
         self, audio_sha256: str, judge: str, judge_version: str, params: dict[str, Any],

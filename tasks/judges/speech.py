@@ -17,17 +17,13 @@ from audioprobe.schema import Judgement
 from tasks.judges import audio, choices
 from tasks.judges.cache import JudgementCache
 from tasks.judges.gate import SILENCE_PEAK
+from tasks.probesets.speech_commands import WORDS
 
 SAMPLE_RATE = 16000
 PAD_S = 0.25  # silence either side: the model expects a lead-in before speech
 SPEECH_VERSION = f"speech-v1+{audio.PREPROCESS_VERSION}+pocketsphinx-5.1.1-en-us"
 JUDGE = "speech/pocketsphinx"
-# TensorFlow Speech Commands v2: the 35 words the paper's speech tier draws from.
-SPEECH_COMMANDS_WORDS = (
-    "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go",
-    "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven",
-    "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero",
-)
+SPEECH_COMMANDS_WORDS = WORDS  # the 35 words the paper's speech tier draws from (order is irrelevant: draws sort)
 
 _lock = threading.Lock()  # one Decoder, not thread-safe
 _decoder = None

@@ -16,7 +16,6 @@ for a 5-way choice; for pitch, half the notes within 50 cents).
 
 from __future__ import annotations
 
-import math
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -25,22 +24,14 @@ import numpy as np
 
 from tasks.judges import frechet
 from tasks.judges.cache import JudgementCache
+from tasks.stats import wilson
 
 CHANCE = 0.2
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    if n == 0:
-        return None
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return round(c - h, 4), round(c + h, 4)
-
-
 def _rate(k: int, n: int, chance: float) -> dict:
     ci = wilson(k, n)
+    ci = ci and (round(ci[0], 4), round(ci[1], 4))
     return {"n": n, "correct": k, "accuracy": round(k / n, 4) if n else None, "ci95": ci,
             "chance": chance, "recognises": bool(ci and ci[0] > chance)}
 

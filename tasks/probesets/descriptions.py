@@ -14,6 +14,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
+from tasks.fileio import atomic_write
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "audioprobe" / "data"
 VOCABULARY_TSV = DATA_DIR / "fsd50k_vocabulary.tsv"  # AudioSet ontology text, CC BY-SA 4.0 (see NOTICE)
 
@@ -92,10 +94,7 @@ def llm_descriptions(
         if not text:
             raise ValueError(f"{model} returned an empty description for {label!r}")
         cache[label] = text
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        tmp.replace(path)
+        atomic_write(path, json.dumps(cache, indent=1, sort_keys=True))
     return {lb: cache[lb] for lb in labels}
 
 

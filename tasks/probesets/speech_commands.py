@@ -15,6 +15,7 @@ from tasks.probesets.common import ClipTable, DatasetError
 from tasks.probesets.descriptions import phonetic_description
 from tasks.probesets.sampling import rank
 
+# TensorFlow Speech Commands v2's 35 words: the one list (speech items follow this order).
 WORDS = (
     "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",

@@ -139,10 +139,15 @@ def main(argv: list[str] | None = None) -> dict:
             run = lambda sub=sub, model=model: [
                 pitch.judge_file(p, m, model=model, device=args.device, cache=cache) for p, m in sub]
             js, t = timed(run)
-            cps[f"pitch/torchcrepe-{model}"] = rate(len(sub), t)
+            name = pitch.judge_name(model)
+            cps[f"{name} (one by one)"] = rate(len(sub), t)
             _, t2 = timed(run)
-            cps[f"pitch/torchcrepe-{model} (cached rerun)"] = rate(len(sub), t2)
-            res["notes"][f"pitch-{model}-within-50c"] = round(float(np.mean([bool(j.correct) for j in js])), 3)
+            cps[f"{name} (cached rerun)"] = rate(len(sub), t2)
+            batch_cache = JudgementCache(root / f"pitch-batch-{model}")
+            _, t3 = timed(pitch.judge_files, [p for p, _ in sub], [m for _, m in sub], model=model, device=args.device,
+                          cache=batch_cache)
+            cps[f"{name} (one batch: judge_files)"] = rate(len(sub), t3)
+            res["notes"][f"{name} within 50c"] = round(float(np.mean([bool(j.correct) for j in js])), 3)
 
         if words:
             from tasks.judges import speech

@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHES = ("sandbox", "judges", "orchestration")
+HEADLINES = ("orchestration overhead:", "replayed 1,500-note run:")  # orchestration_bench.headline's lines
 SMALL = {"sandbox_runs": 5, "judge_clips": 8, "orch_items": 24, "orch_rounds": 1, "run_limit": 40, "run_samples": 1}
 LARGE = {"sandbox_runs": 20, "judge_clips": 24, "orch_items": 40, "orch_rounds": 3, "run_limit": 150, "run_samples": 2}
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             size[key] = getattr(args, key)
     chosen = args.only or list(BENCHES)
     failed = 0
+    headlines: list[str] = []
     print(f"# audioprobe benches\n\n{os.cpu_count()} cores; load average (1/5/15 min) at start: {load()}\n")
     for name in chosen:
         print(f"## {name}\n", flush=True)
@@ -87,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
                                        str(size["orch_rounds"]), "--run-limit", str(size["run_limit"]),
                                        "--run-samples", str(size["run_samples"]), "--good-share", str(args.good_share))
             body = out.strip()
+            headlines += [ln for ln in body.splitlines() if ln.startswith(HEADLINES)]
         if code:
             failed += 1
             body = f"**failed** (exit {code}):\n\n```\n{err.strip()[-3000:]}\n```"
         print(f"{body}\n\n_{name}: {wall:.0f} s; load average {before} before, {load()} after._\n", flush=True)
+    if headlines:
+        print("## headline\n\n" + "\n".join(headlines))
     return 1 if failed else 0
 
 

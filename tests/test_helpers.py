@@ -1,0 +1,64 @@
+"""The shared helpers that replaced copies: tasks.stats.wilson, tasks.fileio.atomic_write, the 35 words."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tasks.fileio import atomic_write
+from tasks.stats import wilson
+
+
+def test_wilson_known_values_and_no_trials():
+    lo, hi = wilson(8, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)  # textbook Wilson 95 % interval
+    assert wilson(0, 0) is None  # no data, no interval (one copy said None, the other (None, None))
+    assert wilson(0, 5)[0] == 0.0 and wilson(5, 5)[1] == 1.0  # clamped, never a float just outside [0, 1]
+    with pytest.raises(ValueError, match="k=3, n=2"):
+        wilson(3, 2)
+
+
+def test_atomic_write_threads_never_leave_a_partial_file_or_temp(tmp_path):
+    path = tmp_path / "sub" / "record.json"
+    payloads = [str(i) * 200_000 for i in range(8)]
+    threads = [threading.Thread(target=atomic_write, args=(path, p)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert path.read_text() in payloads
+    assert [p.name for p in path.parent.iterdir()] == ["record.json"]
+    atomic_write(path, b"\x00bytes", fsync=True)
+    assert path.read_bytes() == b"\x00bytes"
+
+
+def test_atomic_write_that_fails_at_the_rename_leaves_no_temp(tmp_path):
+    target = tmp_path / "taken"
+    (target / "inside").mkdir(parents=True)  # a non-empty folder: the rename over it fails
+    with pytest.raises(OSError):
+        atomic_write(target, "data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_one_list_of_the_35_words():
+    from tasks.judges import speech
+    from tasks.probesets import speech_commands
+
+    assert speech.SPEECH_COMMANDS_WORDS is speech_commands.WORDS
+    assert len(set(speech_commands.WORDS)) == 35
+
+
+def test_bench_headline_lines_are_the_issue_s_wording():
+    import re
+
+    from tests.bench.orchestration_bench import headline
+    from tests.bench.run_all import HEADLINES
+
+    m = {"rounds": 1, "items": 24, "samples": 1, "overhead_pct_of_run": 8.4,
+         "cli_run": {"n": 40, "extrapolated_1500_s": 1110.0, "load_before": [2.1, 2.0, 1.9]}}
+    lines = headline(m)
+    assert lines[0] == "orchestration overhead: 8% (24 items)"
+    assert re.fullmatch(r"replayed 1,500-note run: 18\.5 min \(extrapolated from 40 replayed item-samples, .*\)", lines[1])
+    assert all(line.startswith(HEADLINES) for line in lines)
+    assert headline({"rounds": 0}) == []
