@@ -10,13 +10,13 @@ model busy, few enough that sandbox and judge tasks always find a free thread.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 
 from prefect.futures import PrefectFuture
 
+from audioprobe.console import warn
 from audioprobe.prefect_server import orchestration_lost
 from audioprobe.schema import ItemOutcome, ProbeItem, RenderedPrompt
 from audioprobe.settings import get_settings
@@ -120,7 +120,7 @@ def _salvage(store, model, method, entry: InFlight) -> None:
     else:
         kind = "judge_error"
     where = f"{entry.item.id} ({model}, {method}, sample {entry.sample})"
-    print(f"audioprobe: {where}: {kind}: {reason}", file=sys.stderr, flush=True)
+    warn(f"audioprobe: {where}: {kind}: {reason}")
     _record(store, model, method, entry, generation, execution, None, [], failure=kind,
             error=f"{where}: {kind} ({reason})")
 

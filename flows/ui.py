@@ -3,19 +3,19 @@ an artifact that cannot be written is skipped with a warning, never a reason to 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from audioprobe.console import warn
 
 
 def best_effort(what: str, call: Callable[..., Any], *args, **kwargs) -> Any:
     try:
         return call(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - httpx, Prefect's ObjectNotFound, ...: the run goes on
-        print(f"audioprobe: could not {what} in the Prefect UI ({type(exc).__name__}: {exc})"[:300],
-              file=sys.stderr, flush=True)
+        warn(f"audioprobe: could not {what} in the Prefect UI ({type(exc).__name__}: {exc})"[:300])
         return None
 
 

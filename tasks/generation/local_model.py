@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from audioprobe.console import warn
 from audioprobe.settings import Settings, get_settings
 
 LOCAL_NAME = "local"
@@ -421,7 +422,7 @@ def recover(settings: Settings | None = None) -> str | None:
             _dead[key] = f"{died} (again, after {MAX_RESTARTS} restart)"
             raise ServerDied(_dead[key])
         _restarts[key] = _restarts.get(key, 0) + 1
-        _stderr(f"audioprobe: {died}; restarting it once")
+        warn(f"audioprobe: {died}; restarting it once")
         try:
             restarted = LocalServer(settings.local_model, settings).start()
         except LocalModelError as exc:
