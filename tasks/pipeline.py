@@ -161,12 +161,9 @@ def _audio_key(context, parameters) -> str:  # noqa: ANN001
     return f"{context.task.name}-" + _digest(TASK_VERSION, sha, item.model_dump(), parameters.get("dataset_root"))
 
 
-# A backstop: the strict reader stops itself within seconds (tasks/judges/wavfile.py).
-EVALUATE_TIMEOUT_S = 1800
-
-
 @task(name="evaluate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365),
-      tags=["judge"], timeout_seconds=EVALUATE_TIMEOUT_S)
+      tags=["judge"])  # no Prefect timeout: in a worker thread it cannot interrupt, only warn per item;
+# the strict reader bounds itself (tasks/judges/wavfile.py)
 def evaluate(execution: ExecutionResult | None, item: ProbeItem,
              dataset_root: str | None = None) -> tuple[GateResult | None, list[Judgement]]:
     """The gate, then the tier's judges on a clip that passed it: one cached task per clip."""
