@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     prefect_api_url: str | None = None
     prefect_port: int = 4200
     task_workers: int = 8  # threads per tier flow; the stage semaphores bound each kind of work
+    # Sandbox, judge and per-model limits held by the Prefect server (global concurrency limits) instead
+    # of each process: None means on with the Dask runner (several processes), off with threads.
+    global_limits: bool | None = None
     task_runner: str = "threads"  # or "dask": prefect-dask, local cluster or dask_address
     dask_address: str | None = None  # tcp://scheduler:8786 of an existing cluster
     dask_workers: int = 2  # workers of the local cluster when no address is given

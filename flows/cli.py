@@ -100,10 +100,12 @@ def _run_flow(store, api_url: str, refresh: str | None, resume: str) -> int:
     from audioprobe import prefect_server
     from flows import orphans
     from flows.benchmark import benchmark_flow
-    from tasks import runs
+    from tasks import limits, runs
     from tasks.report import summary_markdown
 
     with orphans.run_lock(store):
+        if limits.global_limits_on():
+            limits.ensure_limits(models=store.manifest().models)
         manifest = store.manifest()
         manifest.incomplete = None  # this attempt says anew whether the run is complete
         store.save_manifest(manifest)

@@ -18,6 +18,7 @@ not exist is an error, never a silent "no limit".
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ def wanted(settings, models: Iterable[str] = ()) -> list[LimitSpec]:
              LimitSpec(JUDGE, max(1, settings.judge_concurrency))]
     for model in sorted(set(models)):
         ms = settings.model_settings(model)
-        concurrency = max(1, ms.max_concurrency)
+        # the embedded model's server answers one request at a time (tasks/generation/llm.py)
+        concurrency = 1 if model == "local" else max(1, ms.max_concurrency)
         specs.append(LimitSpec(llm_limit(model), concurrency))
         if rpm := ms.requests_per_minute:
             # burst as the per-process token bucket had it: at most max_concurrency at once
@@ -105,3 +107,33 @@ def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
         now += d
         most = max(most, now)
     return most
+
+
+# --------------------------------------------------------------------------- what the pipeline holds
+
+_local: dict[str, threading.BoundedSemaphore] = {}
+_local_lock = threading.Lock()
+
+
+def global_limits_on(settings=None) -> bool:
+    """Server-held limits when several processes share the work (Dask), or when asked; else a semaphore
+    per process: no API call per item, and no dependence on the server for a limit one process keeps."""
+    if settings is None:
+        from audioprobe.settings import get_settings
+
+        settings = get_settings()
+    return settings.global_limits if settings.global_limits is not None else settings.task_runner == "dask"
+
+
+@contextmanager
+def bound(name: str, size: int) -> Iterator[None]:
+    """Hold one of `size` slots of `name`: the Prefect global limit when global limits are on (it was
+    made by ensure_limits with the same size), else this process's semaphore."""
+    if global_limits_on():
+        with slot(name):
+            yield
+        return
+    with _local_lock:
+        sem = _local.setdefault(name, threading.BoundedSemaphore(max(1, size)))
+    with sem:
+        yield

@@ -17,7 +17,6 @@ import hashlib
 import json
 import shutil
 import tempfile
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,28 +35,12 @@ from audioprobe.schema import (
     RenderedPrompt,
 )
 from audioprobe.settings import get_settings
-from tasks import judging, prompting
+from tasks import judging, limits, prompting
 from tasks.generation import llm
 from tasks.records import RunStore, outcome_key
 from tasks.taxonomy import classify_failure
 
 TASK_VERSION = "1"
-_sandbox_slots: threading.BoundedSemaphore | None = None
-_judge_slots: threading.BoundedSemaphore | None = None
-_slots_lock = threading.Lock()
-
-
-def _slots(kind: str) -> threading.BoundedSemaphore:
-    """Process-wide bounds: Prefect's thread pool would otherwise start every item at once."""
-    global _sandbox_slots, _judge_slots
-    with _slots_lock:
-        if kind == "sandbox":
-            _sandbox_slots = _sandbox_slots or threading.BoundedSemaphore(get_settings().sandbox_concurrency)
-            return _sandbox_slots
-        _judge_slots = _judge_slots or threading.BoundedSemaphore(get_settings().judge_concurrency)
-        return _judge_slots
-
-
 def _digest(*parts: object) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -126,7 +109,7 @@ def execute(generation: Generation | None, prompt: RenderedPrompt) -> ExecutionR
     audio_dir.mkdir(parents=True, exist_ok=True)
     # A warm pool of fresh, pre-created containers: start-up leaves the critical path (docs/sandbox.md).
     pool = shared_pool(settings.limits)
-    with _slots("sandbox"), tempfile.TemporaryDirectory(dir=audio_dir) as tmp:
+    with limits.bound(limits.SANDBOX, settings.sandbox_concurrency), tempfile.TemporaryDirectory(dir=audio_dir) as tmp:
         result = run_program(generation.code, expect=expect, out_dir=Path(tmp), pool=pool)
         for output in result.files:
             if output.path:
@@ -173,14 +156,14 @@ def evaluate(execution: ExecutionResult | None, item: ProbeItem,
     gate_result = judging.gate_for_tier(audio, item.tier)
     if not gate_result.ok:
         return gate_result, []
-    with _slots("judge"):
+    with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
         return gate_result, judging.judge_item(audio, item, dataset_root)
 
 
 @task(name="fad", cache_policy=NO_CACHE, tags=["judge"])
 def fad_per_class(outcomes: list[ItemOutcome]) -> list[FADResult]:
     """Set-level: FAD of each instrument (and instrument x source) against its references."""
-    with _slots("judge"):
+    with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
         return judging.fad_for_outcomes(outcomes)
 
 

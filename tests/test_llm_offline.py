@@ -153,13 +153,16 @@ def test_token_bucket_paces_requests():
 
 
 def test_concurrency_limit_is_per_model():
-    sem, _ = llm._limits("test/model-a", ModelSettings(max_concurrency=2))
-    assert sem is llm._limits("test/model-a", ModelSettings(max_concurrency=2))[0]
+    s = Settings(task_runner="threads")
+    ms = ModelSettings(max_concurrency=2)
+    target = llm.resolve("test/model-a", s)
+    slot = llm._limits("test/model-a", target, ms, s)[1]
+    assert slot() is llm._limits("test/model-a", target, ms, s)[1](), "one semaphore per model and process"
     inside, peak, lock = 0, 0, threading.Lock()
 
     def work():
         nonlocal inside, peak
-        with sem:
+        with slot():
             with lock:
                 inside += 1
                 peak = max(peak, inside)

@@ -29,6 +29,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches
 
 from audioprobe.schema import Generation, RenderedPrompt
 from audioprobe.settings import ModelSettings, Settings, get_settings
+from tasks import limits
 from tasks.generation import local_model
 from tasks.generation.breaker import breaker_for
 from tasks.generation.extract import extract
@@ -111,15 +112,21 @@ _semaphores: dict[str, threading.BoundedSemaphore] = {}
 _buckets: dict[str, _TokenBucket] = {}
 
 
-def _limits(model: str, ms: ModelSettings) -> tuple[threading.BoundedSemaphore, _TokenBucket | None]:
+def _limits(model: str, target: Target, ms: ModelSettings, settings: Settings):
+    """(pace, slot): wait for the model's rate, then hold one of its concurrent slots. Held by the Prefect
+    server when global limits are on (several worker processes share them), else by this process."""
+    if limits.global_limits_on(settings):
+        rate_name = limits.llm_rate_limit(model) if ms.requests_per_minute else None
+        return ((lambda: limits.throttle(rate_name)) if rate_name else (lambda: None)), (
+            lambda: limits.slot(limits.llm_limit(model)))
     with _limits_lock:
-        sem = _semaphores.setdefault(model, threading.BoundedSemaphore(max(1, ms.max_concurrency)))
+        sem = _semaphores.setdefault(target.litellm_model, threading.BoundedSemaphore(max(1, ms.max_concurrency)))
         bucket = None
         if ms.requests_per_minute:
             bucket = _buckets.setdefault(
-                model, _TokenBucket(ms.requests_per_minute, min(ms.requests_per_minute, ms.max_concurrency))
-            )
-        return sem, bucket
+                target.litellm_model,
+                _TokenBucket(ms.requests_per_minute, min(ms.requests_per_minute, ms.max_concurrency)))
+    return (bucket.take if bucket else (lambda: None)), (lambda: sem)
 
 
 # --------------------------------------------------------------------------- errors
@@ -305,16 +312,15 @@ def generate(
                 "timeout_s": max(ms.timeout_s, 60 + ms.max_tokens / LOCAL_FLOOR_TOKENS_PER_S),
             }
         )
-    sem, bucket = _limits(target.litellm_model, ms)
+    pace, model_slot = _limits(model, target, ms, settings)
     attempts = 0
     while True:
         attempts += 1
         if attempts > 1 and (reason := breaker.open_reason()) is not None:
             # another item found the model down meanwhile: stop retrying this one
             return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
-        if bucket:
-            bucket.take()
-        with sem:
+        pace()
+        with model_slot():
             t0 = time.monotonic()
             try:
                 response = litellm.completion(
