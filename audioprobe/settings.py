@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     prompt_contract: bool = False  # append the output-contract line; off reproduces the paper
     judge_device: str = "auto"
     judge_concurrency: int = 1
+    judge_batch: int = 8  # executed clips evaluated per task run (flows/probe.py)
     # Off by default: this must run where only package registries are reachable, and must never
     # send traffic anywhere unasked. Turn on to fetch judge weights (VGGish) when online.
     allow_downloads: bool = False

@@ -2,7 +2,9 @@
 gate -> judge -> record. Wiring only; the work is in tasks.pipeline.
 
 Items stream through the stages: each stage's task is submitted the moment the item's previous stage
-is done, and the item is recorded the moment it is evaluated. So records arrive steadily, the thread
+is done (evaluation takes executed items in batches of `judge_batch`, so a GPU judge runs at batch
+speed and the orchestration pays one task run per batch), and the item is recorded the moment it is
+evaluated. So records arrive steadily, the thread
 pool never holds a thread waiting on another task, and a killed client, server or machine loses only
 the items in flight. At most `generation_window` generations are in flight: enough to keep a hosted
 model busy, few enough that sandbox and judge tasks always find a free thread.
@@ -26,6 +28,7 @@ from tasks.records import RunStore, outcome_key
 from tasks.taxonomy import is_final
 
 POLL_S = 0.05
+EVAL_WAIT_S = 5.0
 
 
 def pending_work(store: RunStore, model: str, method: str, items: list[ProbeItem], samples: int):
@@ -38,18 +41,24 @@ def pending_work(store: RunStore, model: str, method: str, items: list[ProbeItem
     return work
 
 
-@dataclass
+@dataclass(eq=False)
 class InFlight:
     item: ProbeItem
     sample: int
     prompt: RenderedPrompt
     generation: PrefectFuture
     execution: PrefectFuture | None = None
-    evaluation: PrefectFuture | None = None
+    evaluation: PrefectFuture | None = None  # shared by the items of one batch
+    batch_index: int = 0
+    waiting_since: float = 0.0  # executed, waiting for its evaluation batch to fill
 
     @property
     def current(self) -> PrefectFuture:
         return self.evaluation or self.execution or self.generation
+
+    @property
+    def waiting(self) -> bool:
+        return self.waiting_since > 0 and self.evaluation is None
 
 
 def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], samples: int,
@@ -58,9 +67,9 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
     store = RunStore.open(run_id)
     work = deque(pending_work(store, model, method, items, samples))
     execute = pipeline.execute.with_options(refresh_cache=refresh == "execution")
-    evaluate = pipeline.evaluate.with_options(refresh_cache=refresh in ("execution", "judging"))
     dataset_root = store.manifest().dataset_root
-    window = max(1, get_settings().task_workers // 2)
+    settings = get_settings()
+    window = max(1, settings.task_workers // 2)
     progress = Progress(f"{model} {method}: items recorded", total=len(work))
     flying: list[InFlight] = []
     while work or flying:
@@ -70,10 +79,7 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
             flying.append(InFlight(item, sample, prompt, pipeline.generate.submit(prompt, model, sample)))
         if not flying:
             break  # the Prefect server is gone: nothing more is started; the caller says why
-        done = [f for f in flying if _finished(f.current)]
-        if not done:
-            time.sleep(POLL_S)
-            continue
+        done = [f for f in flying if not f.waiting and _finished(f.current)]
         for entry in done:
             entry.current.wait()  # done already: this sets the future's final state from its own result
             if not entry.current.state.is_completed():
@@ -83,14 +89,34 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
             elif entry.execution is None:
                 entry.execution = execute.submit(entry.generation, entry.prompt)
             elif entry.evaluation is None:
-                entry.evaluation = evaluate.submit(entry.execution, entry.item, dataset_root)
+                entry.waiting_since = time.monotonic()
             else:
-                gate_result, judgements = entry.evaluation.result()
+                gate_result, judgements = entry.evaluation.result()[entry.batch_index]
                 _record(store, model, method, entry, entry.generation.result(), entry.execution.result(),
                         gate_result, judgements)
                 flying.remove(entry)
                 progress.advance()
+        batch = _batch_ready(flying, settings.judge_batch)
+        if batch:
+            evaluation = pipeline.evaluate.submit([e.execution for e in batch], [e.item for e in batch], dataset_root)
+            for index, entry in enumerate(batch):
+                entry.evaluation, entry.batch_index = evaluation, index
+        elif not done:
+            time.sleep(POLL_S)
     return _all_outcomes(store, model, method, items, samples)
+
+
+def _batch_ready(flying: list[InFlight], size: int) -> list[InFlight]:
+    """The executed items to evaluate now: a full batch, or all that wait when no execution that could
+    join them is running, or when the oldest has waited EVAL_WAIT_S (a slow model feeds them one by one)."""
+    waiting = [f for f in flying if f.waiting]
+    if not waiting:
+        return []
+    executing = any(f.execution is not None and f.evaluation is None and not f.waiting for f in flying)
+    oldest = min(f.waiting_since for f in waiting)
+    if len(waiting) >= size or not executing or time.monotonic() - oldest > EVAL_WAIT_S:
+        return waiting[:size]
+    return []
 
 
 def _finished(future: PrefectFuture) -> bool:
@@ -118,7 +144,7 @@ def _salvage(store, model, method, entry: InFlight) -> None:
     elif entry.evaluation is None:
         kind = "infrastructure"  # Docker or the orchestration, after execute's retries
     else:
-        kind = "judge_error"
+        kind = "judge_error"  # the whole batch's evaluation broke: each of its items says so
     where = f"{entry.item.id} ({model}, {method}, sample {entry.sample})"
     warn(f"audioprobe: {where}: {kind}: {reason}")
     _record(store, model, method, entry, generation, execution, None, [], failure=kind,

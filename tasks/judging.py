@@ -41,6 +41,24 @@ def judge_item(audio: Path, item: ProbeItem, dataset_root: str | None = None) ->
     return [_speech(audio, item)]
 
 
+def judge_items(audios: list[Path], items: list[ProbeItem], dataset_root: str | None = None) -> list[list[Judgement]]:
+    """judge_item over a batch: the pitch judge measures all notes' frames in one pass (a GPU's batch
+    speed); the other judges go clip by clip. Every judge caches per clip content."""
+    notes = [i for i, item in enumerate(items) if item.tier == "notes"]
+    out: list[list[Judgement]] = [[] for _ in items]
+    if notes:
+        from tasks.judges import pitch
+
+        judged = pitch.judge_files([audios[i] for i in notes], [float(items[i].pitch) for i in notes],
+                                   device=_device())
+        for i, judgement in zip(notes, judged):
+            out[i] = [judgement]
+    for i, item in enumerate(items):
+        if item.tier != "notes":
+            out[i] = judge_item(audios[i], item, dataset_root)
+    return out
+
+
 def _device() -> str:
     from tasks.judges.embeddings import resolve_device
 

@@ -5,7 +5,7 @@ Each task is a small function of its inputs. Caching follows content, never the 
   sample); it keeps only real answers, so a failed call is asked again on the next run and a paid
   answer is never asked twice. Prefect's own cache would also keep failures, so it is off here.
 - execution: keyed by the program's hash, the expected output, the limits and the sandbox image.
-- evaluation (gate and judges): keyed by the clip's hash, the item and the dataset root.
+- evaluation (gate and judges, a batch of clips per task run): each judge caches per clip content.
 Retries are for transient Docker failures only; the LLM client retries its own calls; a program that
 fails is a result, not a retry. The record is written by the flow, not a task, the moment an item is
 evaluated: it must land even while the Prefect server is away.
@@ -137,27 +137,22 @@ def audio_of(execution: ExecutionResult | None) -> Path | None:
 # ----------------------------------------------------------------------------- gate and judge
 
 
-def _audio_key(context, parameters) -> str:  # noqa: ANN001
-    execution: ExecutionResult | None = parameters["execution"]
-    sha = execution.files[0].sha256 if execution and execution.files else None
-    item: ProbeItem = parameters["item"]
-    return f"{context.task.name}-" + _digest(TASK_VERSION, sha, item.model_dump(), parameters.get("dataset_root"))
-
-
-@task(name="evaluate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365),
-      tags=["judge"])  # no Prefect timeout: in a worker thread it cannot interrupt, only warn per item;
-# the strict reader bounds itself (tasks/judges/wavfile.py)
-def evaluate(execution: ExecutionResult | None, item: ProbeItem,
-             dataset_root: str | None = None) -> tuple[GateResult | None, list[Judgement]]:
-    """The gate, then the tier's judges on a clip that passed it: one cached task per clip."""
-    audio = audio_of(execution)
-    if audio is None:
-        return None, []
-    gate_result = judging.gate_for_tier(audio, item.tier)
-    if not gate_result.ok:
-        return gate_result, []
-    with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
-        return gate_result, judging.judge_item(audio, item, dataset_root)
+@task(name="evaluate", cache_policy=NO_CACHE, tags=["judge"])
+def evaluate(executions: list[ExecutionResult | None], items: list[ProbeItem],
+             dataset_root: str | None = None) -> list[tuple[GateResult | None, list[Judgement]]]:
+    """The gate on each clip, then the tier's judges on the clips that passed, as one batch: a GPU judge
+    runs at batch speed and the orchestration pays one task run per batch. Each judge caches per clip
+    content (tasks/judges/cache.py), so a rerun judges nothing twice."""
+    audios = [audio_of(execution) for execution in executions]
+    gates = [judging.gate_for_tier(audio, item.tier) if audio else None for audio, item in zip(audios, items)]
+    passed = [i for i, gate_result in enumerate(gates) if gate_result is not None and gate_result.ok]
+    results: list[tuple[GateResult | None, list[Judgement]]] = [(gate_result, []) for gate_result in gates]
+    if passed:
+        with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
+            judged = judging.judge_items([audios[i] for i in passed], [items[i] for i in passed], dataset_root)
+        for i, judgements in zip(passed, judged):
+            results[i] = (gates[i], judgements)
+    return results
 
 
 @task(name="fad", cache_policy=NO_CACHE, tags=["judge"])

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -126,12 +127,29 @@ def test_retry_reruns_only_the_matching_failures(cli):
 
 
 def test_flows_run_on_a_local_two_worker_dask_cluster(cli):
+    started = datetime.now(timezone.utc).isoformat()
     dask = cli.env | {"AUDIOPROBE_TASK_RUNNER": "dask", "AUDIOPROBE_DASK_WORKERS": "2"}
     proc = subprocess.run([*cli_args(cli), "run", "--tier", "notes", "--model", "local", "--limit", "2", "--new"],
                           env=dask, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
-    assert len(outcomes_of(run_dir)) == 2
+    outcomes = outcomes_of(run_dir)
+    assert len(outcomes) == 2
+    salvaged = [o["error"] for o in outcomes.values() if o["failure"] in ("infrastructure", "judge_error")]
+    assert not salvaged, f"every task ran on the Dask workers; none was salvaged: {salvaged}"
+    assert all(o["generation"]["raw_text"] for o in outcomes.values()), "the workers reached the model"
+
+    flows = cli.api("/flow_runs/filter", {"flow_runs": {"name": {"like_": "notes-local-paper"},
+                                                        "start_time": {"after_": started}}})
+    assert flows and all(f["state_type"] == "COMPLETED" for f in flows)
+
+    def task_runs_final():
+        runs = cli.api("/task_runs/filter", {"flow_runs": {"id": {"any_": [f["id"] for f in flows]}}, "limit": 200})
+        return runs if runs and all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED") for r in runs) else None
+
+    runs = wait_for(task_runs_final, 120, "the Dask task runs' final states")
+    assert all(r["state_type"] == "COMPLETED" for r in runs), [(r["name"], r["state_type"]) for r in runs]
+    assert {"generate", "execute", "evaluate"} <= {r["name"].split("-")[0] for r in runs}
 
 
 def test_compose_file_validates():

@@ -129,7 +129,7 @@ def _one_item(run_id, item, sample, dataset_root):
     prompt = pipeline.render_prompt(item, METHOD)
     gen = pipeline.generate.fn(prompt, MODEL, sample)
     exe = pipeline.execute.fn(gen, prompt)
-    gate, judgements = pipeline.evaluate.fn(exe, item, dataset_root=dataset_root)
+    gate, judgements = pipeline.evaluate.fn([exe], [item], dataset_root=dataset_root)[0]
     return pipeline.record(run_id, item, MODEL, METHOD, sample, prompt, gen, exe, gate, judgements)
 
 
