@@ -31,6 +31,7 @@ from audioprobe.schema import (
     RenderedPrompt,
     RunManifest,
 )
+from tasks.judges import frechet
 from tasks.records import RunStore, outcome_key
 from tasks.report import build_report, build_tables, classify_failure, summary_markdown
 from tasks.report.html import ReportLimits
@@ -480,10 +481,17 @@ def make_fixture_run(root: Path) -> RunStore:
         save(o, noise_burst(1.0, seed=3))
 
     fads = []
+    # per-note FADs: GPT's on VGGish at 4 s (the paper's calibration: banded), the local model's on
+    # log-mel statistics (never banded)
+    note_fads = {
+        LOCAL: ("logmel-stats-v1", {"kb-C4": 3.0, "kb-E4": 5.0, "mallet-A4": 8.0, "bass-C2": 70.0}),
+        GPT: ("vggish-tf-v1", {"kb-C4": 6.0, "kb-E4": 12.0, "mallet-A4": 4.4, "bass-C2": 17.5, "bass-C0": 30.0}),
+    }
     for model, values in (
         (LOCAL, {"keyboard": 12.4, "mallet": 8.1, "bass": 61.0}),
         (GPT, {"keyboard": 6.2, "mallet": 4.4, "bass": 17.5}),
     ):
+        embedding, per_note = note_fads[model]
         for label, value in values.items():
             fads.append(
                 FADResult(
@@ -491,12 +499,23 @@ def make_fixture_run(root: Path) -> RunStore:
                     fad=value,
                     n_gen=2 if label == "keyboard" else 1,
                     n_ref=40,
-                    embedding="logmel-stats-v1",
+                    embedding=embedding,
                     baseline=3.1,
                     ci=(value * 0.8, value * 1.3),
+                    kad=value / 10,
+                    kad_ci=(value / 20, value / 5),
+                    kad_baseline=0.01,
+                    window_s=4.0,
                     model=model,
                     method="paper",
                     group="instrument",
+                    per_note={
+                        f"files/{outcome_key(model, 'paper', iid, 0)}/output.wav": {
+                            "fad": v, "kad": v / 10, "band": frechet.band(v, embedding, "note", 4.0)
+                        }
+                        for iid, v in per_note.items()
+                        if {"kb": "keyboard"}.get(iid.split("-")[0], iid.split("-")[0]) == label
+                    },
                 )
             )
         # a finer class (instrument x source): in the FAD table, not among Figure 2/3's instruments
@@ -594,18 +613,40 @@ def test_failures_and_missing_modules(run):
     assert set(det[det["kind"] == "invalid_audio"]["detail"]) == {"silent", "clipped"}
 
 
+def test_band_rules():
+    """Bands only on per-note VGGish FAD at 4 s; half-open intervals, so 10 and 15 fall in the upper band."""
+    vggish = "vggish-tf-v1"
+    assert [frechet.band(v, vggish) for v in (9.99, 10.0, 14.99, 15.0)] == [
+        "highly similar", "moderately similar", "moderately similar", "distinct"
+    ]
+    assert frechet.band(5.0, "logmel-stats-v1") is None
+    assert "VGGish" in frechet.no_band_reason("logmel-stats-v1")
+    assert frechet.band(5.0, vggish, scale="set") is None  # a class's FAD over many notes
+    assert "single notes" in frechet.no_band_reason(vggish, scale="set")
+    assert frechet.band(5.0, vggish, "note", window_s=10.0) is None and frechet.band(None, vggish) is None
+
+
 def test_notes_fad_bands_and_pitch(run):
     t = build_tables(run)
     fad = t["fad"].set_index(["model", "label"])
-    assert fad.loc[(GPT, "mallet"), "band"] == "highly similar"
-    assert fad.loc[(LOCAL, "keyboard"), "band"] == "moderately similar"
+    # class-level FAD is never banded: the calibration was per note; the reason is in the table
+    assert fad["band"].isna().all()
+    assert "VGGish" in fad.loc[(LOCAL, "keyboard"), "band_note"]
+    assert "single notes" in fad.loc[(GPT, "mallet"), "band_note"]
     assert fad.loc[(LOCAL, "bass"), ["n_gen", "n_ref", "baseline"]].tolist() == [1, 40, 3.1]
+    assert fad.loc[(GPT, "bass"), ["kad", "kad_ci_lo", "kad_ci_hi"]].tolist() == pytest.approx([1.75, 0.875, 3.5])
     assert fad.loc[(GPT, "keyboard_acoustic"), "group"] == "instrument_source"
+    notes = t["notes"].set_index(["model", "item"])
+    assert notes.loc[(GPT, "kb-E4"), ["note_fad", "band"]].tolist() == [12.0, "moderately similar"]
+    assert pd.isna(notes.loc[(LOCAL, "kb-E4"), "band"]) and "VGGish" in notes.loc[(LOCAL, "kb-E4"), "band_note"]
     sim = t["notes_similarity"].set_index("model")
-    assert sim.loc[GPT, "classes"] == 3  # instruments only: keyboard_acoustic is a finer class
+    assert sim.loc[GPT, "classes"] == 3 and sim.loc[GPT, "notes"] == 5  # instruments, from per-note scores
+    # medians per instrument: keyboard 9.0, mallet 4.4 (highly), bass 23.75 (distinct)
     assert sim.loc[GPT, "highly_classes"] == 2 and sim.loc[GPT, "highly_share"] == pytest.approx(2 / 3)
-    assert sim.loc[LOCAL, "highly_share"] == pytest.approx(1 / 3)
-    assert sim.loc[GPT, "highly_notes_share"] == pytest.approx(3 / 4)  # keyboard has 2 notes, mallet 1 of 4
+    assert sim.loc[GPT, "distinct_classes"] == 1
+    assert sim.loc[GPT, "highly_notes_share"] == pytest.approx(2 / 5)  # 6.0 and 4.4 of five notes
+    assert sim.loc[GPT, "median_fad"] == pytest.approx(12.0)
+    assert pd.isna(sim.loc[LOCAL, "highly_share"]) and "VGGish" in sim.loc[LOCAL, "band_note"]
     pitch = t["pitch"].set_index(["model", "instrument"])
     assert pitch.loc[(LOCAL, "keyboard"), "correct"] == 2
     assert pitch.loc[(LOCAL, "bass"), ["correct", "octave_errors"]].tolist() == [0, 1]

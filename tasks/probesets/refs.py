@@ -33,7 +33,7 @@ from tasks.probesets.refs_notes import GM_PROGRAMS, VELOCITIES, build_notes
 from tasks.probesets.refs_sources import Fetcher, opensfx_entry
 from tasks.probesets.refs_speech import build_speech
 
-__all__ = ["build_refs", "build_notes", "build_environmental", "build_speech", "opensfx_entry", "write_credits"]
+__all__ = ["build_environmental", "build_notes", "build_refs", "build_speech", "opensfx_entry", "write_credits"]
 
 
 def build_refs(

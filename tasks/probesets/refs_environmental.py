@@ -23,7 +23,15 @@ from tasks.probesets.refs_common import (
     up_to_date,
     write_manifest,
 )
-from tasks.probesets.refs_sources import PYPI_PINS, Fetcher, decode, fade, opensfx_entry, to_16k_mono, write_wav
+from tasks.probesets.refs_sources import (
+    PYPI_PINS,
+    Fetcher,
+    decode,
+    fade,
+    opensfx_entry,
+    to_16k_mono,
+    write_wav,
+)
 
 ENV_MAX_S = 10.0
 

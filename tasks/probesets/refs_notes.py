@@ -14,7 +14,7 @@ import numpy as np
 
 from tasks.probesets.common import MANIFEST, DatasetError
 from tasks.probesets.nsynth import FAMILIES, QUALITIES, SOURCES
-from tasks.probesets.refs_common import SR, Clip, Progress, swap_in, sources_key, up_to_date, write_manifest
+from tasks.probesets.refs_common import SR, Clip, Progress, sources_key, swap_in, up_to_date, write_manifest
 from tasks.probesets.refs_sources import Fetcher, ensure_tools, write_wav
 
 # NSynth family -> General MIDI program (0-based) for acoustic / electronic / synthetic

@@ -24,7 +24,15 @@ from tasks.probesets.refs_common import (
     up_to_date,
     write_manifest,
 )
-from tasks.probesets.refs_sources import Fetcher, decode, ensure_tools, fade, loudest_window, to_16k_mono, write_wav
+from tasks.probesets.refs_sources import (
+    Fetcher,
+    decode,
+    ensure_tools,
+    fade,
+    loudest_window,
+    to_16k_mono,
+    write_wav,
+)
 
 FLITE_LICENSE = "BSD-style CMU Flite license (Debian flite, kal16 voice)"
 FLITE_VARIANTS = ((1.0, 100), (0.85, 120), (1.2, 90))  # (duration_stretch, f0 mean Hz): 3 "takes"

@@ -82,12 +82,24 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
         lines.append("**Missing modules:** " + ", ".join(f"`{k}` {int(v)}" for k, v in top.items()))
     sim = rt["notes_similarity"]
     for _, r in sim.iterrows():
-        lines.append(
-            f"**Notes FAD ({r['embedding']}), {r['model']}:** {int(r['highly_classes'])}/{int(r['classes'])} "
-            f"instruments highly similar (<10), median FAD {r['median_fad']:.1f}"
+        bands = (
+            f"no band ({r['band_note']})"
+            if pd.isna(r["highly_classes"])
+            else f"{int(r['highly_classes'])}/{int(r['classes'])} instruments highly similar (median <10), "
+            f"{100 * r['highly_notes_share']:.0f}% of notes"
         )
-    for _, r in rt["pitch"].groupby("model")[["correct", "measurable"]].sum().iterrows():
-        lines.append(f"**Pitch within ±50 cents, {_}:** {_pct(int(r['correct']), int(r['measurable']))}")
+        kad = "" if pd.isna(r["median_kad"]) else f", median per-note KAD {r['median_kad']:.2f}"
+        lines.append(
+            f"**Notes per-note FAD ({r['embedding']}), {r['model']}:** {int(r['notes'])} notes, "
+            f"median {r['median_fad']:.1f}{kad}; {bands}"
+        )
+    for _, r in rt["fad"][rt["fad"]["group"] == "instrument"].groupby("model")[["fad", "kad"]].median().iterrows():
+        lines.append(f"**Class FAD / KAD (median over instruments), {_}:** {r['fad']:.2f} / {r['kad']:.3f}")
+    for _, r in rt["pitch"].groupby("model")[["correct", "measurable", "wavs"]].sum().iterrows():
+        lines.append(
+            f"**Pitch within ±50 cents, {_}:** {_pct(int(r['correct']), int(r['measurable']))} of measurable "
+            f"(unvoiced = miss), {_pct(int(r['correct']), int(r['wavs']))} of generated WAVs"
+        )
     for _, r in rt["environmental_table1"].iterrows():
         conf = (
             ""

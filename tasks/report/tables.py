@@ -18,8 +18,15 @@ import pandas as pd
 from audioprobe.schema import RunManifest
 from tasks.records import RunStore
 from tasks.report.sections.common import GROUP, Row, frame, wilson
+from tasks.report.sections.distances import matched_n, per_note
 from tasks.report.sections.environmental import environmental
-from tasks.report.sections.notes import PITCH_TOLERANCE_CENTS, fad_table, instrument_rows, notes_similarity, pitch
+from tasks.report.sections.notes import (
+    PITCH_TOLERANCE_CENTS,
+    fad_table,
+    instrument_rows,
+    notes_similarity,
+    pitch,
+)
 from tasks.report.sections.overview import KIND_LABELS, KINDS, classify_failure, failures, overview
 from tasks.report.sections.provenance import items, provenance, usage
 from tasks.report.sections.speech import speech
@@ -63,7 +70,9 @@ def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> Repo
     t["overview"] = overview(rows)
     t["failures"], t["missing_modules"], t["failure_details"] = failures(rows)
     t["fad"] = fad_table(stores, manifests)
-    t["notes_similarity"] = notes_similarity(t["fad"], families)
+    t["notes"] = per_note(stores, rows, families)
+    t["notes_similarity"] = notes_similarity(t["notes"])
+    t["matched_n"] = matched_n(stores, manifests, rows, t["fad"], families)
     t["pitch"] = pitch(rows)
     t["environmental_table1"], t["confidence_histogram"], t["confidence_stats"] = environmental(rows)
     t["speech"], t["speech_text"] = speech(rows)

@@ -45,6 +45,12 @@ def stages(o: ItemOutcome) -> tuple[bool, bool, bool]:
     return generated, executed, valid
 
 
+def wav_produced(o: ItemOutcome) -> bool:
+    """The program wrote a WAV (gated or not): the paper's denominator ("generated .WAV files")."""
+    e = o.execution
+    return o.gate is not None or bool(e and e.status == "ok" and e.files)
+
+
 def judgements_of(o: ItemOutcome, prefix: str):
     return [j for j in o.judgements if j.judge.startswith(prefix) and j.error is None]
 
