@@ -165,6 +165,21 @@ def test_per_note_scores_rank_the_right_note_first():
 # --------------------------------------------------------------------------- 5-way choice
 
 
+def test_five_way_never_offers_the_targets_ontology_relatives():
+    from tasks.judges.clap import five_way
+    from tasks.probesets.descriptions import ontology_relatives, vocabulary
+
+    labels = sorted(vocabulary())
+    scores = {label: float(i) for i, label in enumerate(labels)}
+    assert {"Animal", "Domestic_animals_and_pets", "Bark"} <= ontology_relatives("Dog")
+    assert "Dog" in ontology_relatives("Bark") and ontology_relatives("not-a-label") == set()
+    for target in labels:
+        v = five_way(scores, target, seed=0)
+        assert not set(v["choices"]) & ontology_relatives(target), target
+        assert v["choices"] == five_way(scores, target, seed=0)["choices"] and v["seed"] == 0
+        assert v["n_labels"] == 200 - len(ontology_relatives(target))
+
+
 def test_choices_are_seeded_and_expected_accuracy_exact():
     vocab = [f"c{i}" for i in range(8)]
     a = choices.draw("c3", vocab, seed=7)

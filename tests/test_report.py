@@ -663,6 +663,10 @@ def test_environmental_table1_and_figure4(run):
     assert row["mean_conf_correct"] == pytest.approx((0.91 + 0.75) / 2)
     assert row["mean_expected_accuracy"] == pytest.approx((0.6 + 0.6 + 0.2) / 3)
     assert t1.loc[(LOCAL, "detailed"), "wav_produced"] == 2
+    # the paper divides by generated WAVs (119/533), the gated view by judged clips: both are shown
+    local = t1.loc[(LOCAL, "detailed")]
+    assert local["accuracy_of_wavs_rate"] == pytest.approx(local["correct"] / 2)
+    assert local["accuracy_rate"] == pytest.approx(local["correct"] / local["judged"])
     stats = t["confidence_stats"].set_index(["run", "model", "method"])
     overall = stats.loc[("all", "all", "all")]
     correct_confs = [0.41, 0.62, 0.35, 0.91, 0.75, 0.88, 0.55]

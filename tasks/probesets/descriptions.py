@@ -62,6 +62,23 @@ def vocabulary() -> dict[str, dict[str, str]]:
         }
 
 
+@lru_cache(maxsize=1)
+def _ontology() -> dict[str, set[str]]:
+    """FSD50K label -> its ancestors and descendants among the 200 labels (AudioSet ontology)."""
+    out: dict[str, set[str]] = {}
+    with open(DATA_DIR / "fsd50k_ontology.tsv", newline="", encoding="utf-8") as fh:
+        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        for r in rows:
+            out[r["fsd50k_label"]] = {x for x in (r["ancestors"] + ";" + r["descendants"]).split(";") if x}
+    return out
+
+
+def ontology_relatives(label: str) -> set[str]:
+    """Labels that are the target's ancestors or descendants in the AudioSet ontology: never a "wrong"
+    choice in a 5-way test (a dog's bark is a dog sound). Empty for labels outside FSD50K."""
+    return _ontology().get(label, set())
+
+
 def display_name(label: str) -> str:
     entry = vocabulary().get(label)
     return entry["name"] if entry else label.replace("_and_", ", ").replace("_", " ")

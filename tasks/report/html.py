@@ -256,9 +256,11 @@ def section_environmental(rt: ReportTables) -> str:
         ("WAV produced", "wav_produced"),
         ("valid audio", "valid_audio"),
         ("judged", "judged"),
-        ("correctly classified (5-way)", lambda r: rate(r, "accuracy", "correct")),
+        ("correct of WAVs (paper's denominator)", lambda r: rate(r, "accuracy_of_wavs", "correct")),
+        ("correct of judged", lambda r: rate(r, "accuracy", "correct")),
         ("mean confidence on correct", lambda r: num(r["mean_conf_correct"])),
         ("expected 5-way accuracy", lambda r: pct(r["mean_expected_accuracy"], 0)),
+        ("seed", "distractor_seed"),
         ("judge", "judge"),
     ]
     tag = "<span class=tag>paper</span> "
@@ -272,7 +274,9 @@ def section_environmental(rt: ReportTables) -> str:
             "—",
             str(p["generated"]),
             f"{p['correct']} <b>{100 * p['correct'] / p['generated']:.0f}%</b>",
+            "—",
             f"{p['mean_conf']:.2f}",
+            "—",
             "—",
             "CLAP",
         ]
@@ -307,14 +311,17 @@ def section_environmental(rt: ReportTables) -> str:
         "WAV produced",
         "valid audio",
         "judged",
-        "correctly classified (5-way)",
+        "correct of WAVs (paper's denominator)",
+        "correct of judged",
         "mean confidence on correct",
         "expected 5-way accuracy",
     }
     return (
         "<section id=environmental><h2>4. Environmental sounds</h2>"
         "<h3>Table 1: generated, correctly classified, mean confidence</h3>"
-        "<p class=note>5-way forced choice: the target class against 4 seeded random others; chance is 20%. "
+        "<p class=note>5-way forced choice: the target class against 4 others drawn with a fixed seed (shown) "
+        "from the labels that are neither its ancestors nor its descendants in the AudioSet ontology (a dog "
+        "is not a wrong answer for a bark); chance is 20%. The paper's denominator is generated WAVs. "
         "<i>expected 5-way accuracy</i> is the exact average over all distractor draws, from the target's "
         "rank, where the judge records it. The judge column says which classifier decided (the paper used "
         "CLAP).</p>"

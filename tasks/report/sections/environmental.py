@@ -7,7 +7,16 @@ import pandas as pd
 
 from audioprobe.schema import ItemOutcome
 from tasks.report import paper
-from tasks.report.sections.common import Row, frame, judge_names, judgements_of, num, rate_cols, stages
+from tasks.report.sections.common import (
+    Row,
+    frame,
+    judge_names,
+    judgements_of,
+    num,
+    rate_cols,
+    stages,
+    wav_produced,
+)
 
 
 def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -27,16 +36,19 @@ def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
             "model": model,
             "method": method,
             "items": len(outs),
-            "wav_produced": sum(stages(o)[1] for o in outs),
+            "wav_produced": sum(wav_produced(o) for o in outs),
             "valid_audio": sum(stages(o)[2] for o in outs),
             "judged": len(js),
             "correct": len(correct),
             "mean_conf_correct": float(np.mean(conf)) if conf else None,
             "mean_expected_accuracy": float(np.mean(expected)) if expected else None,
             "chance": 0.2,
+            "distractor_seed": ", ".join(sorted({str(j.params.get("seed")) for j in js})),
+            "distractors": ", ".join(sorted({str(j.params.get("distractors", "random")) for j in js})),
             "judge": judge_names(js),
         }
         rate_cols(rec, len(correct), len(js), "accuracy")
+        rate_cols(rec, len(correct), rec["wav_produced"], "accuracy_of_wavs")  # the paper's: 119/533
         table.append(rec)
         confs[(run, model, method)] = conf
         confs.setdefault((run, model, "all"), []).extend(conf)
@@ -81,9 +93,14 @@ def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         "accuracy_rate",
         "accuracy_ci_lo",
         "accuracy_ci_hi",
+        "accuracy_of_wavs_rate",
+        "accuracy_of_wavs_ci_lo",
+        "accuracy_of_wavs_ci_hi",
         "mean_conf_correct",
         "mean_expected_accuracy",
         "chance",
+        "distractor_seed",
+        "distractors",
         "judge",
     ]
     return (

@@ -7,7 +7,15 @@ import json
 import pandas as pd
 
 from audioprobe.schema import ItemOutcome
-from tasks.report.sections.common import Row, frame, judge_names, judgements_of, rate_cols, stages
+from tasks.report.sections.common import (
+    Row,
+    frame,
+    judge_names,
+    judgements_of,
+    rate_cols,
+    stages,
+    wav_produced,
+)
 
 
 def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -42,6 +50,7 @@ def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
             "model": model,
             "method": method,
             "items": len(outs),
+            "wav_produced": sum(wav_produced(o) for o in outs),
             "valid_audio": sum(stages(o)[2] for o in outs),
             "judged": len(js),
             "correct": k,
@@ -49,18 +58,23 @@ def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
             "judge": judge_names(js),
         }
         rate_cols(rec, k, len(js), "accuracy")
+        rate_cols(rec, k, rec["wav_produced"], "accuracy_of_wavs")  # the paper's denominator
         acc.append(rec)
     a_cols = [
         "run",
         "model",
         "method",
         "items",
+        "wav_produced",
         "valid_audio",
         "judged",
         "correct",
         "accuracy_rate",
         "accuracy_ci_lo",
         "accuracy_ci_hi",
+        "accuracy_of_wavs_rate",
+        "accuracy_of_wavs_ci_lo",
+        "accuracy_of_wavs_ci_hi",
         "chance",
         "judge",
     ]
