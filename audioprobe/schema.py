@@ -218,6 +218,22 @@ class FADResult(Record):
     per_note: dict[str, dict] = Field(default_factory=dict)  # audio path -> {"fad", "kad", "band"}
 
 
+class ReferencePoint(Record):
+    """A control (silence, noise, a sine or tone burst, a held-out real clip) through one judge of a tier."""
+
+    tier: Tier
+    control: str
+    item: str
+    label: str
+    judge: str
+    judge_version: str = ""
+    correct: bool | None = None
+    values: dict = Field(default_factory=dict)
+    gate_ok: bool | None = None
+    gate_problems: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
 # --------------------------------------------------------------------------- records
 
 Stage = Literal["prompt", "generation", "execution", "gate", "judging", "done"]

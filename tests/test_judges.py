@@ -484,6 +484,47 @@ def test_speech_on_real_speech_and_silence(tmp_path):
     assert s.correct is False and s.values["chosen"] is None and "silent" in s.error
 
 
+# --------------------------------------------------------------------------- reference points
+
+
+def test_reference_points_notes_and_speech(tmp_path, monkeypatch):
+    """Every control through the real judges: a sine at the target and the held-out real note hit the pitch,
+    silence and noise do not; the held-out note is closest to its references; speech chance is measured."""
+    from audioprobe.schema import ProbeItem
+    from audioprobe.settings import get_settings
+    from tasks.judges import controls
+
+    monkeypatch.setenv("AUDIOPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    get_settings.cache_clear()
+    try:
+        refs = [write(tmp_path / "ref" / f"kb-{60 + (i % 2) * 7:03d}-{i:03d}.wav",
+                      tone(440 * 2 ** ((60 + (i % 2) * 7 - 69) / 12) * (1 + 0.002 * i), 4.0, harmonics=6))
+                for i in range(6)]
+        note = ProbeItem(id="kb-C4", tier="notes", label="keyboard_acoustic", dataset="test", pitch=60,
+                         instrument_family="keyboard", references=[str(r) for r in refs])
+        points = controls.reference_points("notes", [note], tmp_path / "ctl")
+        by = {(p.control, p.judge.split("/")[0]): p for p in points}
+        assert {c for c, _ in by} == set(controls.CONTROLS["notes"])
+        assert by[("sine_at_target", "pitch")].correct and by[("held_out_real", "pitch")].correct
+        assert not by[("white_noise", "pitch")].correct and not by[("silence", "pitch")].correct
+        assert by[("silence", "pitch")].gate_ok is False  # judged anyway, the gate's verdict beside it
+        fad = {c: by[(c, "distance")].values["fad"] for c in ("held_out_real", "white_noise", "sine_at_target")}
+        assert fad["held_out_real"] < fad["sine_at_target"] < fad["white_noise"]
+        assert by[("held_out_real", "distance")].values["n_ref"] == 5  # the held-out clip is not its own ref
+        words = [w for w in ("yes", "no", "left") if espeak(w, tmp_path / "w" / w / "0.wav")]
+        speech_items = [ProbeItem(id=w, tier="speech", label=w, dataset="test",
+                                  references=[str(espeak(w, tmp_path / "w" / w / f"{i}.wav", speed=120 + 20 * i))
+                                              for i in range(2)]) for w in words]
+        sp = controls.reference_points("speech", speech_items, tmp_path / "ctl")
+        chance = controls.empirical_chance(sp)
+        assert chance["n"] == 3 * len(words) and chance["rate"] is not None
+        assert sum(p.correct for p in sp if p.control == "held_out_real") >= len(words) - 1
+        controls.save(tmp_path, "speech", sp)
+        assert controls.has_tier(tmp_path, "speech") and len(controls.load(tmp_path)) == len(sp)
+    finally:
+        get_settings.cache_clear()
+
+
 # --------------------------------------------------------------------------- CLI
 
 

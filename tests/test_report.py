@@ -28,10 +28,11 @@ from audioprobe.schema import (
     Judgement,
     OutputFile,
     ProbeItem,
+    ReferencePoint,
     RenderedPrompt,
     RunManifest,
 )
-from tasks.judges import frechet
+from tasks.judges import controls, frechet
 from tasks.records import RunStore, outcome_key
 from tasks.report import build_report, build_tables, classify_failure, summary_markdown
 from tasks.report.html import ReportLimits
@@ -532,6 +533,23 @@ def make_fixture_run(root: Path) -> RunStore:
             )
         )
     store.save_fad(fads)
+    # reference points as tasks.judges.controls writes them: speech hears its target in 1 of 3 non-speech
+    # controls (empirical chance 1/3), the held-out real notes score best
+    point = lambda tier, control, judge, **kw: ReferencePoint(
+        tier=tier, control=control, item=f"{tier}-1", label="x", judge=judge, gate_ok=control != "silence", **kw
+    )
+    controls.save(store.dir, "speech", [
+        point("speech", "silence", "speech/pocketsphinx", correct=False, error="silent: not decoded"),
+        point("speech", "white_noise", "speech/pocketsphinx", correct=True, values={"chosen": "yes"}),
+        point("speech", "tone_burst", "speech/pocketsphinx", correct=False, values={"chosen": "no"}),
+        point("speech", "held_out_real", "speech/pocketsphinx", correct=True, values={"chosen": "yes"}),
+    ])  # fmt: skip
+    controls.save(store.dir, "notes", [
+        point("notes", "white_noise", "distance/per-note", values={"fad": 80.0, "kad": 9.0}),
+        point("notes", "sine_at_target", "distance/per-note", values={"fad": 30.0, "kad": 2.0}),
+        point("notes", "held_out_real", "distance/per-note", values={"fad": 2.0, "kad": 0.1}),
+        point("notes", "held_out_real", "pitch/torchcrepe-full", correct=True, values={"cents_error": 3.0}),
+    ])  # fmt: skip
     return store
 
 
@@ -728,6 +746,22 @@ def test_report_files(run, report):
     for quoted in ("176", "164", "0.82", "1163", "919", "midutil"):
         assert quoted in text
     assert pd.read_csv(report.parent / "missing_modules.csv")["count"].sum() == 4
+    assert 'id="reference-points"' in text and "empirical chance" in text
+    refs = pd.read_csv(report.parent / "reference_points.csv")
+    assert set(refs["control"]) == {"silence", "white_noise", "tone_burst", "sine_at_target", "held_out_real"}
+
+
+def test_reference_point_rows_and_empirical_chance(run):
+    t = build_tables(run)
+    refs = t["reference_points"].set_index(["tier", "control", "judge"])
+    assert refs.loc[("notes", "held_out_real", "distance/per-note"), "median_note_fad"] == 2.0
+    assert refs.loc[("notes", "white_noise", "distance/per-note"), "median_note_kad"] == 9.0
+    assert refs.loc[("speech", "silence", "speech/pocketsphinx"), ["gate_passed", "judged", "correct"]].tolist() == [0, 1, 0]
+    chance = t["empirical_chance"].set_index("tier")
+    assert chance.loc["speech", ["correct", "n"]].tolist() == [1, 3]  # silence, noise, tone burst
+    assert chance.loc["speech", "empirical_rate"] == pytest.approx(1 / 3)
+    sp = t["speech"]
+    assert sp["empirical_chance"].tolist() == pytest.approx([1 / 3] * len(sp)) and (sp["chance"] == 0.2).all()
 
 
 def copy_run(run: RunStore, target: Path, run_id: str) -> Path:

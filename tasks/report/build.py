@@ -108,12 +108,26 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
         )
         lines.append(
             f"**Environmental 5-way, {r['model']} / {r['method']}:** "
-            f"{_pct(int(r['correct']), int(r['judged']))} correct of judged (chance 20%){conf}"
+            f"{_pct(int(r['correct']), int(r['judged']))} correct of judged, "
+            f"{_pct(int(r['correct']), int(r['wav_produced']))} of generated WAVs (chance 20%){conf}"
         )
     for _, r in rt["speech"].iterrows():
+        chance = "" if pd.isna(r["empirical_chance"]) else f", empirical {100 * r['empirical_chance']:.0f}%"
         lines.append(
-            f"**Speech 5-way, {r['model']}:** {_pct(int(r['correct']), int(r['judged']))} (chance 20%)"
+            f"**Speech 5-way, {r['model']}:** {_pct(int(r['correct']), int(r['judged']))} of judged, "
+            f"{_pct(int(r['correct']), int(r['wav_produced']))} of WAVs (chance 20% nominal{chance})"
         )
+    refs = rt["reference_points"]
+    if len(refs):
+        lines += ["", "**Reference points** (control: correct/judged, median per-note FAD / KAD):"]
+        for (tier, judge), g in refs.groupby(["tier", "judge"], sort=False):
+            cells = []
+            for _, r in g.iterrows():
+                score = f"{int(r['correct'])}/{int(r['judged'])}" if r["judged"] else ""
+                if not pd.isna(r["median_note_fad"]):
+                    score += f" FAD {r['median_note_fad']:.1f} / KAD {r['median_note_kad']:.2f}"
+                cells.append(f"{r['control']} {score.strip() or '—'}")
+            lines.append(f"- {tier} · `{judge}`: " + "; ".join(cells))
     usage = rt["usage"]
     if len(usage):
         cost = usage["cost"].dropna().sum()

@@ -27,6 +27,7 @@ from tasks.report.fmt import (
     who_columns,
 )
 from tasks.report.items import section_items
+from tasks.report.sections.reference_points import section_reference_points
 from tasks.report.tables import KIND_LABELS, KINDS, ReportTables, instrument_rows
 
 __all__ = ["ReportLimits", "render"]
@@ -360,8 +361,10 @@ def section_speech(rt: ReportTables) -> str:
         ("items", "items"),
         ("valid audio", "valid_audio"),
         ("judged", "judged"),
-        ("5-way accuracy", lambda r: rate(r, "accuracy", "correct")),
-        ("chance", lambda r: pct(r["chance"], 0)),
+        ("WAVs", "wav_produced"),
+        ("5-way accuracy, of judged", lambda r: rate(r, "accuracy", "correct")),
+        ("of generated WAVs", lambda r: rate(r, "accuracy_of_wavs", "correct")),
+        ("chance: nominal / empirical", lambda r: f"{pct(r['chance'], 0)} / {pct(r['empirical_chance'], 0)}"),
         ("judge", "judge"),
     ]
     tcols = who + [
@@ -376,10 +379,14 @@ def section_speech(rt: ReportTables) -> str:
     ]
     return (
         "<section id=speech><h2>5. Speech</h2><p class=note>A speech recogniser's forced choice among the "
-        "target word and 4 others (chance 20%), and what it decodes with no choices given. Silence is gated "
+        "target word and 4 others (nominally 20%; the empirical chance is its accuracy on silence, noise and a "
+        "tone burst, from the reference points), and what it decodes with no choices given. Silence is gated "
         "before it is judged.</p>"
         + table(
-            acc, cols, numeric={"items", "valid audio", "judged", "5-way accuracy"}, empty="No speech items."
+            acc,
+            cols,
+            numeric={"items", "WAVs", "valid audio", "judged", "5-way accuracy, of judged", "of generated WAVs"},
+            empty="No speech items.",
         )
         + quote("speech")
         + f"<div class=scroll>{table(texts, tcols, empty='No speech judgements.')}</div></section>"
@@ -523,6 +530,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
         + section_notes(rt)
         + section_environmental(rt)
         + section_speech(rt)
+        + section_reference_points(rt)
         + section_items(rt, limits)
         + section_provenance(rt, limits)
         + "<footer>audioprobe report · self-contained: no network needed to read or listen</footer>"

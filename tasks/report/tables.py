@@ -29,6 +29,12 @@ from tasks.report.sections.notes import (
 )
 from tasks.report.sections.overview import KIND_LABELS, KINDS, classify_failure, failures, overview
 from tasks.report.sections.provenance import items, provenance, usage
+from tasks.report.sections.reference_points import (
+    empirical_chance,
+    reference_point_clips,
+    reference_points,
+    with_empirical_chance,
+)
 from tasks.report.sections.speech import speech
 
 __all__ = [
@@ -76,6 +82,11 @@ def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> Repo
     t["pitch"] = pitch(rows)
     t["environmental_table1"], t["confidence_histogram"], t["confidence_stats"] = environmental(rows)
     t["speech"], t["speech_text"] = speech(rows)
+    t["reference_point_clips"] = reference_point_clips(stores)
+    t["reference_points"] = reference_points(t["reference_point_clips"])
+    t["empirical_chance"] = empirical_chance(stores)
+    t["speech"] = with_empirical_chance(t["speech"], t["empirical_chance"], "speech")
+    t["environmental_table1"] = with_empirical_chance(t["environmental_table1"], t["empirical_chance"], "environmental")
     t["items"] = items(rows)
     t["usage"] = usage(rows)
     t["judges"], t["prompts"], t["versions"] = provenance(rows, manifests, t["fad"])
