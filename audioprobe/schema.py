@@ -157,6 +157,7 @@ class ExecutionResult(Record):
     missing_module: str | None = None
     files: list[OutputFile] = Field(default_factory=list)
     rejected: list[str] = Field(default_factory=list)  # why outputs were refused
+    normalised: list[str] = Field(default_factory=list)  # what the sandbox changed in an output, per file
     image: str | None = None
     signal: str | None = None  # e.g. SIGKILL, SIGXFSZ when a signal ended the program
     total_s: float | None = None  # wall time including the sandbox's own start and clean-up
@@ -278,5 +279,6 @@ class RunManifest(Record):
     settings: dict[str, Any] = Field(default_factory=dict)  # snapshot, secrets excluded
     versions: dict[str, str] = Field(default_factory=dict)  # audioprobe, python, packages, image
     skipped: list[SkippedItem] = Field(default_factory=list)
-    finished: str | None = None
+    finished: str | None = None  # set only when every item reached a final outcome
+    incomplete: str | None = None  # the one-line reason the last attempt left items unfinished
     flow_runs: list[str] = Field(default_factory=list)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     sandbox_image: str = "audioprobe-sandbox"
     sandbox_base_image: str = "python:3.11-slim"
     sandbox_concurrency: int = 2
+    sandbox_runtime: str | None = None  # an OCI runtime known to the engine, e.g. "runsc" (gVisor)
+    audio_store_max_mb: int = 4096  # `audioprobe gc` removes the oldest clips beyond this
     limits: ExecutionLimits = Field(default_factory=ExecutionLimits)
 
     local_model: str = "qwen2.5-coder-1.5b"  # or "qwen2.5-coder-0.5b"
@@ -63,6 +65,9 @@ class Settings(BaseSettings):
     local_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
     local_ctx: int = 4096
     models: dict[str, ModelSettings] = Field(default_factory=dict)
+    # After this many items in a row failed transiently (after the client's retries), a model is not
+    # asked again in this run: its remaining items are recorded as not attempted (tasks/generation/breaker.py).
+    breaker_threshold: int = 5
 
     prompt_contract: bool = False  # append the output-contract line; off reproduces the paper
     judge_device: str = "auto"

@@ -16,6 +16,7 @@ from tasks.taxonomy import FAILURES
 KINDS = (*FAILURES, "pending", "ok")
 KIND_LABELS = {
     "llm_error": "LLM error",
+    "not_attempted": "not attempted (model unavailable)",
     "no_code": "no code",
     "syntax": "syntax error",
     "missing_module": "missing module",
@@ -27,7 +28,7 @@ KIND_LABELS = {
     "output_rejected": "output rejected",
     "invalid_audio": "invalid audio",
     "judge_error": "judge error",
-    "infrastructure": "Docker / infra",
+    "infrastructure": "Docker / orchestration",
     "pending": "not finished",
     "ok": "valid audio",
 }
