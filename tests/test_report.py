@@ -631,6 +631,21 @@ def test_failures_and_missing_modules(run):
     assert set(det[det["kind"] == "invalid_audio"]["detail"]) == {"silent", "clipped"}
 
 
+def test_missing_modules_split_real_from_invented(run, tmp_path):
+    from tasks import taxonomy
+
+    assert taxonomy.module_status("numpy")[0] == "not_installed"  # real: importable on this host
+    assert taxonomy.module_status("midutil") == ("unknown", "offline: the package index was not asked")
+    # the index's answers come from the cache: no traffic in a test
+    (tmp_path / "pypi_names.json").write_text(json.dumps({"midutil": False, "gtts": True}))
+    assert taxonomy.module_status("midutil", check_index=True, cache_dir=tmp_path)[0] == "hallucinated"
+    assert taxonomy.module_status("gtts.tts", check_index=True, cache_dir=tmp_path) == ("not_installed", "on PyPI as gTTS")
+    t = build_tables(run)
+    mods = t["missing_modules"]
+    assert set(mods["status"]) <= set(taxonomy.MODULE_STATUSES) and mods["how"].notna().all()
+    assert dict(t["sandbox_packages"].values)["numpy"] == "2.3.5"
+
+
 def test_band_rules():
     """Bands only on per-note VGGish FAD at 4 s; half-open intervals, so 10 and 15 fall in the upper band."""
     vggish = "vggish-tf-v1"

@@ -130,10 +130,14 @@ def section_failures(rt: ReportTables) -> str:
         "records.</p>"
         + table(pivot, cols, numeric={KIND_LABELS[k] for k in KINDS}, cls="kinds")
         + never_note
-        + "<h3>Missing modules</h3><p class=note>Imports the sandbox does not have, by module name.</p>"
+        + "<h3>Missing modules</h3><p class=note>Imports the sandbox does not have, by module name: "
+        "<i>not_installed</i>, a real package the sandbox lacks (importable on this host, or on PyPI); "
+        "<i>hallucinated</i>, no such package on PyPI; <i>unknown</i>, offline and not known here (set "
+        "check_package_index to ask PyPI). The sandbox's packages are listed under section 7.</p>"
         + table(
             mods,
-            who + [("module", lambda r: f"<code>{E(r['module'])}</code>"), ("count", "count")],
+            who + [("module", lambda r: f"<code>{E(r['module'])}</code>"), ("count", "count"),
+                   ("real or invented", "status"), ("how we know", "how")],
             numeric={"count"},
             empty="No program imported a missing module.",
         )
@@ -464,6 +468,8 @@ def section_provenance(rt: ReportTables, limits: ReportLimits) -> str:
         )
         + "<h3>Versions</h3>"
         + table(rt["versions"], [("run", "run"), ("what", "what"), ("version", "version")])
+        + "<h3>Installed in the sandbox</h3>"
+        + table(rt["sandbox_packages"], [("package", "package"), ("version", "version")])
         + "<h3>Skipped items</h3>"
         + table(
             rt["skipped"],

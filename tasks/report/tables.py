@@ -28,7 +28,7 @@ from tasks.report.sections.notes import (
     pitch,
 )
 from tasks.report.sections.overview import KIND_LABELS, KINDS, classify_failure, failures, overview
-from tasks.report.sections.provenance import items, provenance, usage
+from tasks.report.sections.provenance import items, provenance, sandbox_packages, usage
 from tasks.report.sections.reference_points import (
     empirical_chance,
     reference_point_clips,
@@ -90,6 +90,7 @@ def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> Repo
     t["items"] = items(rows)
     t["usage"] = usage(rows)
     t["judges"], t["prompts"], t["versions"] = provenance(rows, manifests, t["fad"])
+    t["sandbox_packages"] = sandbox_packages()
     t["skipped"] = frame(
         [
             {"run": m.run_id, "key": s.key, "tier": s.tier, "reason": s.reason}

@@ -68,6 +68,13 @@ def _detail(o: ItemOutcome, kind: str) -> str:
     return o.error or ""
 
 
+def module_status_of(module: str) -> tuple[str, str]:
+    """Real but not installed, hallucinated, or unknown (offline): tasks.taxonomy.module_status."""
+    from audioprobe.settings import get_settings
+
+    return taxonomy.module_status(module, check_index=get_settings().check_package_index)
+
+
 def overview(rows: list[Row]) -> pd.DataFrame:
     groups: dict[tuple, list[ItemOutcome]] = {}
     for r in rows:
@@ -132,6 +139,9 @@ def failures(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
         ],
         ["run", "model", "module", "count"],
     )
+    statuses = {m: module_status_of(m) for m in set(mod_df["module"])}
+    mod_df["status"] = mod_df["module"].map(lambda m: statuses[m][0])
+    mod_df["how"] = mod_df["module"].map(lambda m: statuses[m][1])
     det_df = frame(
         [
             dict(zip(GROUP + ["kind", "detail", "count"], k + (v,)))

@@ -159,3 +159,10 @@ def provenance(rows: list[Row], manifests: list[RunManifest], fad: pd.DataFrame)
             if run == m.run_id:
                 versions.append({"run": run, "what": "audio gate", "version": f"{gv} ({n} clips)"})
     return judge_df, prompt_df, frame(versions, ["run", "what", "version"])
+
+
+def sandbox_packages() -> pd.DataFrame:
+    """What the sandbox has installed (its pinned requirements): what a 'missing module' is missing from."""
+    from tasks.taxonomy import sandbox_packages as packages
+
+    return frame([{"package": n, "version": v} for n, v in packages()], ["package", "version"])
