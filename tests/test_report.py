@@ -646,6 +646,33 @@ def test_missing_modules_split_real_from_invented(run, tmp_path):
     assert dict(t["sandbox_packages"].values)["numpy"] == "2.3.5"
 
 
+def test_pitch_denominators_count_unvoiced_as_a_miss(tmp_path):
+    """The paper's denominator (generated WAVs) beside measurable judged notes; an unvoiced clip is a miss."""
+    from tasks.report.sections.common import Row
+    from tasks.report.sections.notes import pitch
+
+    def outcome(iid: str, cents: float | None, wav: bool, judged: bool) -> Row:
+        o = ItemOutcome(run_id="r", item=item("notes", iid, "flute_acoustic", tmp_path / "x.wav", pitch=69,
+                                              instrument_family="flute"),
+                        model="m", method="paper", prompt=prompt("notes", "paper", "A4"), generation=gen("m", "x"))
+        if wav:
+            o.execution = ok_exec("s")
+            o.gate = gate(note(69), "s")
+        if judged:
+            o.judgements.append(Judgement(judge="pitch/torchcrepe-full", judge_version="1", audio_sha256="s",
+                                          correct=cents is not None and abs(cents) <= 50,
+                                          values={"cents_error": cents, "measurable": True}))
+        return Row("r", None, o)
+
+    rows = [outcome("a", 3.0, True, True), outcome("b", None, True, True),  # b: unvoiced
+            outcome("c", 300.0, True, True), outcome("d", None, True, False),  # d: a WAV, gate refused
+            outcome("e", None, False, False)]  # e: no WAV at all
+    r = pitch(rows).iloc[0]
+    assert r[["wavs", "judged", "measurable", "unvoiced", "correct"]].tolist() == [4, 3, 3, 1, 1]
+    assert r["accuracy_rate"] == pytest.approx(1 / 3)  # unvoiced counted as a miss, not dropped
+    assert r["accuracy_of_wavs_rate"] == pytest.approx(1 / 4)
+
+
 def test_band_rules():
     """Bands only on per-note VGGish FAD at 4 s; half-open intervals, so 10 and 15 fall in the upper band."""
     vggish = "vggish-tf-v1"
