@@ -358,3 +358,25 @@ def test_cli_items_prints_one_json_object_per_line(nsynth_dir, tmp_path):
         cmd[:-4] + ["--dataset", str(tmp_path / "missing")], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_nsynth_paper_split_structure_is_checked_on_a_complete_split(monkeypatch):
+    """The paper's 16 classes: 12 x 110 + 92 + 30 + 28 + 30, checked when the whole pinned split is present."""
+    classes = [(f, s) for f in ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed")
+               for s in ("acoustic", "electronic")]  # 16 (family, source) classes
+    sizes = [150] * 12 + [92, 30, 28, 30]
+
+    def notes(counts):
+        return [nsynth.Note(f"{f}_{s}_{i}", f, s, 60, 100, [], Path("x.wav"), table=None)
+                for (f, s), c in zip(classes, counts) for i in range(c)]
+
+    good = notes(sizes)
+    assert nsynth.paper_structure(good) == nsynth.PAPER_STRUCTURE
+    monkeypatch.setitem(nsynth.SPLIT_SIZES, "test", len(good))
+    nsynth.check_paper_structure(good, "test")  # holds: no error
+    bad = notes([150] * 13 + [30, 28, 30])
+    monkeypatch.setitem(nsynth.SPLIT_SIZES, "test", len(bad))
+    with pytest.raises(DatasetError, match="12 x 110 \\+ 92"):
+        nsynth.check_paper_structure(bad, "test")
+    nsynth.check_paper_structure(bad[:-1], "test")  # an incomplete split is not checked
+    assert nsynth.PAPER_SPLIT == "test"
