@@ -380,3 +380,30 @@ def test_nsynth_paper_split_structure_is_checked_on_a_complete_split(monkeypatch
         nsynth.check_paper_structure(bad, "test")
     nsynth.check_paper_structure(bad[:-1], "test")  # an incomplete split is not checked
     assert nsynth.PAPER_SPLIT == "test"
+
+
+def test_llm_descriptions_are_wired_cached_and_named(tmp_path, monkeypatch):
+    """Detailed+Description's text comes from the describer model when one is set, once per label and model."""
+    from audioprobe.schema import ProbeItem
+    from tasks.probesets.descriptions import describe_items
+
+    asked: list[str] = []
+
+    def describer(prompt: str) -> str:  # stands in for the model's answer; the call path is llm.generate
+        asked.append(prompt)
+        return f"written for: {prompt.split(chr(39))[1]}"
+
+    items = [ProbeItem(id=f"env/{lb}", tier="environmental", label=lb, dataset="t", description="ontology")
+             for lb in ("Dog", "Bark")] + [ProbeItem(id="yes", tier="speech", label="yes", dataset="t")]
+    out = describe_items(items, model="local", cache_dir=tmp_path, complete=describer)
+    assert [i.description_source for i in out[:2]] == ["llm:local", "llm:local"] and out[2] == items[2]
+    assert out[0].description == "written for: Dog" and len(asked) == 2
+    again = describe_items(items, model="local", cache_dir=tmp_path, complete=describer)
+    assert again == out and len(asked) == 2  # cached per model: a rerun asks nothing
+    assert describe_items(items, model=None) == items  # no describer: the ontology's text stays
+
+    def down(prompt: str) -> str:
+        raise RuntimeError("connection: server down")
+
+    failed = describe_items(items, model="other", cache_dir=tmp_path, complete=down)
+    assert failed[0].description == "ontology" and "describer other failed" in failed[0].description_source

@@ -116,6 +116,38 @@ def llm_descriptions(
     return {lb: cache[lb] for lb in labels}
 
 
+def describe_items(items: list, model: str | None = None, cache_dir: Path | None = None,
+                   complete: Callable[[str], str] | None = None) -> list:
+    """Environmental items with descriptions written by the describer model (settings.describer_model;
+    the paper had GPT-4o write them; "local" is the embedded model, offline), cached per model, and
+    description_source "llm:<model>". No describer: the items keep the AudioSet ontology's text. A
+    describer that fails leaves the ontology text and names the failure in description_source."""
+    from audioprobe.settings import get_settings
+
+    settings = get_settings()
+    model = model or settings.describer_model
+    env = [i for i in items if i.tier == "environmental"]
+    if not model or not env:
+        return items
+    if complete is None:
+        from tasks.generation import llm
+
+        def complete(prompt: str) -> str:
+            g = llm.generate(prompt, model)
+            if g.error:
+                raise RuntimeError(f"{g.error_kind}: {g.error}")
+            return g.raw_text
+
+    try:
+        written = llm_descriptions(sorted({i.label for i in env}), complete, model, cache_dir or settings.cache_dir)
+    except (RuntimeError, ValueError) as exc:
+        return [i.model_copy(update={"description_source": f"audioset-ontology (describer {model} failed: "
+                                                           f"{str(exc)[:120]})"})
+                if i.tier == "environmental" else i for i in items]
+    return [i.model_copy(update={"description": written[i.label], "description_source": f"llm:{model}"})
+            if i.tier == "environmental" else i for i in items]
+
+
 # --------------------------------------------------------------------------- speech
 
 # ARPAbet as CMUdict writes it -> (IPA, a common word with that sound)

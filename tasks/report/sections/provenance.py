@@ -151,8 +151,15 @@ def provenance(rows: list[Row], manifests: list[RunManifest], fad: pd.DataFrame)
         ],
         ["run", "tier", "method", "template", "sha256", "contract_line", "n"],
     )
+    sources: Counter = Counter()
+    for r in rows:
+        if r.outcome.item.description_source:
+            sources[(r.run, r.outcome.item.tier, r.outcome.item.description_source)] += 1
     versions = []
     for m in manifests:
+        for (run, tier, source), n in sorted(sources.items()):
+            if run == m.run_id:
+                versions.append({"run": run, "what": f"{tier} descriptions", "version": f"{source} ({n} outcomes)"})
         for name, value in sorted(m.versions.items()):
             versions.append({"run": m.run_id, "what": name, "version": value})
         for (run, gv), n in sorted(gates.items()):
