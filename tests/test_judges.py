@@ -500,7 +500,7 @@ def test_reference_points_notes_and_speech(tmp_path, monkeypatch):
         refs = [write(tmp_path / "ref" / f"kb-{60 + (i % 2) * 7:03d}-{i:03d}.wav",
                       tone(440 * 2 ** ((60 + (i % 2) * 7 - 69) / 12) * (1 + 0.002 * i), 4.0, harmonics=6))
                 for i in range(6)]
-        note = ProbeItem(id="kb-C4", tier="notes", label="keyboard_acoustic", dataset="test", pitch=60,
+        note = ProbeItem(id="notes/test/kb-C4", tier="notes", label="keyboard_acoustic", dataset="test", pitch=60,
                          instrument_family="keyboard", references=[str(r) for r in refs])
         points = controls.reference_points("notes", [note], tmp_path / "ctl")
         by = {(p.control, p.judge.split("/")[0]): p for p in points}

@@ -6,7 +6,7 @@ For a few items of a tier (seeded), four controls go through the same gate and j
 - `sine_at_target` (notes: a sine at the item's MIDI pitch, with a 3 s note-off) or `tone_burst`
   (environmental and speech: a 1 kHz burst of 0.5 s in 2 s): right pitch or energy, no timbre;
 - `held_out_real`: one of the class's real references, taken out of the pool it is compared with, the
-  ceiling. Notes prefer the reference at the item's own pitch.
+  ceiling (only for classes with 2 or more references). Notes prefer the reference at the item's pitch.
 
 The environmental judge is asked with the held-out clip left out of its reference bank (exclude_self);
 notes add the per-note FAD and kernel score against the class's other references. The speech forced
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,9 +73,11 @@ def held_out(item: ProbeItem) -> str | None:
 
 
 def pick_items(items: Sequence[ProbeItem], n: int = CONTROL_ITEMS, seed: int = 0) -> list[ProbeItem]:
-    """n items with at least 2 references, different labels first, in a seeded order."""
-    usable = sorted((i for i in items if held_out(i)), key=lambda i: i.id)
+    """n items, different labels first, those with a reference to hold out (2 or more) first, seeded.
+    An item with a single reference gets the synthesised controls only."""
+    usable = sorted(items, key=lambda i: i.id)
     random.Random(seed).shuffle(usable)
+    usable.sort(key=lambda i: held_out(i) is None)  # stable: the seeded order within each group
     out, labels = [], set()
     for item in usable:
         if item.label not in labels:
@@ -85,9 +88,10 @@ def pick_items(items: Sequence[ProbeItem], n: int = CONTROL_ITEMS, seed: int = 0
 
 def control_files(item: ProbeItem, folder: Path, seed: int = 0) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", item.id)  # item ids hold slashes: notes/nsynth/<note>
     out = {}
     for control in CONTROLS[item.tier]:
-        path = folder / f"{item.id}.{control}.wav"
+        path = folder / f"{stem}.{control}.wav"
         if control == "held_out_real":
             source = held_out(item)
             if source is None:
