@@ -94,7 +94,8 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
             f"median {r['median_fad']:.1f}{kad}; {bands}"
         )
     for _, r in rt["fad"][rt["fad"]["group"] == "instrument"].groupby("model")[["fad", "kad"]].median().iterrows():
-        lines.append(f"**Class FAD / KAD (median over instruments), {_}:** {r['fad']:.2f} / {r['kad']:.3f}")
+        kad = "— (fewer than 2 clips a side)" if pd.isna(r["kad"]) else f"{r['kad']:.3f}"
+        lines.append(f"**Class FAD / KAD (median over instruments), {_}:** {r['fad']:.2f} / {kad}")
     for _, r in rt["pitch"].groupby("model")[["correct", "measurable", "wavs"]].sum().iterrows():
         lines.append(
             f"**Pitch within ±50 cents, {_}:** {_pct(int(r['correct']), int(r['measurable']))} of measurable "
