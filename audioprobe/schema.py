@@ -207,6 +207,32 @@ class FADResult(Record):
     model: str = ""  # set by the flow that made it; judges leave these empty
     method: str = ""
     group: str = ""  # "instrument" or "instrument_source"
+    # issue 12: KAD beside FAD, FAD-inf, the baseline's own N, the fixed window, per-note scores
+    kad: float | None = None  # unbiased KAD x100 (tasks.judges.distance), bandwidth from the references
+    kad_ci: tuple[float, float] | None = None
+    kad_baseline: float | None = None
+    fad_inf: float | None = None  # fadtk's extrapolation of FAD to infinitely many generated frames
+    baseline_n_gen: int | None = None  # the sizes the same-distribution baselines were drawn at
+    baseline_n_ref: int | None = None
+    window_s: float | None = None  # every clip cut or padded to this length before embedding
+    band_note: str = ""  # why there is no band, where there is none
+    per_note: dict[str, dict] = Field(default_factory=dict)  # audio path -> {"fad", "kad", "band"}
+
+
+class ReferencePoint(Record):
+    """A control (silence, noise, a sine or tone burst, a held-out real clip) through one judge of a tier."""
+
+    tier: Tier
+    control: str
+    item: str
+    label: str
+    judge: str
+    judge_version: str = ""
+    correct: bool | None = None
+    values: dict = Field(default_factory=dict)
+    gate_ok: bool | None = None
+    gate_problems: list[str] = Field(default_factory=list)
+    error: str | None = None
 
 
 # --------------------------------------------------------------------------- records

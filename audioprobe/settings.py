@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # Off by default: this must run where only package registries are reachable, and must never
     # send traffic anywhere unasked. Turn on to fetch judge weights (VGGish) when online.
     allow_downloads: bool = False
+    # Ask PyPI whether a module the sandbox lacks is a real package (cached); off: the report says "unknown".
+    check_package_index: bool = False
+    # Who writes Detailed+Description's class descriptions: a model name ("local": the embedded model), cached
+    # per model; None keeps the AudioSet ontology's text. The report names the source.
+    describer_model: str | None = None
     vggish_checkpoint: Path | None = None
     clap_checkpoint: Path | None = None
 

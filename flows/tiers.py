@@ -21,7 +21,9 @@ def _name(tier: str) -> str:
 def _probe_tier(tier: str, run_id: str, model: str, method: str, refresh: str | None):
     store = RunStore.open(run_id)
     items = runs.items_for(store, tier)
-    return store, probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+    outcomes = probe_items(run_id, model, method, items, store.manifest().samples, refresh)
+    pipeline.reference_points(run_id, tier, items)
+    return store, outcomes
 
 
 @flow(name="notes", flow_run_name=_name("notes"), log_prints=True)

@@ -162,6 +162,25 @@ def fad_per_class(outcomes: list[ItemOutcome]) -> list[FADResult]:
         return judging.fad_for_outcomes(outcomes)
 
 
+@task(name="reference-points", cache_policy=NO_CACHE, tags=["judge"])
+def reference_points(run_id: str, tier: str, items: list[ProbeItem]) -> int:
+    """Controls (silence, noise, sine or tone burst, a held-out real clip) through the tier's judges, once
+    per run and tier (tasks/judges/controls.py). A failure here is logged, never fails the run."""
+    from tasks.judges import controls
+
+    store = RunStore.open(run_id)
+    if controls.has_tier(store.dir, tier):
+        return 0
+    try:
+        with _slots("judge"):
+            points = controls.reference_points(tier, items, store.dir / "controls", store.manifest().dataset_root)
+    except Exception as exc:  # noqa: BLE001 - reference points are context, not the run's result
+        print(f"reference points for {tier} not computed: {type(exc).__name__}: {exc}")
+        return 0
+    controls.save(store.dir, tier, points)
+    return len(points)
+
+
 # ----------------------------------------------------------------------------- record
 
 

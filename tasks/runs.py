@@ -117,12 +117,14 @@ def items_for(store: RunStore, tier: str) -> list[ProbeItem]:
     path = store.dir / f"items-{tier}.json"
     if path.exists():
         return [ProbeItem.model_validate(i) for i in json.loads(path.read_text())]
+    from tasks.probesets.descriptions import describe_items
     from tasks.probesets.loaders import OFFLINE_DIRS, load_items
 
     manifest = store.manifest()
     # --dataset-root holds each dataset in its native layout, under the same folder names as the refs
     dataset = Path(manifest.dataset_root) / OFFLINE_DIRS[tier] if manifest.dataset_root else None
     items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed)
+    items = describe_items(items)  # LLM-written class descriptions when settings.describer_model is set
     note_skipped(store, skipped)
     atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
     return items

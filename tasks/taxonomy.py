@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from audioprobe.schema import ItemOutcome
 
 # In pipeline order; the report lists them in this order.
@@ -89,3 +91,79 @@ def is_final(outcome: ItemOutcome | None) -> bool:
     if outcome.failure == "llm_error" and outcome.generation is not None:
         return outcome.generation.error_kind not in TRANSIENT_LLM_KINDS
     return outcome.failure is not None or outcome.stage_reached == "done"
+
+
+# --------------------------------------------------------------------------- missing modules, split
+
+SANDBOX_REQUIREMENTS = Path(__file__).resolve().parents[1] / "sandbox" / "requirements.txt"
+# Import names whose PyPI distribution is named otherwise (the common ones in audio programs).
+DIST_OF_IMPORT = {
+    "cv2": "opencv-python", "sklearn": "scikit-learn", "PIL": "Pillow", "yaml": "PyYAML",
+    "midiutil": "MIDIUtil", "gtts": "gTTS", "pyaudio": "PyAudio", "sounddevice": "sounddevice",
+    "simpleaudio": "simpleaudio", "pyttsx3": "pyttsx3", "pysynth": "PySynth", "pydsmidi": "pydsmidi",
+    "magenta": "magenta", "tensorflow": "tensorflow", "torch": "torch", "torchaudio": "torchaudio",
+    "music21": "music21", "pyo": "pyo", "thinkdsp": "ThinkDSP", "fluidsynth": "pyFluidSynth",
+}  # fmt: skip
+MODULE_STATUSES = ("not_installed", "hallucinated", "unknown")
+
+
+def sandbox_packages() -> list[tuple[str, str]]:
+    """(distribution, version) of everything installed in the sandbox image, from its pinned requirements."""
+    out = []
+    for line in SANDBOX_REQUIREMENTS.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            out.append((name.strip(), version.strip()))
+    return out
+
+
+def module_status(module: str, check_index: bool = False, cache_dir: Path | None = None) -> tuple[str, str]:
+    """(status, how we know) for a module the sandbox lacks: "not_installed" (a real package that is not
+    in the image), "hallucinated" (no such package on the index) or "unknown" (offline, not known here).
+
+    A module this host can import is real. Otherwise the package index answers only with check_index
+    (off by default: nothing is sent anywhere unasked); answers are cached in cache_dir/pypi_names.json.
+    """
+    import importlib.metadata
+    import importlib.util
+
+    top = module.split(".")[0]
+    dists = importlib.metadata.packages_distributions().get(top)
+    if dists:
+        return "not_installed", f"installed on the host as {', '.join(sorted(set(dists)))}"
+    try:
+        if importlib.util.find_spec(top) is not None:
+            return "not_installed", "importable on the host"
+    except (ImportError, ValueError):
+        pass
+    if not check_index:
+        return "unknown", "offline: the package index was not asked"
+    names = list(dict.fromkeys([DIST_OF_IMPORT.get(top, top), top, top.replace("_", "-")]))
+    found = [n for n in names if _on_index(n, cache_dir)]
+    if found:
+        return "not_installed", f"on PyPI as {found[0]}"
+    return "hallucinated", f"no PyPI project named {' or '.join(names)}"
+
+
+def _on_index(name: str, cache_dir: Path | None) -> bool:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from audioprobe.settings import get_settings
+
+    cache = (cache_dir or get_settings().cache_dir) / "pypi_names.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    key = name.lower()
+    if key not in known:
+        try:
+            with urllib.request.urlopen(f"https://pypi.org/pypi/{name}/json", timeout=10) as r:
+                known[key] = r.status == 200
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+            known[key] = False
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known, indent=1, sort_keys=True))
+    return bool(known[key])

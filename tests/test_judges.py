@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.judges import audio, choices, frechet, gate
+from tasks.judges import audio, choices, distance, frechet, gate
 from tasks.judges.cache import JudgementCache
 from tests.judges_audio import SR, SYNTH_CLASSES, espeak, synth_class, tone, write
 
@@ -95,13 +95,89 @@ def test_baseline_bootstrap_and_bands():
     assert frechet.band(5.0, "vggish-tf-v1") == "highly similar"
     assert frechet.band(12.0, "vggish-tf-v1") == "moderately similar"
     assert frechet.band(15.0, "vggish-tf-v1") == "distinct"
+    assert frechet.band(5.0, "vggish-tf-v1", scale="set") is None  # calibrated on single notes only
+    assert frechet.band(5.0, "logmel-stats-v1") is None
     empty = frechet.score_sets([], clips, label="x", embedding="vggish-tf-v1")
     assert empty.fad is None and empty.n_gen == 0
     macro = frechet.macro_average([same, far, empty])
     assert macro["classes"] == 2 and macro["unscored"] == ["x"]
 
 
+# --------------------------------------------------------------------------- KAD, FAD, FAD-inf, per note
+
+
+def test_kad_and_fad_exact_on_small_sets():
+    """Hand-computed: 1-D clips of one frame each. Bandwidth = median pairwise reference distance = 2."""
+    gen, ref = [np.array([[0.0]]), np.array([[1.0]])], [np.array([[0.0]]), np.array([[2.0]])]
+    k = lambda a, b: np.exp(-((a - b) ** 2) / (2 * 2.0**2))
+    expected = 100 * (k(0, 1) + k(0, 2) - 2 * (k(0, 0) + k(0, 2) + k(1, 0) + k(1, 2)) / 4)
+    assert distance.median_bandwidth(ref) == 2.0
+    assert distance.kad(gen, ref) == pytest.approx(expected, abs=1e-12)
+    # FAD: means 0.5 and 1, variances (ddof 1) 0.5 and 2: 0.25 + 0.5 + 2 - 2 sqrt(1) = 0.75
+    assert distance.fad(gen, ref) == pytest.approx(0.75, abs=1e-12)
+    # two frames per clip: pairs inside a clip are left out of the within-set terms
+    g2 = [np.array([[0.0], [1.0]]), np.array([[3.0], [4.0]])]
+    r2 = [np.array([[0.0], [2.0]]), np.array([[1.0], [3.0]])]
+    width = distance.median_bandwidth(r2)
+    kk = lambda a, b: np.exp(-((a - b) ** 2) / (2 * width**2))
+    clip = lambda a, b: np.mean([kk(x, y) for x in a[:, 0] for y in b[:, 0]])
+    want = 100 * (clip(g2[0], g2[1]) + clip(r2[0], r2[1]) - 2 * np.mean([clip(a, b) for a in g2 for b in r2]))
+    assert distance.kad(g2, r2) == pytest.approx(want, abs=1e-12)
+
+
+def test_kad_is_unbiased_at_small_n_and_fad_is_not():
+    """Same distribution, 20 clips a side of 16-d frames: KAD's CI contains 0, FAD's lies clearly above 0."""
+    rng = np.random.default_rng(7)
+    clips = lambda n: [rng.standard_normal((4, 16)) for _ in range(n)]
+    gen, ref = clips(20), clips(20)
+    k = distance.distance("kad", gen, ref, embedding="test", n_boot=200)
+    f = distance.distance("fad", gen, ref, embedding="test", n_boot=200)
+    assert k.ci[0] < 0 < k.ci[1] and abs(k.value) < k.ci[1] - k.ci[0]
+    assert f.ci[0] > 0.5 and f.value > 1.0  # the small-N bias: ~dim^2/frames, nothing real
+    assert (k.baseline_n_gen, k.baseline_n_ref) == (10, 10)  # a pool of 20 gives two disjoint 10s
+    far = distance.distance("kad", [c + 1.0 for c in gen], ref, embedding="test", n_boot=100)
+    assert far.ci[0] > k.ci[1]
+    inf = distance.fad_inf(gen, ref)
+    assert inf["value"] < f.value and inf["slope"] > 0  # FAD falls as 1/n: the extrapolation is lower
+
+
+def test_same_n_baseline_and_matched_subsets():
+    rng = np.random.default_rng(1)
+    ref = [rng.standard_normal((2, 3)) for _ in range(50)]
+    value, n_gen, n_ref = distance.same_n_baseline("fad", ref, 10, 30)
+    assert (n_gen, n_ref) == (10, 30) and value > 0
+    assert distance.same_n_baseline("fad", ref, 40, 50)[1:] == (25, 25)  # pool too small: as close as it allows
+    sub = distance.matched(ref, 7, seed=3)
+    assert len(sub) == 7 and [id(x) for x in sub] == [id(x) for x in distance.matched(ref, 7, seed=3)]
+    with pytest.raises(distance.DistanceError):
+        distance.distance("fid", ref, ref, embedding="x")
+
+
+def test_per_note_scores_rank_the_right_note_first():
+    rng = np.random.default_rng(2)
+    ref = [rng.standard_normal((4, 8)) for _ in range(30)]
+    near, far = rng.standard_normal((4, 8)), rng.standard_normal((4, 8)) + 3.0
+    scores = distance.note_scores([near, far], ref, embedding="test")
+    assert scores[0].fad < scores[1].fad and scores[0].kad < scores[1].kad
+    assert scores[0].frames == 4 and scores[0].embedding == "test"
+
+
 # --------------------------------------------------------------------------- 5-way choice
+
+
+def test_five_way_never_offers_the_targets_ontology_relatives():
+    from tasks.judges.clap import five_way
+    from tasks.probesets.descriptions import ontology_relatives, vocabulary
+
+    labels = sorted(vocabulary())
+    scores = {label: float(i) for i, label in enumerate(labels)}
+    assert {"Animal", "Domestic_animals_and_pets", "Bark"} <= ontology_relatives("Dog")
+    assert "Dog" in ontology_relatives("Bark") and ontology_relatives("not-a-label") == set()
+    for target in labels:
+        v = five_way(scores, target, seed=0)
+        assert not set(v["choices"]) & ontology_relatives(target), target
+        assert v["choices"] == five_way(scores, target, seed=0)["choices"] and v["seed"] == 0
+        assert v["n_labels"] == 200 - len(ontology_relatives(target))
 
 
 def test_choices_are_seeded_and_expected_accuracy_exact():
@@ -408,6 +484,47 @@ def test_speech_on_real_speech_and_silence(tmp_path):
     assert s.correct is False and s.values["chosen"] is None and "silent" in s.error
 
 
+# --------------------------------------------------------------------------- reference points
+
+
+def test_reference_points_notes_and_speech(tmp_path, monkeypatch):
+    """Every control through the real judges: a sine at the target and the held-out real note hit the pitch,
+    silence and noise do not; the held-out note is closest to its references; speech chance is measured."""
+    from audioprobe.schema import ProbeItem
+    from audioprobe.settings import get_settings
+    from tasks.judges import controls
+
+    monkeypatch.setenv("AUDIOPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    get_settings.cache_clear()
+    try:
+        refs = [write(tmp_path / "ref" / f"kb-{60 + (i % 2) * 7:03d}-{i:03d}.wav",
+                      tone(440 * 2 ** ((60 + (i % 2) * 7 - 69) / 12) * (1 + 0.002 * i), 4.0, harmonics=6))
+                for i in range(6)]
+        note = ProbeItem(id="notes/test/kb-C4", tier="notes", label="keyboard_acoustic", dataset="test", pitch=60,
+                         instrument_family="keyboard", references=[str(r) for r in refs])
+        points = controls.reference_points("notes", [note], tmp_path / "ctl")
+        by = {(p.control, p.judge.split("/")[0]): p for p in points}
+        assert {c for c, _ in by} == set(controls.CONTROLS["notes"])
+        assert by[("sine_at_target", "pitch")].correct and by[("held_out_real", "pitch")].correct
+        assert not by[("white_noise", "pitch")].correct and not by[("silence", "pitch")].correct
+        assert by[("silence", "pitch")].gate_ok is False  # judged anyway, the gate's verdict beside it
+        fad = {c: by[(c, "distance")].values["fad"] for c in ("held_out_real", "white_noise", "sine_at_target")}
+        assert fad["held_out_real"] < fad["sine_at_target"] < fad["white_noise"]
+        assert by[("held_out_real", "distance")].values["n_ref"] == 5  # the held-out clip is not its own ref
+        words = [w for w in ("yes", "no", "left") if espeak(w, tmp_path / "w" / w / "0.wav")]
+        speech_items = [ProbeItem(id=w, tier="speech", label=w, dataset="test",
+                                  references=[str(espeak(w, tmp_path / "w" / w / f"{i}.wav", speed=120 + 20 * i))
+                                              for i in range(2)]) for w in words]
+        sp = controls.reference_points("speech", speech_items, tmp_path / "ctl")
+        chance = controls.empirical_chance(sp)
+        assert chance["n"] == 3 * len(words) and chance["rate"] is not None
+        assert sum(p.correct for p in sp if p.control == "held_out_real") >= len(words) - 1
+        controls.save(tmp_path, "speech", sp)
+        assert controls.has_tier(tmp_path, "speech") and len(controls.load(tmp_path)) == len(sp)
+    finally:
+        get_settings.cache_clear()
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -437,6 +554,11 @@ def test_cli_gate_pitch_fad(tmp_path, wavs):
     assert far["fad"] > 5 * near["fad"] and far["baseline"] is not None and len(far["ci"]) == 2
     rc, out = _cli("fad", str(tmp_path / "gen"), str(tmp_path / "ref"), "--embedding", "vggish", env_dir=tmp_path)
     assert rc == 2 and "no VGGish checkpoint" in out["stderr"], out
+    rc, kad = _cli("distance", str(tmp_path / "ref"), str(tmp_path / "gen"), "--metric", "kad", "--embedding",
+                   "logmel-stats", "--boot", "50", env_dir=tmp_path)
+    assert rc == 0 and kad["metric"] == "kad" and kad["n_ref"] == 6 and kad["n_gen"] == 6 and kad["window_s"] > 0
+    assert kad["ci"][0] > kad["baseline"] and kad["bandwidth"] > 0 and kad["embedding"] == "logmel-stats-v1"
+    assert (kad["baseline_n_gen"], kad["baseline_n_ref"]) == (3, 3) and "cannot give two disjoint" in kad["note"]
 
 
 # --------------------------------------------------------------------------- per-class FAD and validation helpers
@@ -460,6 +582,10 @@ def test_fad_per_class_and_validation_helpers(tmp_path, monkeypatch):
         assert by["whistle"].fad < by["clicks"].fad  # right sound vs wrong sound for the class
         assert by["whistle"].n_gen == 4 and by["whistle"].n_ref == 6 and by["whistle"].group == "instrument"
         assert by["rumble"].fad is None and "rumble" in macro["unscored"] and macro["classes"] == 2
+        w = by["whistle"]
+        assert w.kad is not None and w.kad_ci[0] <= w.kad <= w.kad_ci[1] and w.window_s > 0
+        assert len(w.per_note) == 4 and all(v["band"] is None for v in w.per_note.values())  # logmel: no band
+        assert "VGGish" in w.band_note and by["clicks"].kad > w.kad
         loo = validate.knn_leave_one_out(refs, JudgementCache(tmp_path / "c"))
         assert loo["n"] == 36 and loo["recognises"] and loo["accuracy"] >= 0.8
     finally:

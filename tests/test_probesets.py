@@ -358,3 +358,52 @@ def test_cli_items_prints_one_json_object_per_line(nsynth_dir, tmp_path):
         cmd[:-4] + ["--dataset", str(tmp_path / "missing")], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_nsynth_paper_split_structure_is_checked_on_a_complete_split(monkeypatch):
+    """The paper's 16 classes: 12 x 110 + 92 + 30 + 28 + 30, checked when the whole pinned split is present."""
+    classes = [(f, s) for f in ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed")
+               for s in ("acoustic", "electronic")]  # 16 (family, source) classes
+    sizes = [150] * 12 + [92, 30, 28, 30]
+
+    def notes(counts):
+        return [nsynth.Note(f"{f}_{s}_{i}", f, s, 60, 100, [], Path("x.wav"), table=None)
+                for (f, s), c in zip(classes, counts) for i in range(c)]
+
+    good = notes(sizes)
+    assert nsynth.paper_structure(good) == nsynth.PAPER_STRUCTURE
+    monkeypatch.setitem(nsynth.SPLIT_SIZES, "test", len(good))
+    nsynth.check_paper_structure(good, "test")  # holds: no error
+    bad = notes([150] * 13 + [30, 28, 30])
+    monkeypatch.setitem(nsynth.SPLIT_SIZES, "test", len(bad))
+    with pytest.raises(DatasetError, match="12 x 110 \\+ 92"):
+        nsynth.check_paper_structure(bad, "test")
+    nsynth.check_paper_structure(bad[:-1], "test")  # an incomplete split is not checked
+    assert nsynth.PAPER_SPLIT == "test"
+
+
+def test_llm_descriptions_are_wired_cached_and_named(tmp_path, monkeypatch):
+    """Detailed+Description's text comes from the describer model when one is set, once per label and model."""
+    from audioprobe.schema import ProbeItem
+    from tasks.probesets.descriptions import describe_items
+
+    asked: list[str] = []
+
+    def describer(prompt: str) -> str:  # stands in for the model's answer; the call path is llm.generate
+        asked.append(prompt)
+        return f"written for: {prompt.split(chr(39))[1]}"
+
+    items = [ProbeItem(id=f"env/{lb}", tier="environmental", label=lb, dataset="t", description="ontology")
+             for lb in ("Dog", "Bark")] + [ProbeItem(id="yes", tier="speech", label="yes", dataset="t")]
+    out = describe_items(items, model="local", cache_dir=tmp_path, complete=describer)
+    assert [i.description_source for i in out[:2]] == ["llm:local", "llm:local"] and out[2] == items[2]
+    assert out[0].description == "written for: Dog" and len(asked) == 2
+    again = describe_items(items, model="local", cache_dir=tmp_path, complete=describer)
+    assert again == out and len(asked) == 2  # cached per model: a rerun asks nothing
+    assert describe_items(items, model=None) == items  # no describer: the ontology's text stays
+
+    def down(prompt: str) -> str:
+        raise RuntimeError("connection: server down")
+
+    failed = describe_items(items, model="other", cache_dir=tmp_path, complete=down)
+    assert failed[0].description == "ontology" and "describer other failed" in failed[0].description_source

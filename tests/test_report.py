@@ -28,9 +28,11 @@ from audioprobe.schema import (
     Judgement,
     OutputFile,
     ProbeItem,
+    ReferencePoint,
     RenderedPrompt,
     RunManifest,
 )
+from tasks.judges import controls, frechet
 from tasks.records import RunStore, outcome_key
 from tasks.report import build_report, build_tables, classify_failure, summary_markdown
 from tasks.report.html import ReportLimits
@@ -480,10 +482,17 @@ def make_fixture_run(root: Path) -> RunStore:
         save(o, noise_burst(1.0, seed=3))
 
     fads = []
+    # per-note FADs: GPT's on VGGish at 4 s (the paper's calibration: banded), the local model's on
+    # log-mel statistics (never banded)
+    note_fads = {
+        LOCAL: ("logmel-stats-v1", {"kb-C4": 3.0, "kb-E4": 5.0, "mallet-A4": 8.0, "bass-C2": 70.0}),
+        GPT: ("vggish-tf-v1", {"kb-C4": 6.0, "kb-E4": 12.0, "mallet-A4": 4.4, "bass-C2": 17.5, "bass-C0": 30.0}),
+    }
     for model, values in (
         (LOCAL, {"keyboard": 12.4, "mallet": 8.1, "bass": 61.0}),
         (GPT, {"keyboard": 6.2, "mallet": 4.4, "bass": 17.5}),
     ):
+        embedding, per_note = note_fads[model]
         for label, value in values.items():
             fads.append(
                 FADResult(
@@ -491,12 +500,23 @@ def make_fixture_run(root: Path) -> RunStore:
                     fad=value,
                     n_gen=2 if label == "keyboard" else 1,
                     n_ref=40,
-                    embedding="logmel-stats-v1",
+                    embedding=embedding,
                     baseline=3.1,
                     ci=(value * 0.8, value * 1.3),
+                    kad=value / 10,
+                    kad_ci=(value / 20, value / 5),
+                    kad_baseline=0.01,
+                    window_s=4.0,
                     model=model,
                     method="paper",
                     group="instrument",
+                    per_note={
+                        f"files/{outcome_key(model, 'paper', iid, 0)}/output.wav": {
+                            "fad": v, "kad": v / 10, "band": frechet.band(v, embedding, "note", 4.0)
+                        }
+                        for iid, v in per_note.items()
+                        if {"kb": "keyboard"}.get(iid.split("-")[0], iid.split("-")[0]) == label
+                    },
                 )
             )
         # a finer class (instrument x source): in the FAD table, not among Figure 2/3's instruments
@@ -513,6 +533,23 @@ def make_fixture_run(root: Path) -> RunStore:
             )
         )
     store.save_fad(fads)
+    # reference points as tasks.judges.controls writes them: speech hears its target in 1 of 3 non-speech
+    # controls (empirical chance 1/3), the held-out real notes score best
+    point = lambda tier, control, judge, **kw: ReferencePoint(
+        tier=tier, control=control, item=f"{tier}-1", label="x", judge=judge, gate_ok=control != "silence", **kw
+    )
+    controls.save(store.dir, "speech", [
+        point("speech", "silence", "speech/pocketsphinx", correct=False, error="silent: not decoded"),
+        point("speech", "white_noise", "speech/pocketsphinx", correct=True, values={"chosen": "yes"}),
+        point("speech", "tone_burst", "speech/pocketsphinx", correct=False, values={"chosen": "no"}),
+        point("speech", "held_out_real", "speech/pocketsphinx", correct=True, values={"chosen": "yes"}),
+    ])  # fmt: skip
+    controls.save(store.dir, "notes", [
+        point("notes", "white_noise", "distance/per-note", values={"fad": 80.0, "kad": 9.0}),
+        point("notes", "sine_at_target", "distance/per-note", values={"fad": 30.0, "kad": 2.0}),
+        point("notes", "held_out_real", "distance/per-note", values={"fad": 2.0, "kad": 0.1}),
+        point("notes", "held_out_real", "pitch/torchcrepe-full", correct=True, values={"cents_error": 3.0}),
+    ])  # fmt: skip
     return store
 
 
@@ -594,18 +631,82 @@ def test_failures_and_missing_modules(run):
     assert set(det[det["kind"] == "invalid_audio"]["detail"]) == {"silent", "clipped"}
 
 
+def test_missing_modules_split_real_from_invented(run, tmp_path):
+    from tasks import taxonomy
+
+    assert taxonomy.module_status("numpy")[0] == "not_installed"  # real: importable on this host
+    assert taxonomy.module_status("midutil") == ("unknown", "offline: the package index was not asked")
+    # the index's answers come from the cache: no traffic in a test
+    (tmp_path / "pypi_names.json").write_text(json.dumps({"midutil": False, "gtts": True}))
+    assert taxonomy.module_status("midutil", check_index=True, cache_dir=tmp_path)[0] == "hallucinated"
+    assert taxonomy.module_status("gtts.tts", check_index=True, cache_dir=tmp_path) == ("not_installed", "on PyPI as gTTS")
+    t = build_tables(run)
+    mods = t["missing_modules"]
+    assert set(mods["status"]) <= set(taxonomy.MODULE_STATUSES) and mods["how"].notna().all()
+    assert dict(t["sandbox_packages"].values)["numpy"] == "2.3.5"
+
+
+def test_pitch_denominators_count_unvoiced_as_a_miss(tmp_path):
+    """The paper's denominator (generated WAVs) beside measurable judged notes; an unvoiced clip is a miss."""
+    from tasks.report.sections.common import Row
+    from tasks.report.sections.notes import pitch
+
+    def outcome(iid: str, cents: float | None, wav: bool, judged: bool) -> Row:
+        o = ItemOutcome(run_id="r", item=item("notes", iid, "flute_acoustic", tmp_path / "x.wav", pitch=69,
+                                              instrument_family="flute"),
+                        model="m", method="paper", prompt=prompt("notes", "paper", "A4"), generation=gen("m", "x"))
+        if wav:
+            o.execution = ok_exec("s")
+            o.gate = gate(note(69), "s")
+        if judged:
+            o.judgements.append(Judgement(judge="pitch/torchcrepe-full", judge_version="1", audio_sha256="s",
+                                          correct=cents is not None and abs(cents) <= 50,
+                                          values={"cents_error": cents, "measurable": True}))
+        return Row("r", None, o)
+
+    rows = [outcome("a", 3.0, True, True), outcome("b", None, True, True),  # b: unvoiced
+            outcome("c", 300.0, True, True), outcome("d", None, True, False),  # d: a WAV, gate refused
+            outcome("e", None, False, False)]  # e: no WAV at all
+    r = pitch(rows).iloc[0]
+    assert r[["wavs", "judged", "measurable", "unvoiced", "correct"]].tolist() == [4, 3, 3, 1, 1]
+    assert r["accuracy_rate"] == pytest.approx(1 / 3)  # unvoiced counted as a miss, not dropped
+    assert r["accuracy_of_wavs_rate"] == pytest.approx(1 / 4)
+
+
+def test_band_rules():
+    """Bands only on per-note VGGish FAD at 4 s; half-open intervals, so 10 and 15 fall in the upper band."""
+    vggish = "vggish-tf-v1"
+    assert [frechet.band(v, vggish) for v in (9.99, 10.0, 14.99, 15.0)] == [
+        "highly similar", "moderately similar", "moderately similar", "distinct"
+    ]
+    assert frechet.band(5.0, "logmel-stats-v1") is None
+    assert "VGGish" in frechet.no_band_reason("logmel-stats-v1")
+    assert frechet.band(5.0, vggish, scale="set") is None  # a class's FAD over many notes
+    assert "single notes" in frechet.no_band_reason(vggish, scale="set")
+    assert frechet.band(5.0, vggish, "note", window_s=10.0) is None and frechet.band(None, vggish) is None
+
+
 def test_notes_fad_bands_and_pitch(run):
     t = build_tables(run)
     fad = t["fad"].set_index(["model", "label"])
-    assert fad.loc[(GPT, "mallet"), "band"] == "highly similar"
-    assert fad.loc[(LOCAL, "keyboard"), "band"] == "moderately similar"
+    # class-level FAD is never banded: the calibration was per note; the reason is in the table
+    assert fad["band"].isna().all()
+    assert "VGGish" in fad.loc[(LOCAL, "keyboard"), "band_note"]
+    assert "single notes" in fad.loc[(GPT, "mallet"), "band_note"]
     assert fad.loc[(LOCAL, "bass"), ["n_gen", "n_ref", "baseline"]].tolist() == [1, 40, 3.1]
+    assert fad.loc[(GPT, "bass"), ["kad", "kad_ci_lo", "kad_ci_hi"]].tolist() == pytest.approx([1.75, 0.875, 3.5])
     assert fad.loc[(GPT, "keyboard_acoustic"), "group"] == "instrument_source"
+    notes = t["notes"].set_index(["model", "item"])
+    assert notes.loc[(GPT, "kb-E4"), ["note_fad", "band"]].tolist() == [12.0, "moderately similar"]
+    assert pd.isna(notes.loc[(LOCAL, "kb-E4"), "band"]) and "VGGish" in notes.loc[(LOCAL, "kb-E4"), "band_note"]
     sim = t["notes_similarity"].set_index("model")
-    assert sim.loc[GPT, "classes"] == 3  # instruments only: keyboard_acoustic is a finer class
+    assert sim.loc[GPT, "classes"] == 3 and sim.loc[GPT, "notes"] == 5  # instruments, from per-note scores
+    # medians per instrument: keyboard 9.0, mallet 4.4 (highly), bass 23.75 (distinct)
     assert sim.loc[GPT, "highly_classes"] == 2 and sim.loc[GPT, "highly_share"] == pytest.approx(2 / 3)
-    assert sim.loc[LOCAL, "highly_share"] == pytest.approx(1 / 3)
-    assert sim.loc[GPT, "highly_notes_share"] == pytest.approx(3 / 4)  # keyboard has 2 notes, mallet 1 of 4
+    assert sim.loc[GPT, "distinct_classes"] == 1
+    assert sim.loc[GPT, "highly_notes_share"] == pytest.approx(2 / 5)  # 6.0 and 4.4 of five notes
+    assert sim.loc[GPT, "median_fad"] == pytest.approx(12.0)
+    assert pd.isna(sim.loc[LOCAL, "highly_share"]) and "VGGish" in sim.loc[LOCAL, "band_note"]
     pitch = t["pitch"].set_index(["model", "instrument"])
     assert pitch.loc[(LOCAL, "keyboard"), "correct"] == 2
     assert pitch.loc[(LOCAL, "bass"), ["correct", "octave_errors"]].tolist() == [0, 1]
@@ -622,6 +723,10 @@ def test_environmental_table1_and_figure4(run):
     assert row["mean_conf_correct"] == pytest.approx((0.91 + 0.75) / 2)
     assert row["mean_expected_accuracy"] == pytest.approx((0.6 + 0.6 + 0.2) / 3)
     assert t1.loc[(LOCAL, "detailed"), "wav_produced"] == 2
+    # the paper divides by generated WAVs (119/533), the gated view by judged clips: both are shown
+    local = t1.loc[(LOCAL, "detailed")]
+    assert local["accuracy_of_wavs_rate"] == pytest.approx(local["correct"] / 2)
+    assert local["accuracy_rate"] == pytest.approx(local["correct"] / local["judged"])
     stats = t["confidence_stats"].set_index(["run", "model", "method"])
     overall = stats.loc[("all", "all", "all")]
     correct_confs = [0.41, 0.62, 0.35, 0.91, 0.75, 0.88, 0.55]
@@ -683,6 +788,22 @@ def test_report_files(run, report):
     for quoted in ("176", "164", "0.82", "1163", "919", "midutil"):
         assert quoted in text
     assert pd.read_csv(report.parent / "missing_modules.csv")["count"].sum() == 4
+    assert 'id="reference-points"' in text and "empirical chance" in text
+    refs = pd.read_csv(report.parent / "reference_points.csv")
+    assert set(refs["control"]) == {"silence", "white_noise", "tone_burst", "sine_at_target", "held_out_real"}
+
+
+def test_reference_point_rows_and_empirical_chance(run):
+    t = build_tables(run)
+    refs = t["reference_points"].set_index(["tier", "control", "judge"])
+    assert refs.loc[("notes", "held_out_real", "distance/per-note"), "median_note_fad"] == 2.0
+    assert refs.loc[("notes", "white_noise", "distance/per-note"), "median_note_kad"] == 9.0
+    assert refs.loc[("speech", "silence", "speech/pocketsphinx"), ["gate_passed", "judged", "correct"]].tolist() == [0, 1, 0]
+    chance = t["empirical_chance"].set_index("tier")
+    assert chance.loc["speech", ["correct", "n"]].tolist() == [1, 3]  # silence, noise, tone burst
+    assert chance.loc["speech", "empirical_rate"] == pytest.approx(1 / 3)
+    sp = t["speech"]
+    assert sp["empirical_chance"].tolist() == pytest.approx([1 / 3] * len(sp)) and (sp["chance"] == 0.2).all()
 
 
 def copy_run(run: RunStore, target: Path, run_id: str) -> Path:

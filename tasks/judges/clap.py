@@ -108,8 +108,16 @@ class ClapJudge:
         return dict(zip(labels, (self.logit_scale * (text @ a)).tolist()))
 
 
+DISTRACTORS = "ontology-relatives-excluded-v1"  # in every judgement's params: old caches are not reused
+
+
 def five_way(scores: Mapping[str, float], target: str, seed: int) -> dict:
-    """The 5-way verdict from a score for every label (shared with the offline classifier)."""
+    """The 5-way verdict from a score for every label (shared with the offline classifier). The target's
+    ancestors and descendants in the AudioSet ontology are neither distractors nor counted against it."""
+    from tasks.probesets.descriptions import ontology_relatives
+
+    related = ontology_relatives(target)
+    scores = {label: s for label, s in scores.items() if label == target or label not in related}
     opts = choices.draw(target, list(scores), seed=seed)
     logits = np.array([scores[o] for o in opts])
     prob = softmax(logits)
@@ -119,6 +127,7 @@ def five_way(scores: Mapping[str, float], target: str, seed: int) -> dict:
         "confidence": round(float(prob[best]), 6), "target_probability": round(float(prob[opts.index(target)]), 6),
         "rank": choices.rank(scores, target), "n_labels": len(scores),
         "expected_accuracy": round(choices.expected_accuracy(scores, target), 6),
+        "excluded_relatives": sorted(related), "seed": seed,
     }
 
 
@@ -128,7 +137,7 @@ def judge_file(path: str | Path, target: str, vocabulary: Mapping[str, str], jud
     if target not in vocabulary:
         raise ValueError(f"target {target!r} is not in the vocabulary of {len(vocabulary)} labels")
     sha = audio.sha256_file(path)
-    params = {"target": target, "seed": seed, "template": TEMPLATE,
+    params = {"target": target, "seed": seed, "distractors": DISTRACTORS, "template": TEMPLATE,
               "vocabulary": hashlib.sha256(repr(sorted(vocabulary.items())).encode()).hexdigest()[:12]}
 
     def compute() -> Judgement:

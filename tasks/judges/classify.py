@@ -19,7 +19,7 @@ import numpy as np
 from audioprobe.schema import Judgement
 from tasks.judges import audio
 from tasks.judges.cache import JudgementCache
-from tasks.judges.clap import five_way
+from tasks.judges.clap import DISTRACTORS, five_way
 from tasks.judges.embeddings import Embedding, LogMelStats, embed_files
 
 JUDGE = "classify/offline-audio-knn"
@@ -69,7 +69,7 @@ class OfflineClassifier:
         if target not in set(self.labels):
             raise ValueError(f"target {target!r} has no reference clips in the bank")
         sha = audio.sha256_file(path)
-        params = {"target": target, "seed": seed, "exclude_self": exclude_self}
+        params = {"target": target, "seed": seed, "exclude_self": exclude_self, "distractors": DISTRACTORS}
 
         def compute() -> Judgement:
             scores = self.scores_for(path, exclude_self=exclude_self)

@@ -1,4 +1,4 @@
-"""`audioprobe judge gate|pitch|fad|speech|classify|validate`: each prints one JSON object."""
+"""`audioprobe judge gate|pitch|fad|distance|speech|classify|validate`: each prints one JSON object."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ def register(subparsers) -> None:
     f.add_argument("ref_dir")
     f.add_argument("--embedding", default="auto", help="vggish, logmel-stats, or auto (vggish when its checkpoint is at hand)")
     f.set_defaults(func=cmd_fad)
+
+    d = sub.add_parser("distance", help="FAD, KAD or FAD-inf between two folders, with a 95% CI and a same-N baseline")
+    d.add_argument("ref_dir")
+    d.add_argument("gen_dir")
+    d.add_argument("--metric", choices=("fad", "kad", "fad-inf"), default="kad")
+    d.add_argument("--embedding", default="auto", help="vggish, logmel-stats, or auto (vggish when its checkpoint is at hand)")
+    d.add_argument("--window", type=float, default=None,
+                   help="seconds every clip is cut or padded to (default: the references' median length)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the CI")
+    d.set_defaults(func=cmd_distance)
 
     s = sub.add_parser("speech", help="5-way forced choice and free decoding (pocketsphinx)")
     s.add_argument("file")
@@ -115,6 +126,28 @@ def cmd_fad(args) -> int:
     if len(gen) < len(gen_all):
         result.note += f"; {len(gen_all) - len(gen)} generated files refused by the gate"
     emit(result)
+    return 0
+
+
+def cmd_distance(args) -> int:
+    from tasks.judges import distance, gate
+    from tasks.judges.embeddings import embed_files, get_embedding, reference_window
+    from tasks.judges.vggish import CheckpointError
+
+    ref, gen_all = _wavs(args.ref_dir), _wavs(args.gen_dir)
+    gen = [p for p in gen_all if gate.check(p).ok]
+    try:
+        backend = get_embedding(args.embedding)
+    except (CheckpointError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    window = args.window or reference_window(ref)
+    result = distance.distance(args.metric, embed_files(backend, gen, window_s=window),
+                               embed_files(backend, ref, window_s=window), embedding=backend.version,
+                               seed=args.seed, n_boot=args.boot)
+    out = {**result.as_dict(), "window_s": window, "seed": args.seed}
+    if len(gen) < len(gen_all):
+        out["note"] = "; ".join(x for x in (out["note"], f"{len(gen_all) - len(gen)} generated files refused by the gate") if x)
+    emit(out)
     return 0
 
 

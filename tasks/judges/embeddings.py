@@ -102,12 +102,26 @@ def get_embedding(name: str = "auto", device: str | None = None, checkpoint: str
     raise ValueError(f"unknown embedding {name!r}; choose from {BACKENDS} or auto")
 
 
+def reference_window(ref_paths: list[str | Path]) -> float:
+    """The fixed window clips are embedded over: the references' median length in seconds."""
+    import soundfile as sf
+
+    if not ref_paths:
+        raise ValueError("no reference files to take the window length from")
+    return round(float(np.median([sf.info(str(p)).duration for p in ref_paths])), 2)
+
+
 def embed_files(backend: Embedding, paths: list[str | Path], cache_dir: Path | None = None,
-                chunk: int = 64) -> list[np.ndarray]:
-    """Per-clip embeddings, cached by (audio sha256, backend version, preprocessing version)."""
+                chunk: int = 64, window_s: float | None = None) -> list[np.ndarray]:
+    """Per-clip embeddings, cached by (audio sha256, backend version, preprocessing version, window).
+
+    window_s: every clip is cut or zero-padded to this many seconds first, so each brings the same
+    number of frames (one clip, one weight); None embeds each clip whole.
+    """
     from audioprobe.settings import get_settings
 
-    root = (cache_dir or get_settings().cache_dir / "embeddings") / f"{backend.version}+{audio.PREPROCESS_VERSION}"
+    window = "" if window_s is None else f"+w{window_s:g}"
+    root = (cache_dir or get_settings().cache_dir / "embeddings") / f"{backend.version}+{audio.PREPROCESS_VERSION}{window}"
     out: list[np.ndarray | None] = []
     todo: list[int] = []
     files: list[Path] = []
@@ -121,7 +135,8 @@ def embed_files(backend: Embedding, paths: list[str | Path], cache_dir: Path | N
             todo.append(i)
     for start in range(0, len(todo), chunk):  # bounded memory: 64 clips of audio at a time
         part = todo[start : start + chunk]
-        waves = [audio.prepare(paths[i], backend.sample_rate, loudness="keep") for i in part]
+        waves = [audio.prepare(paths[i], backend.sample_rate, loudness="keep", min_seconds=window_s or 0.0,
+                               max_seconds=window_s) for i in part]
         for i, emb in zip(part, backend.embed(waves)):
             root.mkdir(parents=True, exist_ok=True)
             tmp = files[i].with_suffix(".tmp.npy")

@@ -1,8 +1,11 @@
-"""FAD per class, as the paper scores notes: each class's generated clips against that class's references.
+"""FAD and KAD per class, as the paper scores notes: each class's generated clips against that class's references.
 
 `fad_per_class({"guitar_acoustic": [gen wavs]}, {"guitar_acoustic": [ref wavs]})` -> one FADResult per
-class (N on both sides, same-distribution baseline, bootstrap CI, band for VGGish) and the macro
-average. Classes are whatever the caller groups by: instrument, or instrument x source.
+class and the macro average. Each FADResult carries FAD and KAD with 95% CIs (clips of both sets
+resampled), same-distribution baselines at the class's own (n_gen, n_ref) where the pool allows, FAD-inf,
+the fixed window every clip was cut to (the references' median length: one clip, one weight), and each
+generated note's own FAD and kernel score, banded only where the paper's calibration holds (per-note
+VGGish FAD at 4 s). Classes are whatever the caller groups by: instrument, or instrument x source.
 """
 
 from __future__ import annotations
@@ -11,8 +14,46 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from audioprobe.schema import FADResult
-from tasks.judges import frechet
-from tasks.judges.embeddings import Embedding, embed_files, get_embedding
+from tasks.judges import distance, frechet
+from tasks.judges.embeddings import Embedding, embed_files, get_embedding, reference_window
+
+
+def score_class(
+    gen_paths: Sequence[str], gen: list, ref: list, *, label: str, embedding: str, window_s: float | None,
+    seed: int = 0, n_boot: int = 200,
+) -> FADResult:
+    """FADResult for one class from its clips' embeddings (gen in gen_paths order)."""
+    res = FADResult(label=label, fad=None, n_gen=len(gen), n_ref=len(ref), embedding=embedding,
+                    window_s=window_s, band_note=frechet.no_band_reason(embedding, "set", window_s) or "")
+    if not gen or not ref:
+        res.note = "no generated clips" if not gen else "no reference clips"
+        return res
+    fad = distance.distance("fad", gen, ref, embedding=embedding, seed=seed, n_boot=n_boot)
+    frames_gen, frames_ref = sum(len(c) for c in gen), sum(len(c) for c in ref)
+    res.note = f"frames: {frames_gen} generated, {frames_ref} reference; window {window_s} s"
+    if fad.value is None:
+        res.note += f"; {fad.note}"
+        return res
+    if min(frames_gen, frames_ref) <= gen[0].shape[1]:
+        res.note += "; fewer frames than dimensions: covariance is singular, expect a large small-sample bias"
+    res.fad, res.ci, res.baseline = fad.value, fad.ci, fad.baseline
+    res.baseline_n_gen, res.baseline_n_ref = fad.baseline_n_gen, fad.baseline_n_ref
+    if len(gen) >= 2 and len(ref) >= 2:
+        kad = distance.distance("kad", gen, ref, embedding=embedding, seed=seed, n_boot=n_boot)
+        res.kad, res.kad_ci, res.kad_baseline = kad.value, kad.ci, kad.baseline
+        try:
+            res.fad_inf = distance.fad_inf(gen, ref, seed=seed)["value"]
+        except (distance.DistanceError, frechet.FrechetError):
+            res.fad_inf = None
+    if fad.note:
+        res.note += f"; {fad.note}"
+    for path, note in zip(gen_paths, distance.note_scores(gen, ref, embedding=embedding)):
+        res.per_note[str(path)] = {
+            "fad": note.fad,
+            "kad": note.kad,
+            "band": frechet.band(note.fad, embedding, scale="note", window_s=window_s),
+        }
+    return res
 
 
 def fad_per_class(
@@ -27,9 +68,13 @@ def fad_per_class(
     backend = get_embedding(embedding) if isinstance(embedding, str) else embedding
     results = []
     for label in sorted(set(gen) | set(refs)):
-        g = embed_files(backend, list(gen.get(label, []))) if gen.get(label) else []
-        r = embed_files(backend, list(refs.get(label, []))) if refs.get(label) else []
-        res = frechet.score_sets(g, r, label=label, embedding=backend.version, seed=seed, n_boot=n_boot)
+        ref_paths = list(refs.get(label, []))
+        gen_paths = list(gen.get(label, []))
+        window = reference_window(ref_paths) if ref_paths else None
+        g = embed_files(backend, gen_paths, window_s=window) if gen_paths else []
+        r = embed_files(backend, ref_paths, window_s=window) if ref_paths else []
+        res = score_class(gen_paths, g, r, label=label, embedding=backend.version, window_s=window,
+                          seed=seed, n_boot=n_boot)
         res.group = group
         results.append(res)
     return results, frechet.macro_average(results)

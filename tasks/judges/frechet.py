@@ -21,9 +21,11 @@ import numpy as np
 from audioprobe.schema import FADResult
 
 FRECHET_VERSION = "frechet-v1"
-# The paper's human calibration (VGGish embeddings, NSynth notes): only meaningful for VGGish.
+# The paper's human calibration (section 4.1.2): listeners heard single generated NSynth notes (4 s,
+# 16 kHz) at per-note VGGish FADs of 5-25. Half-open bands: <10 highly, [10, 15) moderately, >=15 distinct.
 PAPER_BANDS = ((10.0, "highly similar"), (15.0, "moderately similar"), (float("inf"), "distinct"))
 CALIBRATED_EMBEDDINGS = ("vggish",)
+CALIBRATED_WINDOW_S = 4.0
 
 
 class FrechetError(ValueError):
@@ -88,8 +90,20 @@ def fd_embeddings(a: np.ndarray, b: np.ndarray) -> float:
     return frechet_distance(*stats(a), *stats(b))
 
 
-def band(fad: float | None, embedding: str) -> str | None:
-    if fad is None or not embedding.startswith(CALIBRATED_EMBEDDINGS):
+def no_band_reason(embedding: str, scale: str = "note", window_s: float | None = CALIBRATED_WINDOW_S) -> str | None:
+    """Why the paper's bands do not apply to this score, or None where they were calibrated."""
+    if not embedding.startswith(CALIBRATED_EMBEDDINGS):
+        return f"no band: the paper's bands were calibrated on VGGish, not {embedding}"
+    if scale != "note":
+        return "no band: the bands were calibrated on single notes' FAD, not on a class's FAD over many notes"
+    if window_s is None or abs(window_s - CALIBRATED_WINDOW_S) > 0.05:
+        return f"no band: calibrated on {CALIBRATED_WINDOW_S:g} s notes, not on a {window_s or 'variable'} s window"
+    return None
+
+
+def band(fad: float | None, embedding: str, scale: str = "note", window_s: float | None = CALIBRATED_WINDOW_S) -> str | None:
+    """The paper's band of a per-note VGGish FAD at a 4 s window; None for any other score."""
+    if fad is None or no_band_reason(embedding, scale, window_s):
         return None
     return next(name for limit, name in PAPER_BANDS if fad < limit)
 
@@ -163,7 +177,7 @@ def score_sets(
     return FADResult(
         label=label, fad=fad, n_gen=n_gen, n_ref=n_ref, embedding=embedding,
         baseline=baseline(ref_clips, seed=seed), ci=bootstrap_ci(gen_clips, ref, n_boot=n_boot, seed=seed),
-        band=band(fad, embedding), note=note,
+        band=None, note=note,
     )
 
 

@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--split",
-        help="nsynth: train/valid/test (default all found); fsd50k: dev/eval/all; "
+        help="nsynth: test (default: the paper's, its 16-class structure checked when complete)/valid/train/all; "
+        "fsd50k: dev/eval/all; "
         "speech_commands: test (default)/validation/train/all",
     )
     p.set_defaults(func=cmd_items)

@@ -64,6 +64,23 @@ def vocabulary() -> dict[str, dict[str, str]]:
         }
 
 
+@lru_cache(maxsize=1)
+def _ontology() -> dict[str, set[str]]:
+    """FSD50K label -> its ancestors and descendants among the 200 labels (AudioSet ontology)."""
+    out: dict[str, set[str]] = {}
+    with open(DATA_DIR / "fsd50k_ontology.tsv", newline="", encoding="utf-8") as fh:
+        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        for r in rows:
+            out[r["fsd50k_label"]] = {x for x in (r["ancestors"] + ";" + r["descendants"]).split(";") if x}
+    return out
+
+
+def ontology_relatives(label: str) -> set[str]:
+    """Labels that are the target's ancestors or descendants in the AudioSet ontology: never a "wrong"
+    choice in a 5-way test (a dog's bark is a dog sound). Empty for labels outside FSD50K."""
+    return _ontology().get(label, set())
+
+
 def display_name(label: str) -> str:
     entry = vocabulary().get(label)
     return entry["name"] if entry else label.replace("_and_", ", ").replace("_", " ")
@@ -96,6 +113,38 @@ def llm_descriptions(
         cache[label] = text
         atomic_write(path, json.dumps(cache, indent=1, sort_keys=True))
     return {lb: cache[lb] for lb in labels}
+
+
+def describe_items(items: list, model: str | None = None, cache_dir: Path | None = None,
+                   complete: Callable[[str], str] | None = None) -> list:
+    """Environmental items with descriptions written by the describer model (settings.describer_model;
+    the paper had GPT-4o write them; "local" is the embedded model, offline), cached per model, and
+    description_source "llm:<model>". No describer: the items keep the AudioSet ontology's text. A
+    describer that fails leaves the ontology text and names the failure in description_source."""
+    from audioprobe.settings import get_settings
+
+    settings = get_settings()
+    model = model or settings.describer_model
+    env = [i for i in items if i.tier == "environmental"]
+    if not model or not env:
+        return items
+    if complete is None:
+        from tasks.generation import llm
+
+        def complete(prompt: str) -> str:
+            g = llm.generate(prompt, model)
+            if g.error:
+                raise RuntimeError(f"{g.error_kind}: {g.error}")
+            return g.raw_text
+
+    try:
+        written = llm_descriptions(sorted({i.label for i in env}), complete, model, cache_dir or settings.cache_dir)
+    except (RuntimeError, ValueError) as exc:
+        return [i.model_copy(update={"description_source": f"audioset-ontology (describer {model} failed: "
+                                                           f"{str(exc)[:120]})"})
+                if i.tier == "environmental" else i for i in items]
+    return [i.model_copy(update={"description": written[i.label], "description_source": f"llm:{model}"})
+            if i.tier == "environmental" else i for i in items]
 
 
 # --------------------------------------------------------------------------- speech

@@ -162,8 +162,46 @@ def items_from_notes(
     return items, skipped
 
 
-def load(path: Path, limit: int | None = None, seed: int = 0, split: str | None = None, **kw):
-    return items_from_notes(read_notes(path, split), limit=limit, seed=seed, **kw)
+# The paper's 1,500 notes: 16 (family, source) classes of its 10 families, 12 capped at 110 and four with
+# 92, 30, 28 and 30 notes. Of NSynth's splits only the test split (4,096 notes) is small enough for
+# classes of 28-30 notes (valid has 12,678, train 289,205), so it is the one pinned here; when the whole
+# split is present the structure is checked, and a mismatch says so rather than reproducing silently.
+PAPER_SPLIT = "test"
+SPLIT_SIZES = {"train": 289205, "valid": 12678, "test": 4096}
+PAPER_STRUCTURE = tuple(sorted([PAPER_CAP] * 12 + [92, 30, 28, 30]))
+
+
+def paper_structure(notes: list[Note]) -> tuple[int, ...]:
+    """Per-class note counts, capped at the paper's 110, over the paper's families (sorted)."""
+    counts: dict[str, int] = {}
+    for n in notes:
+        if n.family in PAPER_FAMILIES:
+            counts[n.label] = counts.get(n.label, 0) + 1
+    return tuple(sorted(min(c, PAPER_CAP) for c in counts.values()))
+
+
+def check_paper_structure(notes: list[Note], split: str) -> None:
+    """On a complete split, the 16-class structure the paper reports must hold (test split only)."""
+    if split != PAPER_SPLIT or len(notes) != SPLIT_SIZES[split]:
+        return
+    found = paper_structure(notes)
+    if found != PAPER_STRUCTURE:
+        raise DatasetError(
+            f"NSynth {split}: the paper's 16 classes (12 x 110 + 92 + 30 + 28 + 30) do not hold; class counts "
+            f"capped at 110 are {list(found)}. Choose another split with --split."
+        )
+
+
+def load(path: Path, limit: int | None = None, seed: int = 0, split: str | None = PAPER_SPLIT, **kw):
+    """Items from NSynth at `path`; a folder holding several splits is read at `split` (default the
+    paper's, "test"; None or "all" reads every split found)."""
+    split = None if split in (None, "all") else split
+    notes = read_notes(path, split)
+    if split is None and (path / "examples.json").exists():
+        split = path.name.removeprefix("nsynth-")
+    if split in SPLIT_SIZES:
+        check_paper_structure(notes, split)
+    return items_from_notes(notes, limit=limit, seed=seed, **kw)
 
 
 # --------------------------------------------------------------------------- TFDS (optional)

@@ -82,12 +82,25 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
         lines.append("**Missing modules:** " + ", ".join(f"`{k}` {int(v)}" for k, v in top.items()))
     sim = rt["notes_similarity"]
     for _, r in sim.iterrows():
-        lines.append(
-            f"**Notes FAD ({r['embedding']}), {r['model']}:** {int(r['highly_classes'])}/{int(r['classes'])} "
-            f"instruments highly similar (<10), median FAD {r['median_fad']:.1f}"
+        bands = (
+            f"no band ({r['band_note']})"
+            if pd.isna(r["highly_classes"])
+            else f"{int(r['highly_classes'])}/{int(r['classes'])} instruments highly similar (median <10), "
+            f"{100 * r['highly_notes_share']:.0f}% of notes"
         )
-    for _, r in rt["pitch"].groupby("model")[["correct", "measurable"]].sum().iterrows():
-        lines.append(f"**Pitch within ±50 cents, {_}:** {_pct(int(r['correct']), int(r['measurable']))}")
+        kad = "" if pd.isna(r["median_kad"]) else f", median per-note KAD {r['median_kad']:.2f}"
+        lines.append(
+            f"**Notes per-note FAD ({r['embedding']}), {r['model']}:** {int(r['notes'])} notes, "
+            f"median {r['median_fad']:.1f}{kad}; {bands}"
+        )
+    for _, r in rt["fad"][rt["fad"]["group"] == "instrument"].groupby("model")[["fad", "kad"]].median().iterrows():
+        kad = "— (fewer than 2 clips a side)" if pd.isna(r["kad"]) else f"{r['kad']:.3f}"
+        lines.append(f"**Class FAD / KAD (median over instruments), {_}:** {r['fad']:.2f} / {kad}")
+    for _, r in rt["pitch"].groupby("model")[["correct", "measurable", "wavs"]].sum().iterrows():
+        lines.append(
+            f"**Pitch within ±50 cents, {_}:** {_pct(int(r['correct']), int(r['measurable']))} of measurable "
+            f"(unvoiced = miss), {_pct(int(r['correct']), int(r['wavs']))} of generated WAVs"
+        )
     for _, r in rt["environmental_table1"].iterrows():
         conf = (
             ""
@@ -96,12 +109,26 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
         )
         lines.append(
             f"**Environmental 5-way, {r['model']} / {r['method']}:** "
-            f"{_pct(int(r['correct']), int(r['judged']))} correct of judged (chance 20%){conf}"
+            f"{_pct(int(r['correct']), int(r['judged']))} correct of judged, "
+            f"{_pct(int(r['correct']), int(r['wav_produced']))} of generated WAVs (chance 20%){conf}"
         )
     for _, r in rt["speech"].iterrows():
+        chance = "" if pd.isna(r["empirical_chance"]) else f", empirical {100 * r['empirical_chance']:.0f}%"
         lines.append(
-            f"**Speech 5-way, {r['model']}:** {_pct(int(r['correct']), int(r['judged']))} (chance 20%)"
+            f"**Speech 5-way, {r['model']}:** {_pct(int(r['correct']), int(r['judged']))} of judged, "
+            f"{_pct(int(r['correct']), int(r['wav_produced']))} of WAVs (chance 20% nominal{chance})"
         )
+    refs = rt["reference_points"]
+    if len(refs):
+        lines += ["", "**Reference points** (control: correct/judged, median per-note FAD / KAD):"]
+        for (tier, judge), g in refs.groupby(["tier", "judge"], sort=False):
+            cells = []
+            for _, r in g.iterrows():
+                score = f"{int(r['correct'])}/{int(r['judged'])}" if r["judged"] else ""
+                if not pd.isna(r["median_note_fad"]):
+                    score += f" FAD {r['median_note_fad']:.1f} / KAD {r['median_note_kad']:.2f}"
+                cells.append(f"{r['control']} {score.strip() or '—'}")
+            lines.append(f"- {tier} · `{judge}`: " + "; ".join(cells))
     usage = rt["usage"]
     if len(usage):
         cost = usage["cost"].dropna().sum()

@@ -112,6 +112,15 @@ def rate(row, name: str, count: str | None = None) -> str:
     return f"{head}<b>{pct(value, 0)}</b> <span class=ci>[{pct(lo, 0)}–{pct(hi, 0)}]</span>"
 
 
+def kad_cell(row, prefix: str = "kad") -> str:
+    """KAD [95% CI] from columns <prefix>, <prefix>_ci_lo, <prefix>_ci_hi."""
+    if _isnull(row.get(prefix)):
+        return "—"
+    lo, hi = row.get(f"{prefix}_ci_lo"), row.get(f"{prefix}_ci_hi")
+    ci = "" if _isnull(lo) else f" <span class=ci>[{num(lo)}–{num(hi)}]</span>"
+    return f"<b>{num(row[prefix])}</b>{ci}"
+
+
 def fad_cell(row) -> str:
     if _isnull(row["fad"]):
         return "—"

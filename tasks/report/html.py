@@ -16,7 +16,6 @@ from tasks.report.fmt import (
     _isnull,
     _paper_rows,
     _rows,
-    fad_cell,
     fig,
     num,
     pct,
@@ -26,8 +25,10 @@ from tasks.report.fmt import (
     who_columns,
 )
 from tasks.report.human_calibration import section_human_calibration
+from tasks.report.html_notes import section_notes
 from tasks.report.items import section_items
-from tasks.report.tables import KIND_LABELS, KINDS, ReportTables, instrument_rows
+from tasks.report.sections.reference_points import section_reference_points
+from tasks.report.tables import KIND_LABELS, KINDS, ReportTables
 
 __all__ = ["ReportLimits", "render"]
 
@@ -129,10 +130,14 @@ def section_failures(rt: ReportTables) -> str:
         "records.</p>"
         + table(pivot, cols, numeric={KIND_LABELS[k] for k in KINDS}, cls="kinds")
         + never_note
-        + "<h3>Missing modules</h3><p class=note>Imports the sandbox does not have, by module name.</p>"
+        + "<h3>Missing modules</h3><p class=note>Imports the sandbox does not have, by module name: "
+        "<i>not_installed</i>, a real package the sandbox lacks (importable on this host, or on PyPI); "
+        "<i>hallucinated</i>, no such package on PyPI; <i>unknown</i>, offline and not known here (set "
+        "check_package_index to ask PyPI). The sandbox's packages are listed under section 7.</p>"
         + table(
             mods,
-            who + [("module", lambda r: f"<code>{E(r['module'])}</code>"), ("count", "count")],
+            who + [("module", lambda r: f"<code>{E(r['module'])}</code>"), ("count", "count"),
+                   ("real or invented", "status"), ("how we know", "how")],
             numeric={"count"},
             empty="No program imported a missing module.",
         )
@@ -140,79 +145,6 @@ def section_failures(rt: ReportTables) -> str:
         + "<h3>What else went wrong</h3>"
         + "<p class=note>Error types, rejected outputs and the gate's problems.</p>"
         + f"<div class=scroll>{table(det, det_cols, numeric={'count'}, empty='Nothing else failed.')}</div>"
-        + "</section>"
-    )
-
-
-def section_notes(rt: ReportTables) -> str:
-    fad, sim, pit = rt["fad"], rt["notes_similarity"], rt["pitch"]
-    who = who_columns(rt)
-    families = {r.outcome.item.instrument_family for r in rt.rows if r.outcome.item.tier == "notes"} - {None}
-    labels = sorted(set(instrument_rows(fad, families)["label"])) if len(fad) else []
-    fad_cols = (
-        who
-        + [
-            ("method", "method"),
-            ("class", "label"),
-            ("group", "group"),
-            ("FAD [95% CI]", fad_cell),
-            ("same-distribution baseline", lambda r: num(r["baseline"])),
-            ("N gen / N ref", lambda r: f"{int(r['n_gen'])} / {int(r['n_ref'])}"),
-            ("embedding", "embedding"),
-            ("band (paper's)", "band"),
-        ]
-        + ([("note", "note")] if len(fad) and (fad["note"].fillna("") != "").any() else [])
-    )
-    fad_numeric = {"FAD [95% CI]", "same-distribution baseline", "N gen / N ref"}
-    no_fad = "No FAD results (fad.json) in this run."
-    sim_cols = who + [
-        ("method", "method"),
-        ("classes", "classes"),
-        ("highly similar (<10)", lambda r: f"{int(r['highly_classes'])} <b>{pct(r['highly_share'], 0)}</b>"),
-        ("moderately (10–15)", lambda r: f"{int(r['moderately_classes'])} ({pct(r['moderately_share'], 0)})"),
-        ("distinct (>15)", lambda r: f"{int(r['distinct_classes'])} ({pct(r['distinct_share'], 0)})"),
-        (
-            "notes in highly similar classes",
-            lambda r: f"{pct(r['highly_notes_share'], 0)} of {int(r['notes'])}",
-        ),
-        ("median FAD", lambda r: num(r["median_fad"])),
-        ("embedding", "embedding"),
-    ]
-    pit_cols = who + [
-        ("method", "method"),
-        ("instrument", "instrument"),
-        ("judged", "judged"),
-        ("measurable", "measurable"),
-        ("within ±50 cents", lambda r: rate(r, "accuracy", "correct")),
-        ("octave errors", "octave_errors"),
-        ("median |cents|", lambda r: num(r["median_abs_cents"], 0)),
-        ("judge", "judge"),
-    ]
-    return (
-        "<section id=notes><h2>3. Musical notes</h2>"
-        "<h3>FAD per instrument (the paper's Figure 2)</h3>"
-        "<p class=note>Fréchet Audio Distance between each model's valid clips of a class and that class's "
-        "reference clips; whiskers are bootstrap 95% intervals over generated clips, black ticks the "
-        "same-distribution baseline (the references split in halves: what two samples of real audio score at "
-        "this N). Shaded: the paper's bands, calibrated on VGGish with its human study — read them with the "
-        "embedding named beside each score, and with the baseline: FAD is biased upward at small N.</p>"
-        + fig(media.figure_fad(fad, labels), "FAD per instrument")
-        + quote("notes_fad")
-        + f"<div class=scroll>{table(fad, fad_cols, numeric=fad_numeric, empty=no_fad)}</div>"
-        + "<h3>Share of highly similar instruments (the paper's Figure 3)</h3>"
-        "<p class=note>Instrument classes per band of the paper's calibration, and the share of valid notes "
-        "that fall in highly similar classes.</p>"
-        + fig(media.figure_similar(sim), "Share of instrument classes per FAD band")
-        + quote("notes_similar")
-        + table(sim, sim_cols, numeric={"classes", "median FAD"}, empty="No FAD results to band.")
-        + "<h3>Pitch accuracy per instrument</h3><p class=note>Median f0 of each valid clip against the "
-        "requested MIDI pitch; correct within ±50 cents (the nearest semitone). Not in the paper.</p>"
-        + table(
-            pit,
-            pit_cols,
-            numeric={"judged", "measurable", "within ±50 cents", "octave errors", "median |cents|"},
-            empty="No pitch judgements in this run.",
-        )
         + "</section>"
     )
 
@@ -227,9 +159,11 @@ def section_environmental(rt: ReportTables) -> str:
         ("WAV produced", "wav_produced"),
         ("valid audio", "valid_audio"),
         ("judged", "judged"),
-        ("correctly classified (5-way)", lambda r: rate(r, "accuracy", "correct")),
+        ("correct of WAVs (paper's denominator)", lambda r: rate(r, "accuracy_of_wavs", "correct")),
+        ("correct of judged", lambda r: rate(r, "accuracy", "correct")),
         ("mean confidence on correct", lambda r: num(r["mean_conf_correct"])),
         ("expected 5-way accuracy", lambda r: pct(r["mean_expected_accuracy"], 0)),
+        ("seed", "distractor_seed"),
         ("judge", "judge"),
     ]
     tag = "<span class=tag>paper</span> "
@@ -243,7 +177,9 @@ def section_environmental(rt: ReportTables) -> str:
             "—",
             str(p["generated"]),
             f"{p['correct']} <b>{100 * p['correct'] / p['generated']:.0f}%</b>",
+            "—",
             f"{p['mean_conf']:.2f}",
+            "—",
             "—",
             "CLAP",
         ]
@@ -278,14 +214,17 @@ def section_environmental(rt: ReportTables) -> str:
         "WAV produced",
         "valid audio",
         "judged",
-        "correctly classified (5-way)",
+        "correct of WAVs (paper's denominator)",
+        "correct of judged",
         "mean confidence on correct",
         "expected 5-way accuracy",
     }
     return (
         "<section id=environmental><h2>4. Environmental sounds</h2>"
         "<h3>Table 1: generated, correctly classified, mean confidence</h3>"
-        "<p class=note>5-way forced choice: the target class against 4 seeded random others; chance is 20%. "
+        "<p class=note>5-way forced choice: the target class against 4 others drawn with a fixed seed (shown) "
+        "from the labels that are neither its ancestors nor its descendants in the AudioSet ontology (a dog "
+        "is not a wrong answer for a bark); chance is 20%. The paper's denominator is generated WAVs. "
         "<i>expected 5-way accuracy</i> is the exact average over all distractor draws, from the target's "
         "rank, where the judge records it. The judge column says which classifier decided (the paper used "
         "CLAP).</p>"
@@ -324,8 +263,10 @@ def section_speech(rt: ReportTables) -> str:
         ("items", "items"),
         ("valid audio", "valid_audio"),
         ("judged", "judged"),
-        ("5-way accuracy", lambda r: rate(r, "accuracy", "correct")),
-        ("chance", lambda r: pct(r["chance"], 0)),
+        ("WAVs", "wav_produced"),
+        ("5-way accuracy, of judged", lambda r: rate(r, "accuracy", "correct")),
+        ("of generated WAVs", lambda r: rate(r, "accuracy_of_wavs", "correct")),
+        ("chance: nominal / empirical", lambda r: f"{pct(r['chance'], 0)} / {pct(r['empirical_chance'], 0)}"),
         ("judge", "judge"),
     ]
     tcols = who + [
@@ -340,10 +281,14 @@ def section_speech(rt: ReportTables) -> str:
     ]
     return (
         "<section id=speech><h2>5. Speech</h2><p class=note>A speech recogniser's forced choice among the "
-        "target word and 4 others (chance 20%), and what it decodes with no choices given. Silence is gated "
+        "target word and 4 others (nominally 20%; the empirical chance is its accuracy on silence, noise and a "
+        "tone burst, from the reference points), and what it decodes with no choices given. Silence is gated "
         "before it is judged.</p>"
         + table(
-            acc, cols, numeric={"items", "valid audio", "judged", "5-way accuracy"}, empty="No speech items."
+            acc,
+            cols,
+            numeric={"items", "WAVs", "valid audio", "judged", "5-way accuracy, of judged", "of generated WAVs"},
+            empty="No speech items.",
         )
         + quote("speech")
         + f"<div class=scroll>{table(texts, tcols, empty='No speech judgements.')}</div></section>"
@@ -421,6 +366,8 @@ def section_provenance(rt: ReportTables, limits: ReportLimits) -> str:
         )
         + "<h3>Versions</h3>"
         + table(rt["versions"], [("run", "run"), ("what", "what"), ("version", "version")])
+        + "<h3>Installed in the sandbox</h3>"
+        + table(rt["sandbox_packages"], [("package", "package"), ("version", "version")])
         + "<h3>Skipped items</h3>"
         + table(
             rt["skipped"],
@@ -499,6 +446,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
         + section_notes(rt)
         + section_environmental(rt)
         + section_speech(rt)
+        + section_reference_points(rt)
         + section_items(rt, limits)
         + section_provenance(rt, limits)
         + section_human_calibration(rt)

@@ -124,7 +124,8 @@ def _who(df: pd.DataFrame) -> pd.Series:
 
 
 def figure_fad(fad: pd.DataFrame, labels: list[str]) -> str | None:
-    """Figure 2: FAD per instrument and model, with the paper's bands and each class's baseline."""
+    """Figure 2: FAD per instrument and model with each class's baseline; the paper's bands only where
+    every score shown is one they were calibrated on."""
     df = fad[fad["fad"].notna() & fad["label"].isin(labels)].copy()
     if df.empty:
         return None
@@ -155,10 +156,11 @@ def figure_fad(fad: pd.DataFrame, labels: list[str]) -> str | None:
             zorder=3,
             label="reference baseline" if i == 0 else None,
         )
-    ax.axhspan(0, paper.BAND_HIGH, color="#5a9e5a", alpha=0.08)
-    ax.axhspan(paper.BAND_HIGH, paper.BAND_MODERATE, color="#d08c2f", alpha=0.08)
-    ax.axhline(paper.BAND_HIGH, color="#5a9e5a", lw=0.8, ls="--")
-    ax.axhline(paper.BAND_MODERATE, color="#d08c2f", lw=0.8, ls="--")
+    if df["band"].notna().all():  # shade the paper's bands only on scores they were calibrated for
+        ax.axhspan(0, paper.BAND_HIGH, color="#5a9e5a", alpha=0.08)
+        ax.axhspan(paper.BAND_HIGH, paper.BAND_MODERATE, color="#d08c2f", alpha=0.08)
+        ax.axhline(paper.BAND_HIGH, color="#5a9e5a", lw=0.8, ls="--")
+        ax.axhline(paper.BAND_MODERATE, color="#d08c2f", lw=0.8, ls="--")
     ax.set_xticks(
         x, labels, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center"
     )
@@ -169,9 +171,9 @@ def figure_fad(fad: pd.DataFrame, labels: list[str]) -> str | None:
 
 def figure_similar(sim: pd.DataFrame) -> str | None:
     """Figure 3: share of instrument classes per band, stacked, one bar per model."""
-    if sim.empty:
+    if sim.empty or sim["highly_share"].isna().all():  # no calibrated band: nothing to stack
         return None
-    df = sim.copy()
+    df = sim[sim["highly_share"].notna()].copy()
     df["who"] = _who(df)
     fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.45 * len(df)))
     left = np.zeros(len(df))

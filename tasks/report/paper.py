@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-# FAD bands from the paper's human study (section 4.1.2): the paper's calibration, on VGGish.
+# FAD bands from the paper's human study (section 4.1.2), for drawing them; which score gets a band is
+# tasks.judges.frechet.band's decision (per-note VGGish FAD at 4 s only).
 BAND_HIGH = 10.0
 BAND_MODERATE = 15.0
 BANDS = ("highly similar", "moderately similar", "distinct")
-
-
-def fad_band(fad: float | None) -> str | None:
-    if fad is None:
-        return None
-    if fad < BAND_HIGH:
-        return "highly similar"
-    if fad <= BAND_MODERATE:
-        return "moderately similar"
-    return "distinct"
 
 
 # Section 4.1.1: audio files produced out of 1500 NSynth notes.

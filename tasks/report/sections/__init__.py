@@ -1,0 +1,1 @@
+"""The tables of each report section, one module per section; tasks.report.tables assembles them."""

@@ -1,0 +1,77 @@
+"""What every report section shares: the Row, Wilson intervals, and small helpers over records."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from audioprobe.schema import ItemOutcome
+from tasks.records import RunStore, outcome_key
+
+GROUP = ["run", "model", "tier", "method"]
+
+
+@dataclass(eq=False)  # identity: comparing whole outcomes field by field is slow and never wanted
+class Row:
+    """One outcome with where it came from: its run, store and key."""
+
+    run: str
+    store: RunStore
+    outcome: ItemOutcome
+
+    @property
+    def key(self) -> str:
+        o = self.outcome
+        return outcome_key(o.model, o.method, o.item.id, o.sample)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float | None, float | None]:
+    if n <= 0:
+        return None, None
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def stages(o: ItemOutcome) -> tuple[bool, bool, bool]:
+    g = o.generation
+    generated = bool(g and g.code and not g.error and g.extraction_status != "llm_error")
+    executed = bool(o.execution and o.execution.status == "ok")
+    valid = bool(o.gate and o.gate.ok)
+    return generated, executed, valid
+
+
+def wav_produced(o: ItemOutcome) -> bool:
+    """The program wrote a WAV (gated or not): the paper's denominator ("generated .WAV files")."""
+    e = o.execution
+    return o.gate is not None or bool(e and e.status == "ok" and e.files)
+
+
+def judgements_of(o: ItemOutcome, prefix: str):
+    return [j for j in o.judgements if j.judge.startswith(prefix) and j.error is None]
+
+
+def judge_names(judgements) -> str:
+    return ", ".join(sorted({f"{j.judge} {j.judge_version}".strip() for j in judgements}))
+
+
+def num(x) -> float | None:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame.from_records(records, columns=columns) if records else pd.DataFrame(columns=columns)
+
+
+def rate_cols(record: dict, k: int, n: int, name: str) -> None:
+    record[f"{name}_rate"] = k / n if n else None
+    lo, hi = wilson(k, n)
+    record[f"{name}_ci_lo"], record[f"{name}_ci_hi"] = lo, hi

@@ -1,0 +1,126 @@
+"""Reference points (section id="reference-points"): silence, white noise, a sine at the target or a tone
+burst, and a held-out real recording through every judge of each tier (tasks/judges/controls.py).
+
+`reference_points` is one row per control x judge, summed over the items tried; `reference_point_clips`
+one row per clip; `empirical_chance` the forced choices' accuracy on the non-speech controls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tasks.judges import controls
+from tasks.records import RunStore
+from tasks.report.sections.common import frame, num, rate_cols
+
+CLIP_COLUMNS = [
+    "run", "tier", "control", "item", "label", "judge", "gate_ok", "gate_problems", "correct", "chosen",
+    "cents_error", "confidence", "note_fad", "note_kad", "band", "error",
+]  # fmt: skip
+SUMMARY_COLUMNS = [
+    "run", "tier", "control", "judge", "items", "gate_passed", "judged", "correct", "accuracy_rate",
+    "accuracy_ci_lo", "accuracy_ci_hi", "median_note_fad", "median_note_kad", "errors",
+]  # fmt: skip
+
+
+def reference_point_clips(stores: list[RunStore]) -> pd.DataFrame:
+    records = []
+    for store in stores:
+        for p in controls.load(store.dir):
+            v = p.values
+            rec = {
+                    "run": store.run_id, "tier": p.tier, "control": p.control, "item": p.item, "label": p.label,
+                    "judge": f"{p.judge} {p.judge_version}".strip(), "gate_ok": p.gate_ok,
+                    "gate_problems": ", ".join(p.gate_problems), "correct": p.correct, "chosen": v.get("chosen"),
+                    "cents_error": num(v.get("cents_error")), "confidence": num(v.get("confidence")),
+                    "note_fad": num(v.get("fad")), "note_kad": num(v.get("kad")), "band": v.get("band"),
+                    "error": p.error,
+            }  # fmt: skip
+            records.append(rec)
+    return frame(records, CLIP_COLUMNS)
+
+
+def reference_points(clips: pd.DataFrame) -> pd.DataFrame:
+    records = []
+    order = {c: i for i, c in enumerate(dict.fromkeys(c for cs in controls.CONTROLS.values() for c in cs))}
+    for (run, tier, control, judge), g in clips.groupby(["run", "tier", "control", "judge"]) if len(clips) else []:
+        judged = g[g["correct"].notna()]
+        k = int(judged["correct"].astype(bool).sum())
+        rec = {
+            "run": run, "tier": tier, "control": control, "judge": judge, "items": g["item"].nunique(),
+            "gate_passed": int(g["gate_ok"].fillna(False).astype(bool).sum()), "judged": len(judged), "correct": k,
+            "median_note_fad": _median(g["note_fad"]), "median_note_kad": _median(g["note_kad"]),
+            "errors": int(g["error"].notna().sum()),
+        }  # fmt: skip
+        rate_cols(rec, k, len(judged), "accuracy")
+        records.append(rec)
+    df = frame(records, SUMMARY_COLUMNS)
+    if len(df):
+        df = df.assign(_o=df["control"].map(order)).sort_values(["run", "tier", "judge", "_o"]).drop(columns="_o")
+    return df
+
+
+def empirical_chance(stores: list[RunStore]) -> pd.DataFrame:
+    """Per run: each forced choice's accuracy on the non-speech controls, beside its nominal 20%."""
+    records = []
+    for store in stores:
+        points = controls.load(store.dir)
+        for tier, prefix in (("speech", "speech"), ("environmental", "classify")):
+            c = controls.empirical_chance([p for p in points if p.tier == tier], prefix)
+            if c["n"]:
+                rec = {"run": store.run_id, "tier": tier, "nominal": 0.2, "correct": c["correct"], "n": c["n"],
+                       "controls": ", ".join(controls.NON_SPEECH)}  # fmt: skip
+                rate_cols(rec, c["correct"], c["n"], "empirical")
+                records.append(rec)
+    cols = ["run", "tier", "nominal", "correct", "n", "empirical_rate", "empirical_ci_lo", "empirical_ci_hi", "controls"]
+    return frame(records, cols)
+
+
+def _median(s: pd.Series) -> float | None:
+    s = s.dropna()
+    return float(np.median(s)) if len(s) else None
+
+
+def with_empirical_chance(table: pd.DataFrame, chance: pd.DataFrame, tier: str) -> pd.DataFrame:
+    """The tier's accuracy table with its run's empirical chance (and CI) beside the nominal 20%."""
+    cols = ["empirical_chance", "empirical_chance_ci_lo", "empirical_chance_ci_hi"]
+    mine = chance[chance["tier"] == tier].set_index("run") if len(chance) else None
+    out = table.copy()
+    for col, src in zip(cols, ["empirical_rate", "empirical_ci_lo", "empirical_ci_hi"]):
+        out[col] = out["run"].map(mine[src]) if mine is not None and len(out) else None
+    return out
+
+
+def section_reference_points(rt) -> str:
+    from tasks.report.fmt import E, num, pct, rate, table
+
+    summary, chance = rt["reference_points"], rt["empirical_chance"]
+    cols = [
+        ("tier", "tier"), ("control", "control"), ("judge", "judge"), ("items", "items"),
+        ("passed the gate", "gate_passed"), ("correct / judged", lambda r: rate(r, "accuracy", "correct")),
+        ("median per-note FAD", lambda r: num(r["median_note_fad"])),
+        ("median per-note KAD", lambda r: num(r["median_note_kad"])), ("judge errors", "errors"),
+    ]  # fmt: skip
+    if len(summary) and summary["run"].nunique() > 1:
+        cols = [("run", "run"), *cols]
+    ccols = [
+        ("run", "run"), ("tier", "tier"), ("nominal chance", lambda r: pct(r["nominal"], 0)),
+        ("empirical chance (non-speech controls)", lambda r: rate(r, "empirical", "correct")), ("N", "n"),
+        ("controls", lambda r: E(r["controls"])),
+    ]  # fmt: skip
+    return (
+        '<section id="reference-points"><h2>Reference points</h2>'
+        "<p class=note>What known inputs score under every judge of each tier, so each number above has a "
+        "floor and a ceiling: silence, white noise, a sine at the target pitch (notes) or a 1 kHz tone burst, "
+        "and a real recording of the class held out from the references it is compared with (the ceiling). "
+        "Controls are judged even where the gate would refuse them (the gate column says so). The forced "
+        "choices' empirical chance is their accuracy on the non-speech controls.</p>"
+        + table(summary, cols, numeric={"items", "passed the gate", "correct / judged", "median per-note FAD",
+                                        "median per-note KAD", "judge errors"},
+                empty="No reference points in this run (reference_points.json).")
+        + "<h3>Empirical chance of the forced choices</h3>"
+        + table(chance, ccols, numeric={"empirical chance (non-speech controls)", "N"},
+                empty="No non-speech controls judged by a forced choice in this run.")
+        + "</section>"
+    )
