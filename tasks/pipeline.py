@@ -34,6 +34,7 @@ from audioprobe.schema import (
     ProbeItem,
     RenderedPrompt,
 )
+from audioprobe.console import warn
 from audioprobe.settings import get_settings
 from tasks import judging, limits, prompting
 from tasks.generation import llm
@@ -172,10 +173,10 @@ def reference_points(run_id: str, tier: str, items: list[ProbeItem]) -> int:
     if controls.has_tier(store.dir, tier):
         return 0
     try:
-        with _slots("judge"):
+        with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
             points = controls.reference_points(tier, items, store.dir / "controls", store.manifest().dataset_root)
     except Exception as exc:  # noqa: BLE001 - reference points are context, not the run's result
-        print(f"reference points for {tier} not computed: {type(exc).__name__}: {exc}")
+        warn(f"audioprobe: reference points for {tier} not computed: {type(exc).__name__}: {exc}")
         return 0
     controls.save(store.dir, tier, points)
     return len(points)
