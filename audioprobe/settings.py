@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     local_ctx: int = 4096
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
+    # With --samples k > 1 the temperature is raised to at least this: k samples at 0 would be one answer.
+    sample_temperature: float = 0.2
     prompt_contract: bool = False  # append the output-contract line; off reproduces the paper
     judge_device: str = "auto"
     judge_concurrency: int = 1

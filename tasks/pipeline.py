@@ -91,8 +91,13 @@ def render_prompt(item: ProbeItem, method: str) -> RenderedPrompt:
     retry_condition_fn=_is_transient,
     tags=["llm"],
 )
-def generate(prompt: RenderedPrompt, model: str, sample: int) -> Generation:
-    return llm.generate(prompt, model, sample)
+def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | None = None,
+             samples: int = 1) -> Generation:
+    from tasks.generation import baseline
+
+    if baseline.is_baseline(model):  # a program from the item's metadata, no LLM
+        return baseline.generate(item, prompt, model, sample)
+    return llm.generate(prompt, model, sample, samples=samples)
 
 
 # ----------------------------------------------------------------------------- execute
@@ -201,6 +206,8 @@ def record(
     execution: ExecutionResult | None,
     gate_result: GateResult | None,
     judgements: list[Judgement] | None,
+    round: int = 0,
+    repaired_from: str | None = None,
 ) -> ItemOutcome:
     outcome = ItemOutcome(
         run_id=run_id,
@@ -208,6 +215,8 @@ def record(
         model=model,
         method=method,
         sample=sample,
+        round=round,
+        repaired_from=repaired_from,
         prompt=prompt,
         generation=generation,
         execution=execution,
@@ -224,7 +233,7 @@ def save_outcome(outcome: ItemOutcome) -> ItemOutcome:
     outcome.stage_reached = _stage_reached(outcome)
     audio = audio_of(outcome.execution)
     if audio is not None:
-        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample)
+        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample, outcome.round)
         outcome.audio_path = str(store.keep_audio(key, audio))
     if outcome.failure and not outcome.error:
         outcome.error = describe_failure(outcome)
@@ -246,7 +255,8 @@ def _stage_reached(outcome: ItemOutcome) -> str:
 
 def describe_failure(outcome: ItemOutcome) -> str:
     """A clear message naming the item and the reason."""
-    where = f"{outcome.item.id} ({outcome.model}, {outcome.method}, sample {outcome.sample})"
+    where = f"{outcome.item.id} ({outcome.model}, {outcome.method}, sample {outcome.sample}" + (
+        f", repair round {outcome.round})" if outcome.round else ")")
     gen, exe, gate_result = outcome.generation, outcome.execution, outcome.gate
     reason = outcome.failure or "unknown"
     if reason == "llm_error" and gen:

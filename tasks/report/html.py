@@ -25,6 +25,7 @@ from tasks.report.fmt import (
     table,
     who_columns,
 )
+from tasks.report import protocols
 from tasks.report.items import section_items
 from tasks.report.tables import KIND_LABELS, KINDS, ReportTables, instrument_rows
 
@@ -467,6 +468,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
             ("speech", "5 · Speech"),
             ("items", "6 · Items"),
             ("provenance", "7 · Provenance"),
+            ("protocols", "8 · Samples, repair, paired"),
         )
     )
     return (
@@ -488,6 +490,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
         + section_speech(rt)
         + section_items(rt, limits)
         + section_provenance(rt, limits)
+        + protocols.section(rt)
         + "<footer>audioprobe report · self-contained: no network needed to read or listen</footer>"
         "</main></body></html>"
     )

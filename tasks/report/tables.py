@@ -20,6 +20,7 @@ from audioprobe.schema import TIERS, ItemOutcome, RunManifest
 from tasks import taxonomy
 from tasks.records import RunStore, outcome_key
 from tasks.report import paper
+from tasks.report import protocols
 from tasks.taxonomy import FAILURES
 
 # The failure taxonomy is tasks.taxonomy's; the report adds "pending" (a record not finished yet) and
@@ -28,6 +29,7 @@ KINDS = (*FAILURES, "pending", "ok")
 KIND_LABELS = {
     "llm_error": "LLM error",
     "no_code": "no code",
+    "truncated": "cut at max_tokens",
     "syntax": "syntax error",
     "missing_module": "missing module",
     "bad_import": "bad import (invented API)",
@@ -689,6 +691,7 @@ def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> Repo
     t["items"] = items(rows)
     t["usage"] = usage(rows)
     t["judges"], t["prompts"], t["versions"] = provenance(rows, manifests, t["fad"])
+    t.update(protocols.build(stores))  # section 8: samples, repair rounds, paired comparisons
     t["skipped"] = _frame(
         [
             {"run": m.run_id, "key": s.key, "tier": s.tier, "reason": s.reason}
