@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.records import RunStore, atomic_write
+from tasks.report import protocols
 from tasks.report.html import ReportLimits, render
 from tasks.report.tables import KIND_LABELS, ReportTables, build_tables
 
@@ -102,6 +103,7 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
         lines.append(
             f"**Speech 5-way, {r['model']}:** {_pct(int(r['correct']), int(r['judged']))} (chance 20%)"
         )
+    lines += protocols.summary_lines(rt.tables)
     usage = rt["usage"]
     if len(usage):
         cost = usage["cost"].dropna().sum()

@@ -150,7 +150,8 @@ def truncation_and_settings(groups, manifests) -> tuple[pd.DataFrame, pd.DataFra
                 trunc[(run, model)].update(answers=1, cut=int(gen.finish_reason == "length"),
                                            failed_truncated=int(o.failure == "truncated"))
                 for name in ("temperature", "max_tokens", "seed"):
-                    seen[(run, model)][name].add(gen.params.get(name, gen.params.get("template")))
+                    if gen.params.get(name) is not None:
+                        seen[(run, model)][name].add(gen.params[name])
                 seen[(run, model)]["dropped"].update(gen.dropped_params)
                 if o.prompt is not None:
                     seen[(run, model)]["templates"].add(f"{o.prompt.template} ({o.prompt.template_sha256[:12]})")
@@ -211,6 +212,25 @@ def paired_tables(groups) -> tuple[pd.DataFrame, pd.DataFrame]:
                 row["verdict"] = stats.verdict(name_a, name_b, row["diff"], adjusted, ALPHA)
             per_label += label_rows
     return pd.DataFrame(overall), pd.DataFrame(per_label)
+
+
+def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The console's view: success by repair round beside the single shot, and the paired verdicts."""
+    lines = []
+    curve = tables.get("repair_curve")
+    if curve is not None and len(curve) and curve["round"].max() > 0:
+        for (model, tier, method), rows in curve.groupby(["model", "tier", "method"]):
+            steps = " → ".join(f"r{int(r['round'])} {int(r['valid_audio_k'])}/{int(r['valid_audio_n'])}"
+                               f" ({int(r['correct_k'])} correct)" for _, r in rows.iterrows())
+            lines.append(f"**Valid audio by repair round, {model} / {tier} / {method}:** {steps}")
+    paired = tables.get("paired")
+    if paired is not None and len(paired):
+        shown = paired[~paired["verdict"].str.startswith("no difference")]
+        for _, r in shown.iterrows():
+            lines.append(f"**Paired, {r['tier']} / {r['stage']}:** {r['verdict']} ({r['test']}, {r['items']} items)")
+        if not len(shown):
+            lines.append(f"**Paired tests:** {len(paired)} run, none shows a difference after Holm's correction")
+    return lines
 
 
 def build(stores: list[RunStore]) -> dict[str, pd.DataFrame]:
