@@ -117,3 +117,30 @@ def test_a_failed_first_answer_is_repaired_by_feedback(tmp_path, prefect_server)
     assert fixes.iloc[-1]["now_valid_audio"] == 1
     page = (run_dir / "report" / "index.html").read_text()
     assert "repair@r" in page and last["prompt"]["template"] in page
+
+
+def test_template_baseline_runs_through_sandbox_gate_and_judges(tmp_path, prefect_server):
+    """`--model baseline/template` needs no LLM: its sine is judged at the asked pitch; repair rounds asked
+    of a baseline are not run (it answers the same whatever it is told)."""
+    root = tmp_path / "datasets"
+    _write_nsynth(root / "nsynth", {"guitar_acoustic_010-060-100": _note("guitar_acoustic_010-060-100", 60),
+                                    "guitar_acoustic_010-067-100": _note("guitar_acoustic_010-067-100", 67)})
+    env = {**os.environ, "AUDIOPROBE_DATA_DIR": str(tmp_path / "data"), "AUDIOPROBE_PREFECT_API_URL": prefect_server,
+           "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT), "PYTHONUNBUFFERED": "1"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "audioprobe", "run", "--tier", "notes", "--model", "baseline/template", "--limit", "2",
+         "--repair-rounds", "1", "--dataset-root", str(root), "--new"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
+    records = [json.loads(p.read_text()) for p in (run_dir / "outcomes").glob("*.json")]
+    assert len(records) == 2 and {o["round"] for o in records} == {0}
+    for o in records:
+        assert o["failure"] is None and o["gate"]["ok"], o["error"]
+        (judgement,) = o["judgements"]
+        assert judgement["judge"].startswith("pitch/") and judgement["correct"], judgement["values"]
+        assert o["generation"]["params"]["template"] == "template"
+    passk = pd.read_csv(run_dir / "report" / "pass_at_k.csv").set_index("stage")
+    assert passk.loc["correct", "pass_at_1"] == 1.0 and passk.loc["correct", "items"] == 2
