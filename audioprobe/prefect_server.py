@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -40,6 +41,8 @@ def configure_environment(api_url: str) -> None:
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # A restarted embedded server takes ~10-30 s to answer again: the client's retries must outlast it.
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
 
 
 def ensure_server(port: int | None = None) -> str:
@@ -52,15 +55,82 @@ def ensure_server(port: int | None = None) -> str:
     port = port or settings.prefect_port
     api_url = f"http://127.0.0.1:{port}/api"
     if not _healthy(api_url):
-        _start(port)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(api_url):
-            if time.monotonic() > deadline:
-                log = prefect_home() / "server.log"
-                raise RuntimeError(f"the Prefect server did not answer on {api_url} within {START_TIMEOUT_S}s; see {log}")
-            time.sleep(1)
+        _start_and_wait(port, api_url)
     configure_environment(api_url)
+    global _embedded_port
+    _embedded_port = port
     return api_url
+
+
+_embedded_port: int | None = None  # set when this process uses the embedded server: it may restart it
+
+
+def _start_and_wait(port: int, api_url: str) -> None:
+    _start(port)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not _healthy(api_url):
+        if time.monotonic() > deadline:
+            log = prefect_home() / "server.log"
+            raise RuntimeError(f"the Prefect server did not answer on {api_url} within {START_TIMEOUT_S}s; see {log}")
+        time.sleep(1)
+
+
+class OrchestrationLost(RuntimeError):
+    """The Prefect server stopped answering and could not be brought back."""
+
+
+class ServerWatchdog(threading.Thread):
+    """Pings the Prefect server every few seconds during a run. The embedded server is restarted when it
+    stops answering (its SQLite database survives); any other server that goes away sets `lost`, and the
+    run stops submitting work, records what is in flight, and exits with one line naming the cause."""
+
+    def __init__(self, api_url: str, interval_s: float = 2.0, misses: int = 3):
+        super().__init__(daemon=True, name="prefect-watchdog")
+        self.api_url, self.interval_s, self.misses = api_url, interval_s, misses
+        self.lost: str | None = None
+        self.restarts = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        missed = 0
+        while not self._halt.wait(self.interval_s):
+            if _healthy(self.api_url, timeout=self.interval_s):
+                missed = 0
+                continue
+            missed += 1
+            if missed < self.misses:
+                continue
+            missed = 0
+            embedded = _embedded_port is not None and self.api_url == f"http://127.0.0.1:{_embedded_port}/api"
+            if not embedded:
+                self.lost = f"the Prefect server at {self.api_url} stopped answering"
+                return
+            print(f"audioprobe: the embedded Prefect server at {self.api_url} stopped answering; restarting it",
+                  file=sys.stderr, flush=True)
+            try:
+                _start_and_wait(_embedded_port, self.api_url)
+            except RuntimeError as exc:
+                self.lost = f"the embedded Prefect server died and did not restart: {exc}"
+                return
+            self.restarts += 1
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+_watchdog: ServerWatchdog | None = None
+
+
+def start_watchdog(api_url: str) -> ServerWatchdog:
+    global _watchdog
+    _watchdog = ServerWatchdog(api_url)
+    _watchdog.start()
+    return _watchdog
+
+
+def orchestration_lost() -> str | None:
+    """Why the run's Prefect server is gone for good, or None (also when no watchdog runs)."""
+    return _watchdog.lost if _watchdog is not None else None
 
 
 def _start(port: int) -> None:

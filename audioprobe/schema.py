@@ -258,5 +258,6 @@ class RunManifest(Record):
     settings: dict[str, Any] = Field(default_factory=dict)  # snapshot, secrets excluded
     versions: dict[str, str] = Field(default_factory=dict)  # audioprobe, python, packages, image
     skipped: list[SkippedItem] = Field(default_factory=list)
-    finished: str | None = None
+    finished: str | None = None  # set only when every item reached a final outcome
+    incomplete: str | None = None  # the one-line reason the last attempt left items unfinished
     flow_runs: list[str] = Field(default_factory=list)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     local_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
     local_ctx: int = 4096
     models: dict[str, ModelSettings] = Field(default_factory=dict)
+    # After this many items in a row failed transiently (after the client's retries), a model is not
+    # asked again in this run: its remaining items are recorded as not attempted (tasks/generation/breaker.py).
+    breaker_threshold: int = 5
 
     # With --samples k > 1 the temperature is raised to at least this: k samples at 0 would be one answer.
     sample_temperature: float = 0.2

@@ -4,38 +4,57 @@ from __future__ import annotations
 
 from prefect import flow, tags
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.states import Completed, Failed, State
 
+from audioprobe.prefect_server import orchestration_lost
 from audioprobe.settings import get_settings
 from flows.runners import task_runner
 from flows.tiers import TIER_FLOWS
+from flows.ui import best_effort
 from tasks import runs
 from tasks.generation import local_model
+from tasks.generation import breaker
+from tasks.generation.breaker import breaker_for
 from tasks.records import RunStore
 
 
 @flow(name="benchmark", flow_run_name="benchmark-{run_id}", log_prints=True)
-def benchmark_flow(run_id: str, refresh: str | None = None) -> str:
+def benchmark_flow(run_id: str, refresh: str | None = None) -> State:
     """Parameters live in the run's manifest, so a UI retry of this flow run resumes the same run.
 
     refresh: None, or "execution" / "judging" to redo that stage for items without a final outcome
-    (what `audioprobe retry --only` sets up).
+    (what `audioprobe retry --only` sets up). Ends Failed, with the one-line reason, when any item was
+    left without a final outcome (a model unavailable, the Prefect server lost); the report says so too.
     """
     store = RunStore.open(run_id)
     manifest = store.manifest()
+    breaker.reset()  # a model that was down in an earlier run in this process is asked again
+    local_model.forget_deaths()
     for tier in manifest.tiers:
         runs.items_for(store, tier)  # sample and freeze the items once, before any model runs
     for model in manifest.models:
         if local_model.is_local(model) and _needs_calls(store, model):
-            local_model.ensure_server(model)
+            try:
+                local_model.ensure_server(model)
+            except local_model.LocalModelError as exc:
+                # This model is unavailable; its items are recorded as not attempted, the others go on.
+                breaker_for(model, get_settings().breaker_threshold).trip(str(exc))
         for tier in manifest.tiers:
             for method in manifest.methods[tier]:
+                if orchestration_lost():
+                    break
                 with tags(f"model:{model}", f"tier:{tier}", f"method:{method}"):
                     tier_flow = TIER_FLOWS[tier].with_options(task_runner=task_runner())
-                    tier_flow(run_id=run_id, model=model, method=method, refresh=refresh)
+                    tier_flow(run_id=run_id, model=model, method=method, refresh=refresh, return_state=True)
+    if orchestration_lost():  # nothing more can be shown in the UI; the CLI says why
+        return Failed(message=orchestration_lost())
     runs.write_table(store)
-    report_path = build_and_publish_report(store)
-    store.finish()
-    return str(report_path)
+    unfinished = runs.why_unfinished(store.outcomes(), runs.expected_count(store))
+    store.conclude(unfinished)
+    build_and_publish_report(store)
+    if unfinished:
+        return Failed(message=unfinished)
+    return Completed(message=runs.counts_line(store.outcomes()))
 
 
 def _needs_calls(store: RunStore, model: str) -> bool:
@@ -60,6 +79,8 @@ def build_and_publish_report(store: RunStore):
     from tasks.report import build_report, summary_markdown
 
     path = build_report(str(store.dir))
-    create_markdown_artifact(summary_markdown(store), key="benchmark-summary", description=f"run {store.run_id}")
-    create_link_artifact(path.resolve().as_uri(), link_text=f"report of {store.run_id}", key="benchmark-report")
+    best_effort("publish the summary", create_markdown_artifact, summary_markdown(store), key="benchmark-summary",
+                description=f"run {store.run_id}")
+    best_effort("link the report", create_link_artifact, path.resolve().as_uri(),
+                link_text=f"report of {store.run_id}", key="benchmark-report")
     return path

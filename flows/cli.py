@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import threading
 
@@ -73,13 +74,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = runs.start_or_resume(models, tiers, runs.methods_for(tiers, args.methods), args.samples, limit,
                                  args.seed, args.dataset_root, new=args.new, repair_rounds=args.repair_rounds)
     print(f"run {store.run_id}  (Prefect UI: {api_url.removesuffix('/api')})", file=sys.stderr)
-    return _run_flow(store, refresh=None)
+    resume = shlex.join(["audioprobe", *[a for a in (args.argv or []) if a != "--new"]])
+    return _run_flow(store, api_url, refresh=None, resume=resume)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from audioprobe.prefect_server import ensure_server
 
-    ensure_server()
+    api_url = ensure_server()
     from tasks import runs
     from tasks.records import RunStore
 
@@ -92,23 +94,94 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return 0
     runs.prepare_retry(store, chosen)
     refresh = args.only if args.only in ("execution", "judging") else ("execution" if statuses else None)
-    code = _run_flow(RunStore.open(store.run_id), refresh=refresh)
-    return code
+    return _run_flow(RunStore.open(store.run_id), api_url, refresh=refresh,
+                     resume=f"audioprobe retry {store.run_id} --only generation --status not_attempted,llm_error")
 
 
-def _run_flow(store, refresh: str | None) -> int:
+def _run_flow(store, api_url: str, refresh: str | None, resume: str) -> int:
+    """Run the benchmark flow under a watchdog; exit 0 only when every item reached a final outcome,
+    else end stderr with one line naming the cause and the command that resumes the run."""
+    from audioprobe import prefect_server
+    from flows import orphans
     from flows.benchmark import benchmark_flow
+    from tasks import runs
     from tasks.report import summary_markdown
 
-    watcher = _ProgressWatcher(store)
-    watcher.start()
-    try:
-        report = benchmark_flow(run_id=store.run_id, refresh=refresh)
-    finally:
-        watcher.stop()
+    with orphans.run_lock(store):
+        orphans.crash_orphaned_flow_runs()
+        watchdog = prefect_server.start_watchdog(api_url)
+        watcher = _ProgressWatcher(store)
+        watcher.start()
+        try:
+            outcome = _in_thread(lambda: _with_tag(orphans.client_tag(), benchmark_flow, run_id=store.run_id,
+                                                   refresh=refresh, return_state=True))
+        finally:
+            watcher.stop()
+            watchdog.stop()
+    lost = prefect_server.orchestration_lost()
+    if lost:
+        unfinished = runs.why_unfinished(store.outcomes(), runs.expected_count(store), lost)
+        store.conclude(unfinished)
+        print(f"audioprobe: run {store.run_id} stopped: {lost}; {unfinished}; every finished item is "
+              f"recorded; resume: {resume}", file=sys.stderr, flush=True)
+        _exit_now(runs.EXIT_ORCHESTRATION_LOST)
+    if isinstance(outcome, BaseException):
+        raise outcome
     print(summary_markdown(store), file=sys.stderr)
-    emit({"run_id": store.run_id, "run_dir": str(store.dir), "report": report})
+    manifest = store.manifest()
+    emit({"run_id": store.run_id, "run_dir": str(store.dir), "report": str(store.report_path),
+          "complete": manifest.incomplete is None})
+    if manifest.incomplete:
+        print(f"audioprobe: run {store.run_id} incomplete: {manifest.incomplete}; resume: {resume}",
+              file=sys.stderr)
+        return runs.EXIT_INCOMPLETE
     return 0
+
+
+LOST_GRACE_S = 20.0  # once the Prefect server is gone: time for items past generation to be recorded
+
+
+def _with_tag(tag: str, fn, **kwargs):
+    from prefect import tags
+
+    with tags(tag):
+        return fn(**kwargs)
+
+
+def _in_thread(fn):
+    """Run fn in a daemon thread; return its result or exception. When the Prefect server is lost for
+    good, wait LOST_GRACE_S for in-flight items to be recorded, then return without it: a generation
+    can take minutes, and the run must stop at once with its message."""
+    from audioprobe.prefect_server import orchestration_lost
+
+    box: list = []
+
+    def target():
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True, name="benchmark-flow")
+    worker.start()
+    while worker.is_alive():
+        worker.join(1.0)
+        if orchestration_lost():
+            worker.join(LOST_GRACE_S)
+            break
+    return box[0] if box else None
+
+
+def _exit_now(code: int) -> None:
+    """Leave without waiting for abandoned threads (a generation in flight); stop our own LLM server."""
+    import os
+
+    from tasks.generation import local_model
+
+    local_model.stop_owned()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class _ProgressWatcher(threading.Thread):

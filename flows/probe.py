@@ -1,20 +1,31 @@
-"""The pipeline of the paper's Figure 1, for a batch of items: prompt -> LLM -> code -> sandbox ->
-WAV -> gate -> judge -> record. Wiring only; the work is in tasks.pipeline."""
+"""The pipeline of the paper's Figure 1 for a tier's items: prompt -> LLM -> code -> sandbox -> WAV ->
+gate -> judge -> record. Wiring only; the work is in tasks.pipeline.
+
+Items stream through the stages: each stage's task is submitted the moment the item's previous stage
+is done, and the item is recorded the moment it is evaluated. So records arrive steadily, the thread
+pool never holds a thread waiting on another task, and a killed client, server or machine loses only
+the items in flight. At most `generation_window` generations are in flight: enough to keep a hosted
+model busy, few enough that sandbox and judge tasks always find a free thread.
+"""
 
 from __future__ import annotations
 
-from prefect import unmapped
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
 from prefect.futures import PrefectFuture
 
-from audioprobe.schema import ItemOutcome, ProbeItem
+from audioprobe.prefect_server import orchestration_lost
+from audioprobe.schema import ItemOutcome, ProbeItem, RenderedPrompt
 from audioprobe.settings import get_settings
+from flows.ui import Progress
 from tasks import pipeline, repair
 from tasks.records import RunStore, outcome_key
 from tasks.taxonomy import is_final
 
-
-WAVE_PER_WORKER = 4  # items in flight per task worker: enough to overlap LLM, sandbox and judges
+POLL_S = 0.05
 
 
 def pending_work(store: RunStore, model: str, method: str, items: list[ProbeItem], samples: int):
@@ -27,31 +38,36 @@ def pending_work(store: RunStore, model: str, method: str, items: list[ProbeItem
     return work
 
 
+@dataclass
+class InFlight:
+    item: ProbeItem
+    sample: int
+    prompt: RenderedPrompt
+    generation: PrefectFuture
+    execution: PrefectFuture | None = None
+    evaluation: PrefectFuture | None = None
+    round: int = 0
+    repaired_from: str | None = None
+
+    @property
+    def current(self) -> PrefectFuture:
+        return self.evaluation or self.execution or self.generation
+
+
 def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], samples: int,
                 refresh: str | None = None) -> list[ItemOutcome]:
     """Probe the items that have no final outcome; `refresh` re-runs that stage instead of reusing it.
-    With repair rounds, each round asks again, with feedback, for the items whose last round failed."""
+    With repair rounds (tasks.repair), round r asks again, with feedback, where round r-1 failed."""
     store = RunStore.open(run_id)
-    execute = pipeline.execute.with_options(refresh_cache=refresh == "execution")
-    judge = pipeline.judge.with_options(refresh_cache=refresh in ("execution", "judging"))
-    manifest = store.manifest()
-    rounds = repair.rounds_for(model, manifest.repair_rounds)
+    rounds = repair.rounds_for(model, store.manifest().repair_rounds)
     for round_ in range(rounds + 1):
         work = [a for a in repair.next_attempts(store, model, method, items, samples, rounds,
                                                 lambda item: pipeline.render_prompt(item, method))
                 if a.round == round_]
-        if not work:
-            continue
-        if round_ > 0:
-            _ensure_model(model, work, samples)
-        progress = create_progress_artifact(0.0, description=f"{model} {method} round {round_}: items recorded")
-        # Waves: Prefect's pool runs mapped tasks in submission order, so one map over 1,500 items would
-        # make every LLM call before the first program runs and write no record until the very end.
-        wave = max(1, get_settings().task_workers * WAVE_PER_WORKER)
-        for start in range(0, len(work), wave):
-            _probe_wave(run_id, model, method, work[start:start + wave], execute, judge, manifest.dataset_root,
-                        samples)
-            update_progress_artifact(progress, 100.0 * min(start + wave, len(work)) / len(work))
+        if work and not orchestration_lost():
+            if round_ > 0:
+                _ensure_model(model, work, samples)
+            _probe_round(store, model, method, deque(work), samples, refresh)
     return _all_outcomes(store, model, method, items, samples)
 
 
@@ -68,41 +84,76 @@ def _ensure_model(model: str, work: list[repair.Attempt], samples: int) -> None:
         local_model.ensure_server(model)
 
 
-def _probe_wave(run_id, model, method, work, execute, judge, dataset_root, samples=1) -> None:
-    todo_items = [a.item for a in work]
-    todo_samples = [a.sample for a in work]
-    prompts = [a.prompt for a in work]
+def _probe_round(store: RunStore, model: str, method: str, work: deque, samples: int, refresh: str | None) -> None:
+    execute = pipeline.execute.with_options(refresh_cache=refresh == "execution")
+    evaluate = pipeline.evaluate.with_options(refresh_cache=refresh in ("execution", "judging"))
+    dataset_root = store.manifest().dataset_root
+    window = max(1, get_settings().task_workers // 2)
+    round_ = work[0].round
+    progress = Progress(f"{model} {method}: items recorded" + (f" (repair round {round_})" if round_ else ""),
+                        total=len(work))
+    flying: list[InFlight] = []
+    while work or flying:
+        while work and sum(f.execution is None for f in flying) < window and not orchestration_lost():
+            a = work.popleft()
+            generation = pipeline.generate.submit(a.prompt, model, a.sample, a.item, samples)
+            flying.append(InFlight(a.item, a.sample, a.prompt, generation, round=a.round,
+                                   repaired_from=a.repaired_from))
+        if not flying:
+            break  # the Prefect server is gone: nothing more is started; the caller says why
+        done = [f for f in flying if _finished(f.current)]
+        if not done:
+            time.sleep(POLL_S)
+            continue
+        for entry in done:
+            if not entry.current.state.is_completed():
+                _salvage(store, model, method, entry)
+                flying.remove(entry)
+                progress.advance()
+            elif entry.execution is None:
+                entry.execution = execute.submit(entry.generation, entry.prompt)
+            elif entry.evaluation is None:
+                entry.evaluation = evaluate.submit(entry.execution, entry.item, dataset_root)
+            else:
+                gate_result, judgements = entry.evaluation.result()
+                _record(store, model, method, entry, entry.generation.result(), entry.execution.result(),
+                        gate_result, judgements)
+                flying.remove(entry)
+                progress.advance()
 
-    generations = pipeline.generate.map(prompts, model=unmapped(model), sample=todo_samples, item=todo_items,
-                                        samples=unmapped(samples))
-    executions = execute.map(generations, prompts)
-    gates = pipeline.gate.map(executions, todo_items)
-    judgements = judge.map(executions, gates, todo_items, dataset_root=unmapped(dataset_root))
-    records = pipeline.record.map(
-        unmapped(run_id), todo_items, unmapped(model), unmapped(method), todo_samples,
-        prompts, generations, executions, gates, judgements,
-        round=[a.round for a in work], repaired_from=[a.repaired_from for a in work],
-    )
-    for index, future in enumerate(records):
-        future.wait()
-        if not future.state.is_completed():
-            _salvage(run_id, model, method, todo_items[index], todo_samples[index], prompts[index],
-                     generations[index], executions[index], future, work[index].round)
+
+def _finished(future: PrefectFuture) -> bool:
+    wrapped = getattr(future, "wrapped_future", None)
+    if wrapped is not None and hasattr(wrapped, "done"):
+        return wrapped.done()  # no API call: the thread pool's (or Dask's) own future
+    return future.state.is_final()
 
 
-def _salvage(run_id, model, method, item, sample, prompt, generation, execution, record_future, round_=0) -> None:
-    """A stage failed for good (after its retries): record what was reached and why, lose nothing."""
-    def value(future: PrefectFuture):
-        return future.result() if future.state.is_completed() else None
+def _record(store, model, method, entry: InFlight, generation, execution, gate_result, judgements,
+            **fields) -> ItemOutcome:
+    return pipeline.record(store.run_id, entry.item, model, method, entry.sample, entry.prompt, generation,
+                           execution, gate_result, judgements, round=entry.round, repaired_from=entry.repaired_from,
+                           **fields)
 
-    gen, exe = value(generation), value(execution)
-    failed = next((f for f in (generation, execution, record_future) if not f.state.is_completed()), record_future)
-    outcome = ItemOutcome(run_id=run_id, item=item, model=model, method=method, sample=sample, round=round_,
-                          prompt=prompt, generation=gen, execution=exe)
-    pipeline.save_outcome(outcome)  # classifies what it can
-    outcome.failure = outcome.failure or "infrastructure"
-    outcome.error = f"{item.id} ({model}, {method}, sample {sample}): {failed.state.message or failed.state.name}"
-    RunStore.open(run_id).save_outcome(outcome)
+
+def _salvage(store, model, method, entry: InFlight) -> None:
+    """A stage's task failed for good (after its retries): record what was reached, named by the stage
+    that failed, and lose nothing. The model's own failures never get here (they are results)."""
+    failed = entry.current
+    reason = f"{failed.state.name}: {failed.state.message or ''}".strip(": ")
+    generation = entry.generation.result() if entry.execution is not None else None
+    execution = entry.execution.result() if entry.evaluation is not None else None
+    if entry.execution is None:  # the generate task itself broke: still the model's stage
+        kind = "llm_error"
+    elif entry.evaluation is None:
+        kind = "infrastructure"  # Docker or the orchestration, after execute's retries
+    else:
+        kind = "judge_error"
+    where = f"{entry.item.id} ({model}, {method}, sample {entry.sample}" + (
+        f", repair round {entry.round})" if entry.round else ")")
+    print(f"audioprobe: {where}: {kind}: {reason}", file=sys.stderr, flush=True)
+    _record(store, model, method, entry, generation, execution, None, [], failure=kind,
+            error=f"{where}: {kind} ({reason})")
 
 
 def _all_outcomes(store: RunStore, model, method, items, samples) -> list[ItemOutcome]:

@@ -24,9 +24,9 @@ apt_install() {  # apt_install PKG... : install Debian packages that are missing
   need_root "installing ${missing[*]}" "apt-get install ${missing[*]}"
   say "apt-get install ${missing[*]}"
   if [ ! -f /var/lib/apt/periodic/audioprobe-updated ] || [ -z "$(ls /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
-    apt-get update -q && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/audioprobe-updated
+    apt-get update -q -o DPkg::Lock::Timeout=600 && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/audioprobe-updated
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}"
 }
 
 step_python() {

@@ -1,13 +1,14 @@
-"""The Prefect tasks of one probe item: generate -> execute -> gate -> judge -> record.
+"""The Prefect tasks of one probe item: generate -> execute -> evaluate (gate + judges); then the record.
 
 Each task is a small function of its inputs. Caching follows content, never the run id:
 - generation: the response store is the cache (content key: model, api_base, messages, params,
   sample); it keeps only real answers, so a failed call is asked again on the next run and a paid
   answer is never asked twice. Prefect's own cache would also keep failures, so it is off here.
 - execution: keyed by the program's hash, the expected output, the limits and the sandbox image.
-- gate and judges: keyed by the clip's hash, the judge, its version and parameters.
-Retries are for transient failures only (LLM 429/5xx/timeouts, Docker daemon errors); a program
-that fails is a result, not a retry.
+- evaluation (gate and judges): keyed by the clip's hash, the item and the dataset root.
+Retries are for transient Docker failures only; the LLM client retries its own calls; a program that
+fails is a result, not a retry. The record is written by the flow, not a task, the moment an item is
+evaluated: it must land even while the Prefect server is away.
 """
 
 from __future__ import annotations
@@ -80,24 +81,18 @@ def render_prompt(item: ProbeItem, method: str) -> RenderedPrompt:
 # ----------------------------------------------------------------------------- generate
 
 
-@task(
-    name="generate",
-    cache_policy=NO_CACHE,
-    # llm.generate already retried the call with backoff; one later attempt of the whole task is
-    # enough, more would multiply the waiting on a provider that is down.
-    retries=1,
-    retry_delay_seconds=30,
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_is_transient,
-    tags=["llm"],
-)
+@task(name="generate", cache_policy=NO_CACHE, tags=["llm"])
 def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | None = None,
              samples: int = 1) -> Generation:
+    """No task-level retries: llm.generate already retried with backoff, and a model that is still down
+    is recorded (llm_error, kind unreachable/server_died) and asked again by the next run; the model's
+    circuit breaker keeps a dead model from costing every remaining item its retries.
+    A program baseline (`baseline/...`) writes its program from the item's metadata, without an LLM."""
     from tasks.generation import baseline
 
-    if baseline.is_baseline(model):  # a program from the item's metadata, no LLM
+    if baseline.is_baseline(model):
         return baseline.generate(item, prompt, model, sample)
-    return llm.generate(prompt, model, sample, samples=samples)
+    return llm.generate(prompt, model, sample, raise_transient=False, samples=samples)
 
 
 # ----------------------------------------------------------------------------- execute
@@ -168,20 +163,19 @@ def _audio_key(context, parameters) -> str:  # noqa: ANN001
     return f"{context.task.name}-" + _digest(TASK_VERSION, sha, item.model_dump(), parameters.get("dataset_root"))
 
 
-@task(name="gate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365))
-def gate(execution: ExecutionResult | None, item: ProbeItem) -> GateResult | None:
+@task(name="evaluate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365),
+      tags=["judge"])
+def evaluate(execution: ExecutionResult | None, item: ProbeItem,
+             dataset_root: str | None = None) -> tuple[GateResult | None, list[Judgement]]:
+    """The gate, then the tier's judges on a clip that passed it: one cached task per clip."""
     audio = audio_of(execution)
-    return judging.gate_for_tier(audio, item.tier) if audio else None
-
-
-@task(name="judge", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365), tags=["judge"])
-def judge(execution: ExecutionResult | None, gate_result: GateResult | None, item: ProbeItem,
-          dataset_root: str | None = None) -> list[Judgement]:
-    audio = audio_of(execution)
-    if audio is None or gate_result is None or not gate_result.ok:
-        return []
+    if audio is None:
+        return None, []
+    gate_result = judging.gate_for_tier(audio, item.tier)
+    if not gate_result.ok:
+        return gate_result, []
     with _slots("judge"):
-        return judging.judge_item(audio, item, dataset_root)
+        return gate_result, judging.judge_item(audio, item, dataset_root)
 
 
 @task(name="fad", cache_policy=NO_CACHE, tags=["judge"])
@@ -194,42 +188,21 @@ def fad_per_class(outcomes: list[ItemOutcome]) -> list[FADResult]:
 # ----------------------------------------------------------------------------- record
 
 
-@task(name="record", cache_policy=NO_CACHE)
-def record(
-    run_id: str,
-    item: ProbeItem,
-    model: str,
-    method: str,
-    sample: int,
-    prompt: RenderedPrompt,
-    generation: Generation | None,
-    execution: ExecutionResult | None,
-    gate_result: GateResult | None,
-    judgements: list[Judgement] | None,
-    round: int = 0,
-    repaired_from: str | None = None,
-) -> ItemOutcome:
-    outcome = ItemOutcome(
-        run_id=run_id,
-        item=item,
-        model=model,
-        method=method,
-        sample=sample,
-        round=round,
-        repaired_from=repaired_from,
-        prompt=prompt,
-        generation=generation,
-        execution=execution,
-        gate=gate_result,
-        judgements=judgements or [],
-    )
+def record(run_id: str, item: ProbeItem, model: str, method: str, sample: int, prompt: RenderedPrompt,
+           generation: Generation | None, execution: ExecutionResult | None, gate_result: GateResult | None,
+           judgements: list[Judgement] | None, **fields) -> ItemOutcome:
+    """The item's record, written at once (not a task: it must land while the Prefect server is away)."""
+    outcome = ItemOutcome(run_id=run_id, item=item, model=model, method=method, sample=sample, prompt=prompt,
+                          generation=generation, execution=execution, gate=gate_result,
+                          judgements=judgements or [], **fields)
     return save_outcome(outcome)
 
 
 def save_outcome(outcome: ItemOutcome) -> ItemOutcome:
     """Classify, keep the clip in the run, write the record: the one place outcomes are written."""
     store = RunStore.open(outcome.run_id)
-    outcome.failure = classify_failure(outcome)
+    if outcome.failure is None:  # a salvaged item comes with the failure of the stage that broke
+        outcome.failure = classify_failure(outcome)
     outcome.stage_reached = _stage_reached(outcome)
     audio = audio_of(outcome.execution)
     if audio is not None:

@@ -152,10 +152,16 @@ class RunStore:
         path = self.dir / "fad.json"
         return [FADResult.model_validate(r) for r in json.loads(path.read_text())] if path.exists() else []
 
-    def finish(self) -> None:
+    def conclude(self, unfinished: str | None) -> None:
+        """Finished only when every item has a final outcome; else the reason, and the same command resumes."""
         manifest = self.manifest()
-        manifest.finished = now_iso()
+        manifest.finished = None if unfinished else now_iso()
+        manifest.incomplete = unfinished
         self.save_manifest(manifest)
+
+    @property
+    def report_path(self) -> Path:
+        return self.dir / "report" / "index.html"
 
 
 def list_runs(runs_dir: Path | None = None) -> list[RunManifest]:

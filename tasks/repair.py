@@ -23,7 +23,7 @@ from tasks.taxonomy import is_final
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # Failures feedback cannot help: the call, the judge or the machine failed, not the program.
-NOT_REPAIRABLE = {"llm_error", "judge_error", "infrastructure"}
+NOT_REPAIRABLE = {"llm_error", "judge_error", "infrastructure", "not_attempted"}
 WRONG_SOUND = "wrong_sound"  # valid audio the judge did not accept: a repair reason, not a failure
 TRACEBACK_LINES = 8
 # sandbox/requirements.txt names distributions; programs import modules

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
+from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -165,3 +167,54 @@ def prepare_retry(store: RunStore, outcomes: list[ItemOutcome]) -> None:
     manifest = store.manifest()
     manifest.finished = None
     store.save_manifest(manifest)
+
+
+# --------------------------------------------------------------------------- complete or not
+
+EXIT_INCOMPLETE = 3  # items left without a final outcome (a model unavailable, Docker failing): rerun
+EXIT_ORCHESTRATION_LOST = 4  # the Prefect server went away and could not be restarted
+
+
+def expected_count(store: RunStore, model: str | None = None, tier: str | None = None,
+                   method: str | None = None) -> int:
+    manifest = store.manifest()
+    total = 0
+    for t in manifest.tiers:
+        if tier and t != tier:
+            continue
+        methods = [m for m in manifest.methods[t] if not method or m == method]
+        models = [m for m in manifest.models if not model or m == model]
+        total += len(items_for(store, t)) * len(methods) * len(models) * manifest.samples
+    return total
+
+
+def cause_of(outcome: ItemOutcome) -> str:
+    """Why an item is not done, in words that name the model or the machinery, never both."""
+    gen = outcome.generation
+    if outcome.failure in ("llm_error", "not_attempted") and gen is not None and gen.error:
+        text = re.sub(r"^not attempted: ", "", gen.error)
+        text = re.sub(r" \((after \d+ attempts|\d+ items in a row failed)\)$", "", text)
+        return f"model {outcome.model!r} unavailable: {text}"
+    return f"{outcome.failure}: {(outcome.error or '').split(': ', 1)[-1][:200]}"
+
+
+def why_unfinished(outcomes: list[ItemOutcome], expected: int, lost: str | None = None) -> str | None:
+    """None when every expected item has a final outcome; else one line: how many, and the main cause."""
+    from tasks.taxonomy import is_final
+
+    open_items = [o for o in outcomes if not is_final(o)]
+    missing = max(0, expected - len(outcomes))
+    if not open_items and not missing:
+        return None
+    causes = Counter(cause_of(o) for o in open_items)
+    if lost:
+        causes[lost] += missing + 1
+    elif missing:
+        causes["not recorded (the run was stopped)"] += missing
+    cause = causes.most_common(1)[0][0]
+    return f"{len(open_items) + missing} of {expected} items not done; {cause}"
+
+
+def counts_line(outcomes: list[ItemOutcome]) -> str:
+    counts = Counter(o.failure or "ok" for o in outcomes)
+    return f"{len(outcomes)} items: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

@@ -6,7 +6,8 @@ from audioprobe.schema import ItemOutcome
 
 # In pipeline order; the report lists them in this order.
 FAILURES = (
-    "llm_error",  # the model call failed (no key, unknown model, server down, bad response)
+    "not_attempted",  # the model was unavailable (its circuit breaker opened): a rerun asks again
+    "llm_error",  # the model call failed (no key, unknown model, unreachable, server died, bad response)
     "no_code",  # an answer with nothing runnable: empty, refusal, prose only
     "truncated",  # max_tokens cut the answer (finish_reason "length") and what was kept did not run
     "syntax",
@@ -19,11 +20,12 @@ FAILURES = (
     "output_rejected",
     "invalid_audio",  # the gate refused the clip
     "judge_error",
-    "infrastructure",  # Docker daemon or orchestration failed after its retries: rerun retries it
+    "infrastructure",  # Docker or orchestration failed after its retries (never the model): rerun retries it
 )
 
 # Which pipeline stage each failure belongs to, for `audioprobe retry --only`.
 STAGE_OF_FAILURE = {
+    "not_attempted": "generation",
     "llm_error": "generation",
     "no_code": "generation",
     "truncated": "generation",
@@ -41,7 +43,7 @@ STAGE_OF_FAILURE = {
 }
 
 # Failures a plain rerun of the same command tries again; every other failure is a result.
-RETRIED_ON_RERUN = {"infrastructure"}
+RETRIED_ON_RERUN = {"infrastructure", "not_attempted"}
 
 
 def classify_failure(outcome: ItemOutcome) -> str | None:
@@ -49,6 +51,8 @@ def classify_failure(outcome: ItemOutcome) -> str | None:
     gen = outcome.generation
     if gen is None:
         return None
+    if gen.error_kind == "not_attempted":
+        return "not_attempted"
     if gen.error or gen.extraction_status == "llm_error":
         return "llm_error"
     cut = gen.finish_reason == "length"
@@ -74,7 +78,9 @@ def classify_failure(outcome: ItemOutcome) -> str | None:
     return None
 
 
-TRANSIENT_LLM_KINDS = {"transient", "timeout", "connection", "rate_limit", "server_error", "server_down"}
+# Model failures that say nothing about the model's answer: a rerun asks again.
+TRANSIENT_LLM_KINDS = {"transient", "timeout", "connection", "unreachable", "rate_limit", "server_error",
+                       "server_down", "server_died", "not_attempted"}
 
 
 def is_final(outcome: ItemOutcome | None) -> bool:

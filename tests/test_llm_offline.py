@@ -97,7 +97,11 @@ def test_classify_transient_and_permanent():
     assert llm.classify(mk(litellm.Timeout)) == ("timeout", True)
     assert llm.classify(mk(litellm.ServiceUnavailableError)) == ("server_error", True)
     assert llm.classify(mk(litellm.InternalServerError)) == ("server_error", True)
-    assert llm.classify(mk(litellm.APIConnectionError)) == ("connection", True)
+    assert llm.classify(mk(litellm.APIConnectionError)) == ("unreachable", True)
+    # the OpenAI client's own refusal to send without a key, as litellm wraps it: permanent, never retried
+    creds = litellm.InternalServerError(message="OpenAIException - Missing credentials. Please pass an `api_key`",
+                                        llm_provider="openai", model="m")
+    assert llm.classify(creds) == ("auth", False)
     assert llm.classify(mk(litellm.AuthenticationError)) == ("auth", False)
     assert llm.classify(mk(litellm.NotFoundError)) == ("not_found", False)
     assert llm.classify(mk(litellm.BadRequestError)) == ("bad_request", False)
@@ -172,15 +176,58 @@ def test_concurrency_limit_is_per_model():
 def test_server_down_is_transient_raised_or_recorded(tmp_path):
     from tests.fixtures_llm import free_port
 
-    s = Settings(
-        data_dir=tmp_path, local_port=free_port(), models={"local": ModelSettings(max_retries=1, timeout_s=5)}
-    )
+    port = free_port()
+    s = Settings(data_dir=tmp_path, local_port=port, models={"local": ModelSettings(max_retries=1, timeout_s=5)})
     with pytest.raises(llm.TransientLLMError) as info:
         llm.generate("hello", "local", settings=s)
-    assert info.value.attempts == 2 and info.value.generation.error_kind == "connection"
+    assert info.value.attempts == 2 and info.value.generation.error_kind == "unreachable"
     gen = llm.generate("hello", "local", settings=s, raise_transient=False)
-    assert gen.error_kind == "connection" and gen.extraction_status == "llm_error" and "attempts" in gen.error
+    assert gen.error_kind == "unreachable" and gen.extraction_status == "llm_error" and "attempts" in gen.error
+    assert f"connection refused at http://127.0.0.1:{port}/v1" in gen.error
     assert not list(tmp_path.rglob("*.json")), "a failed call must not be stored"
+
+
+def test_breaker_stops_asking_a_model_that_is_down(tmp_path):
+    """After `breaker_threshold` items in a row failed, the model's other items are not attempted: no
+    connection, no retry schedule, a reason that names the cause."""
+    from tests.fixtures_llm import free_port
+
+    port = free_port()
+    model = "openai/down-model"
+    s = Settings(data_dir=tmp_path, breaker_threshold=3,
+                 models={model: ModelSettings(api_base=f"http://127.0.0.1:{port}/v1", max_retries=1)})
+    gens = [llm.generate(f"item {i}", model, settings=s, raise_transient=False) for i in range(8)]
+    kinds = [g.error_kind for g in gens]
+    assert kinds == ["unreachable"] * 3 + ["not_attempted"] * 5
+    assert gens[-1].error.startswith(f"not attempted: connection refused at http://127.0.0.1:{port}/v1")
+    assert "3 items in a row failed" in gens[-1].error
+
+
+def test_breaker_counts_consecutive_failures_only():
+    from tasks.generation.breaker import ModelBreaker
+
+    b = ModelBreaker(threshold=2)
+    b.failure("down")
+    b.success()
+    b.failure("down")
+    assert b.open_reason() is None
+    b.failure("down again")
+    assert b.open_reason() == "down again (2 items in a row failed)"
+    b.trip("server died")
+    assert b.open_reason().startswith("down again"), "the first reason stays"
+
+
+def test_self_hosted_endpoint_without_key_gets_a_placeholder(tmp_path, monkeypatch, no_network):
+    """vLLM, ollama, LM Studio need no key; the OpenAI client refuses to send without one."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    s = settings(tmp_path, **{"openai/qwen": ModelSettings(api_base="http://127.0.0.1:9/v1")})
+    target = llm.resolve("openai/qwen", s)
+    assert target.api_key == llm.SELF_HOSTED_PLACEHOLDER_KEY
+    named = settings(tmp_path, **{"openai/qwen": ModelSettings(api_base="http://127.0.0.1:9/v1",
+                                                               api_key_env="MY_UNSET_KEY")})
+    monkeypatch.delenv("MY_UNSET_KEY", raising=False)
+    gen = llm.generate("hello", "openai/qwen", settings=named)
+    assert gen.error_kind == "auth" and "MY_UNSET_KEY" in gen.error and no_network == []
 
 
 def _chunk_wheels(folder, dist: str, version: str, chunks: list[bytes]) -> None:

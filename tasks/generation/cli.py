@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fetch.set_defaults(func=cmd_fetch)
 
+    smoke = sub.add_parser("smoke", help="start the embedded model and ask it for one token (set-up's check)")
+    smoke.add_argument("--model", default=None, help="model key; default the configured local_model")
+    smoke.add_argument("--port", type=int, default=None, help="default: a free port, so a running server is not reused")
+    smoke.set_defaults(func=cmd_smoke)
+
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from audioprobe.settings import get_settings
@@ -146,4 +151,27 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         done[key] = {"path": str(path), "sha256": local_model.spec(key).sha256, "bytes": path.stat().st_size}
     emit({"models": done})
+    return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    """A server of our own (never one already running), one completion, then stop: what set-up trusts."""
+    import socket
+
+    from audioprobe.settings import get_settings
+    from tasks.generation import local_model
+
+    settings = get_settings()
+    key = args.model or settings.local_model
+    port = args.port
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind((settings.local_host, 0))
+            port = probe.getsockname()[1]
+    t0 = time.monotonic()
+    try:
+        with local_model.LocalServer(key, settings, port=port) as server:
+            emit({"model": key, "api_base": server.base, "completion": "ok", "seconds": round(time.monotonic() - t0, 1)})
+    except local_model.LocalModelError as exc:
+        raise UserError(f"the embedded model {key} failed its smoke test: {exc}") from None
     return 0

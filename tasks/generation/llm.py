@@ -30,6 +30,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches
 from audioprobe.schema import Generation, RenderedPrompt
 from audioprobe.settings import ModelSettings, Settings, get_settings
 from tasks.generation import local_model
+from tasks.generation.breaker import breaker_for
 from tasks.generation.extract import extract
 from tasks.generation.store import ResponseStore, response_key
 
@@ -37,6 +38,7 @@ MAX_RAW_CHARS = 200_000  # a program for one sound is a few KB; 200 KB is a runa
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 LOCAL_FLOOR_TOKENS_PER_S = 1.0
+SELF_HOSTED_PLACEHOLDER_KEY = "sk-no-key-self-hosted"
 
 
 class TransientLLMError(RuntimeError):
@@ -73,6 +75,10 @@ def resolve(model: str, settings: Settings | None = None) -> Target:
             True,
             ms.api_key_env,
         )
+    if key is None and ms.api_base and not ms.api_key_env:
+        # vLLM, ollama, LM Studio and llama.cpp need no key, but the OpenAI client refuses to send
+        # a request without one ("Missing credentials"): a placeholder never leaves this machine's intent.
+        key = SELF_HOSTED_PLACEHOLDER_KEY
     return Target(model, model, ms.api_base, key, False, ms.api_key_env)
 
 
@@ -131,11 +137,15 @@ def classify(exc: BaseException) -> tuple[str, bool]:
         return "timeout", True
     if isa("RateLimitError"):
         return "rate_limit", True
+    if _missing_credentials(exc):
+        # litellm wraps the OpenAI client's "Missing credentials" as an InternalServerError: no request
+        # was sent, and none will succeed until a key is set.
+        return "auth", False
     if isa("ServiceUnavailableError", "InternalServerError", "BadGatewayError"):
         # litellm reports a refused connection (a server that is down) as an InternalServerError.
-        return ("connection" if _refused(exc) else "server_error"), True
+        return ("unreachable" if _refused(exc) else "server_error"), True
     if isa("APIConnectionError"):
-        return "connection", True
+        return "unreachable", True
     if isa("AuthenticationError", "PermissionDeniedError"):
         return "auth", False
     if isa("NotFoundError"):
@@ -157,6 +167,33 @@ def _litellm():
 
     litellm.suppress_debug_info = True  # it prints provider lists on stdout, where our JSON goes
     return litellm
+
+
+def _missing_credentials(exc: BaseException) -> bool:
+    text = str(exc)
+    return "Missing credentials" in text or "api_key client option must be set" in text
+
+
+def _chain(exc: BaseException):
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def unreachable_cause(exc: BaseException, target: Target) -> str:
+    """'connection refused at http://127.0.0.1:9/v1', 'DNS lookup failed for ...': one phrase."""
+    where = target.api_base or target.litellm_model
+    for seen in _chain(exc):
+        if isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen):
+            return f"connection refused at {where}"
+        if "Name or service not known" in str(seen) or "getaddrinfo" in str(seen):
+            return f"DNS lookup failed for {where}"
+        if isinstance(seen, TimeoutError) or "timed out" in str(seen).lower():
+            return f"connection timed out at {where}"
+    return f"cannot connect to {where}: {str(exc).splitlines()[0][:200]}"
 
 
 def _refused(exc: BaseException) -> bool:
@@ -271,6 +308,9 @@ def generate(
     if problem:
         return base.model_copy(update={"error_kind": problem[0], "error": problem[1]})
     base.dropped_params = dropped_params(target, params)
+    breaker = breaker_for(model, settings.breaker_threshold)
+    if (reason := breaker.open_reason()) is not None:
+        return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
 
     litellm = _litellm()
     messages = messages_for(prompt)
@@ -288,6 +328,9 @@ def generate(
     attempts = 0
     while True:
         attempts += 1
+        if attempts > 1 and (reason := breaker.open_reason()) is not None:
+            # another item found the model down meanwhile: stop retrying this one
+            return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
         if bucket:
             bucket.take()
         with sem:
@@ -309,7 +352,17 @@ def generate(
                 msg = f"{type(exc).__name__}: {str(exc)[:500]}"
                 if not transient:
                     return base.model_copy(update={"error_kind": kind, "error": msg})
+                if target.local:
+                    try:
+                        if local_model.recover(settings) is not None:
+                            continue  # our server had died and was restarted: ask it again at once
+                    except local_model.ServerDied as died:
+                        breaker.trip(str(died))
+                        return base.model_copy(update={"error_kind": "server_died", "error": str(died)})
+                if kind == "unreachable":
+                    msg = unreachable_cause(exc, target)
                 if attempts > ms.max_retries:
+                    breaker.failure(msg)
                     failed = base.model_copy(
                         update={"error_kind": kind, "error": f"{msg} (after {attempts} attempts)"}
                     )
@@ -318,6 +371,7 @@ def generate(
                     return failed
             else:
                 latency = time.monotonic() - t0
+                breaker.success()
                 break
         # Full jitter: concurrent workers hit by the same 429 do not come back in step.
         time.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))))

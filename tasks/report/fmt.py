@@ -43,6 +43,8 @@ header{background:#1d2a3a;color:#fff;padding:22px 28px}header .wrap{max-width:11
 header h1{margin:0 0 4px;font-size:22px;font-weight:600}header p{margin:0;color:#c9d3df}
 nav{display:flex;flex-wrap:wrap;gap:6px 16px;margin:14px 0 0}
 nav a{color:#e8eef6;text-decoration:none;font-size:13px}nav a:hover{text-decoration:underline}
+.incomplete{border:2px solid #b3261e;background:#fdecea;padding:10px 16px;border-radius:6px}
+.incomplete h2{color:#b3261e;margin-top:4px}
 section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:18px 22px;margin:18px 0}
 h2{font-size:18px;margin:0 0 10px;border-bottom:2px solid var(--accent);display:inline-block;
 padding-bottom:2px}h3{font-size:15px;margin:18px 0 6px}

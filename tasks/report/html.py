@@ -454,6 +454,17 @@ def headline(rt: ReportTables) -> str:
     return f"<div class=cards>{''.join(cards)}</div>"
 
 
+def incomplete_banner(rt: ReportTables) -> str:
+    """First thing on the page: a run that left items unfinished says so, and why; its numbers are partial."""
+    notes = [(m.run_id, m.incomplete) for m in rt.runs if m.incomplete]
+    if not notes:
+        return ""
+    lines = "".join(f"<li>run {E(run_id)}: {E(reason)}</li>" for run_id, reason in notes)
+    return ("<section id=incomplete class=incomplete><h2>This run is incomplete</h2><ul>" + lines + "</ul>"
+            "<p>Unfinished items are not counted as failures of the model: rerun the same command to finish "
+            "them. Every number below covers only the recorded items.</p></section>")
+
+
 def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
     limits = limits or ReportLimits()
     ids = ", ".join(m.run_id for m in rt.runs)
@@ -478,7 +489,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
         f"<header><div class=wrap><h1>audioprobe · can a text-only LLM make sound?</h1>"
         f"<p>run {E(ids)} · models: {E(', '.join(models))} · {len(rt.rows)} outcomes</p>"
         f"<nav>{nav}</nav></div></header>"
-        f"<main>{headline(rt)}"
+        f"<main>{incomplete_banner(rt)}{headline(rt)}"
         "<p class=note>Yellow rows and quotes are the paper's own numbers (GPT-4, Llama 3.1-70b; NSynth, "
         "FSD50K, Speech Commands), given for orientation: they come from other models, data and judges than "
         "this run's "

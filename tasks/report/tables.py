@@ -28,6 +28,7 @@ from tasks.taxonomy import FAILURES
 KINDS = (*FAILURES, "pending", "ok")
 KIND_LABELS = {
     "llm_error": "LLM error",
+    "not_attempted": "not attempted (model unavailable)",
     "no_code": "no code",
     "truncated": "cut at max_tokens",
     "syntax": "syntax error",
@@ -40,7 +41,7 @@ KIND_LABELS = {
     "output_rejected": "output rejected",
     "invalid_audio": "invalid audio",
     "judge_error": "judge error",
-    "infrastructure": "Docker / infra",
+    "infrastructure": "Docker / orchestration",
     "pending": "not finished",
     "ok": "valid audio",
 }

@@ -129,9 +129,8 @@ def _one_item(run_id, item, sample, dataset_root):
     prompt = pipeline.render_prompt(item, METHOD)
     gen = pipeline.generate.fn(prompt, MODEL, sample)
     exe = pipeline.execute.fn(gen, prompt)
-    gate = pipeline.gate.fn(exe, item)
-    judgements = pipeline.judge.fn(exe, gate, item, dataset_root=dataset_root)
-    return pipeline.record.fn(run_id, item, MODEL, METHOD, sample, prompt, gen, exe, gate, judgements)
+    gate, judgements = pipeline.evaluate.fn(exe, item, dataset_root=dataset_root)
+    return pipeline.record(run_id, item, MODEL, METHOD, sample, prompt, gen, exe, gate, judgements)
 
 
 def run_loop(store, items, samples: int) -> None:
@@ -150,7 +149,7 @@ def run_loop(store, items, samples: int) -> None:
     store.save_fad(fad)
     runs.write_table(store)
     build_report(str(store.dir))
-    store.finish()
+    store.conclude(None)
 
 
 def child(args) -> None:

@@ -1,0 +1,88 @@
+"""Flow runs whose client is gone: each `audioprobe run` tags its flow runs with its host and pid, holds
+a lock on the run directory, and, when it starts, marks Crashed every Running flow run whose client
+process no longer exists (killed, rebooted, or cut off from a server that was restarted)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import sys
+from contextlib import contextmanager
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.states import Crashed
+
+from audioprobe.cli import UserError
+
+TAG_PREFIX = "audioprobe-client:"
+
+
+def client_tag() -> str:
+    return f"{TAG_PREFIX}{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _orphaned(tags: list[str]) -> int | None:
+    """The dead client pid named by a flow run's tags, when it ran on this host; else None."""
+    host = socket.gethostname()
+    for tag in tags:
+        if tag.startswith(f"{TAG_PREFIX}{host}:"):
+            pid = int(tag.rsplit(":", 1)[1])
+            return pid if pid != os.getpid() and not _alive(pid) else None
+    return None
+
+
+def crash_orphaned_flow_runs(limit: int = 500) -> int:
+    """Mark Crashed the Running/Pending flow runs of dead clients on this host; return how many."""
+    marked = 0
+    try:
+        with get_client(sync_client=True) as client:
+            active = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))),
+                limit=limit)
+            for flow_run in active:
+                pid = _orphaned(flow_run.tags or [])
+                if pid is None:
+                    continue
+                client.set_flow_run_state(
+                    flow_run.id, Crashed(message=f"its client process (pid {pid}) is gone; the run resumes "
+                                                 "from its recorded items"), force=True)
+                marked += 1
+    except Exception as exc:  # noqa: BLE001 - tidying the UI must never stop a run
+        print(f"audioprobe: could not check for orphaned flow runs: {type(exc).__name__}: {exc}"[:300],
+              file=sys.stderr)
+    return marked
+
+
+@contextmanager
+def run_lock(store):
+    """One client per run directory at a time: a second `audioprobe run` of the same run is refused."""
+    path = store.dir / ".lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise UserError(f"run {store.run_id} is being run by another process ({fh.read().strip() or 'pid ?'}); "
+                            "wait for it or stop it") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
