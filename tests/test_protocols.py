@@ -218,3 +218,12 @@ def test_report_page_shows_the_protocol_section(tmp_path):
     page = build_report(_store_with(tmp_path, records)).read_text()
     assert "8. Beyond single shot" in page and "repair@r" in page and "cut at max_tokens" in page
     assert "notes.paper.txt (000000000000)" in page
+
+
+def test_params_a_provider_drops_are_named():
+    from audioprobe.settings import Settings
+
+    params = {"temperature": 0.2, "max_tokens": 64, "seed": 3}
+    assert llm.dropped_params(llm.resolve("anthropic/claude-3-5-sonnet-20240620", Settings()), params) == ["seed"]
+    assert llm.dropped_params(llm.resolve("openai/gpt-4o", Settings()), params) == []
+    assert llm.dropped_params(llm.resolve("anthropic/x", Settings()), params | {"seed": None}) == []
