@@ -227,3 +227,21 @@ def test_params_a_provider_drops_are_named():
     assert llm.dropped_params(llm.resolve("anthropic/claude-3-5-sonnet-20240620", Settings()), params) == ["seed"]
     assert llm.dropped_params(llm.resolve("openai/gpt-4o", Settings()), params) == []
     assert llm.dropped_params(llm.resolve("anthropic/x", Settings()), params | {"seed": None}) == []
+
+
+def test_compare_runs_pairs_the_same_model_across_runs(tmp_path):
+    from tasks.report import build_report
+
+    items = [NOTE.model_copy(update={"id": f"notes/n{i}"}) for i in range(30)]
+    good = dict(execution=OK_EXE, gate=GateResult(ok=True), judgements=[pitch(True)])
+    silent = dict(execution=OK_EXE, gate=GateResult(ok=False, problems=["silent"]))
+    before = _store_with(tmp_path / "a", [outcome(i, **silent) for i in items], rounds=0, run_id="before")
+    after = _store_with(tmp_path / "b", [outcome(i, **(good if n < 27 else silent)) for n, i in enumerate(items)],
+                        rounds=0, run_id="after")
+    paired = protocols.build([before, after])["paired"].set_index("stage")
+    assert (paired.loc["valid_audio", "a"], paired.loc["valid_audio", "b"]) == ("local (after)", "local (before)")
+    assert paired.loc["valid_audio", "test"] == "McNemar (chi2-cc)", "27 discordant items: the chi-square"
+    assert paired.loc["valid_audio", "verdict"] == "local (after) better than local (before) at p<0.001"
+    assert paired.loc["executed", "verdict"].startswith("no difference")
+    page = build_report(before, compare=[after]).read_text()
+    assert "local (after) better than local (before) at p&lt;0.001" in page
