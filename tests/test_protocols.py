@@ -245,3 +245,20 @@ def test_compare_runs_pairs_the_same_model_across_runs(tmp_path):
     assert paired.loc["executed", "verdict"].startswith("no difference")
     page = build_report(before, compare=[after]).read_text()
     assert "local (after) better than local (before) at p&lt;0.001" in page
+
+
+def test_fad_interval_resamples_items_whole():
+    import numpy as np
+
+    from tasks.judges import frechet
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(400, 4))
+    # 3 items, 8 samples each: samples of an item are near-copies, items differ
+    centres = [np.full(4, c) for c in (-1.0, 0.0, 1.5)]
+    clips = [rng.normal(loc=c, scale=0.05, size=(5, 4)) for c in centres for _ in range(8)]
+    groups = [f"item{i}" for i in range(3) for _ in range(8)]
+    as_clips = frechet.bootstrap_ci(clips, ref, n_boot=300)
+    as_items = frechet.bootstrap_ci(clips, ref, n_boot=300, groups=groups)
+    assert as_items[1] - as_items[0] > 1.5 * (as_clips[1] - as_clips[0]), (as_clips, as_items)
+    assert frechet.bootstrap_ci(clips[:8], ref, groups=groups[:8]) is None, "one item: no interval"

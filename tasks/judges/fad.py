@@ -23,13 +23,16 @@ def fad_per_class(
     group: str = "",
     seed: int = 0,
     n_boot: int = 200,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[FADResult], dict]:
+    """`groups[label]` names the item of each generated clip: the bootstrap resamples items whole."""
     backend = get_embedding(embedding) if isinstance(embedding, str) else embedding
     results = []
     for label in sorted(set(gen) | set(refs)):
         g = embed_files(backend, list(gen.get(label, []))) if gen.get(label) else []
         r = embed_files(backend, list(refs.get(label, []))) if refs.get(label) else []
-        res = frechet.score_sets(g, r, label=label, embedding=backend.version, seed=seed, n_boot=n_boot)
+        res = frechet.score_sets(g, r, label=label, embedding=backend.version, seed=seed, n_boot=n_boot,
+                                 groups=(groups or {}).get(label) if g else None)
         res.group = group
         results.append(res)
     return results, frechet.macro_average(results)
