@@ -137,7 +137,8 @@ def paired_bootstrap(
         return PairedBootstrap(float("nan"), float("nan"), float("nan"), 1.0, 0)
     observed = float(diffs.mean())
     if n < 2 or np.all(diffs == diffs[0]):
-        p = 1.0 if observed == 0 else 0.0 if n >= 2 else 1.0
+        # every resample gives the same mean: as small a p as this many resamples can show, never 0
+        p = 1.0 if observed == 0 or n < 2 else 1.0 / (resamples + 1)
         return PairedBootstrap(observed, observed, observed, p, n)
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)

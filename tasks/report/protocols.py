@@ -227,7 +227,8 @@ def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     if paired is not None and len(paired):
         shown = paired[~paired["verdict"].str.startswith("no difference")]
         for _, r in shown.iterrows():
-            lines.append(f"**Paired, {r['tier']} / {r['stage']}:** {r['verdict']} ({r['test']}, {r['items']} items)")
+            stage = STAGE_LABELS.get(r["stage"], r["stage"])
+            lines.append(f"**Paired, {r['tier']} / {stage}:** {r['verdict']} ({r['test']}, {r['items']} items)")
         if not len(shown):
             lines.append(f"**Paired tests:** {len(paired)} run, none shows a difference after Holm's correction")
     return lines
@@ -292,6 +293,8 @@ def section(rt) -> str:
         ("prompt templates (sha256)", "templates"),
     ])
     paired = t["paired"]
+    if len(paired):
+        paired = paired.assign(stage=paired["stage"].map(lambda s: STAGE_LABELS.get(s, s)))
     paired_html = table(paired, [
         ("tier", "tier"), ("method", "method"), ("A", "a"), ("B", "b"), ("items", "items"), ("stage", "stage"),
         ("test", "test"), ("A only / B only", lambda r: "—" if pd.isna(r["a_only"]) else f"{int(r['a_only'])} / {int(r['b_only'])}"),
@@ -319,6 +322,6 @@ def section(rt) -> str:
         + "<h3>Generation settings</h3>" + settings_html
         + "<h3>Paired comparisons</h3><p class=note>McNemar's test on per-item success of sample 0's first "
         "answer (exact binomial below 25 discordant items), Holm-corrected over the stages and the score test; "
-        f"a paired bootstrap of per-item judge scores. A direction is named only where the corrected p < {ALPHA}.</p>"
+        f"a paired bootstrap of per-item judge scores. A direction is named only where the corrected p &lt; {ALPHA}.</p>"
         + paired_html + "<h4>Per class (judged correct)</h4>" + labels_html + "</section>"
     )
