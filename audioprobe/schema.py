@@ -160,6 +160,7 @@ class ExecutionResult(Record):
     missing_module: str | None = None
     files: list[OutputFile] = Field(default_factory=list)
     rejected: list[str] = Field(default_factory=list)  # why outputs were refused
+    normalised: list[str] = Field(default_factory=list)  # what the sandbox changed in an output, per file
     image: str | None = None
     signal: str | None = None  # e.g. SIGKILL, SIGXFSZ when a signal ended the program
     total_s: float | None = None  # wall time including the sandbox's own start and clean-up

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     sandbox_image: str = "audioprobe-sandbox"
     sandbox_base_image: str = "python:3.11-slim"
     sandbox_concurrency: int = 2
+    sandbox_runtime: str | None = None  # an OCI runtime known to the engine, e.g. "runsc" (gVisor)
+    audio_store_max_mb: int = 4096  # `audioprobe gc` removes the oldest clips beyond this
     limits: ExecutionLimits = Field(default_factory=ExecutionLimits)
 
     local_model: str = "qwen2.5-coder-1.5b"  # or "qwen2.5-coder-0.5b"

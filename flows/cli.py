@@ -108,6 +108,9 @@ def _run_flow(store, api_url: str, refresh: str | None, resume: str) -> int:
     from tasks.report import summary_markdown
 
     with orphans.run_lock(store):
+        manifest = store.manifest()
+        manifest.incomplete = None  # this attempt says anew whether the run is complete
+        store.save_manifest(manifest)
         orphans.crash_orphaned_flow_runs()
         watchdog = prefect_server.start_watchdog(api_url)
         watcher = _ProgressWatcher(store)
@@ -127,6 +130,13 @@ def _run_flow(store, api_url: str, refresh: str | None, resume: str) -> int:
         _exit_now(runs.EXIT_ORCHESTRATION_LOST)
     if isinstance(outcome, BaseException):
         raise outcome
+    if outcome is None or not outcome.is_completed():
+        manifest = store.manifest()
+        if manifest.incomplete is None:  # the flow broke before it could judge the run (bad data, a bug)
+            why = (outcome.message if outcome is not None else None) or "the benchmark flow did not finish"
+            store.conclude(why)
+            print(f"audioprobe: run {store.run_id} failed: {why}; resume: {resume}", file=sys.stderr)
+            return 1
     print(summary_markdown(store), file=sys.stderr)
     manifest = store.manifest()
     emit({"run_id": store.run_id, "run_dir": str(store.dir), "report": str(store.report_path),

@@ -44,7 +44,7 @@ def _orphaned(tags: list[str]) -> int | None:
     return None
 
 
-def crash_orphaned_flow_runs(limit: int = 500) -> int:
+def crash_orphaned_flow_runs(limit: int = 200) -> int:
     """Mark Crashed the Running/Pending flow runs of dead clients on this host; return how many."""
     marked = 0
     try:

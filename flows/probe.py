@@ -106,6 +106,7 @@ def _probe_round(store: RunStore, model: str, method: str, work: deque, samples:
             time.sleep(POLL_S)
             continue
         for entry in done:
+            entry.current.wait()  # done already: this sets the future's final state from its own result
             if not entry.current.state.is_completed():
                 _salvage(store, model, method, entry)
                 flying.remove(entry)

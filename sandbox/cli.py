@@ -1,4 +1,4 @@
-"""`audioprobe sandbox build|run|status`."""
+"""`audioprobe sandbox build|run|status|gc` and `audioprobe gc` (audio store and stale sandboxes)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def register(subparsers) -> None:
     run.add_argument("--out", type=Path, metavar="DIR", help="copy the accepted outputs here")
     run.set_defaults(func=_run)
 
+    gc = sub.add_parser("gc", help="remove sandbox containers whose owner died or whose time is up")
+    gc.set_defaults(func=_sandbox_gc)
+
+    store_gc = subparsers.add_parser("gc", help="collect the audio store (and stale sandboxes)")
+    store_gc.add_argument("--keep-runs", type=int, metavar="N", help="also remove all but the N newest runs")
+    store_gc.add_argument("--max-mb", type=int, metavar="MB", help="size cap of the audio store")
+    store_gc.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    store_gc.set_defaults(func=_gc)
+
 
 def _guard(fn):
     from sandbox.client import SandboxError
@@ -54,6 +63,28 @@ def _status(args: argparse.Namespace) -> int:
     from sandbox.image import image_status
 
     emit(_guard(image_status))
+    return 0
+
+
+def _sandbox_gc(args: argparse.Namespace) -> int:
+    from sandbox.engine import remove_stale
+
+    emit({"containers_removed": _guard(remove_stale)})
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from sandbox.engine import EngineUnavailable, remove_stale
+    from tasks import audio_store
+
+    if args.keep_runs is not None and args.keep_runs < 0:
+        raise UserError("--keep-runs must be 0 or more")
+    result = audio_store.collect(keep_runs=args.keep_runs, max_mb=args.max_mb, dry_run=args.dry_run)
+    try:
+        result["containers_removed"] = 0 if args.dry_run else remove_stale()
+    except EngineUnavailable:
+        result["containers_removed"] = None  # no engine, no containers to collect
+    emit(result)
     return 0
 
 

@@ -1,10 +1,16 @@
-"""Runs inside the sandbox container (as the program's uid) and is passed there as `python3 -c`.
+"""Runs inside the sandbox container and is passed there as `python3 -I -S -c` (standard library only).
 
-It runs the program with the work dir as cwd, keeps only the tails of its stdout and stderr (so 100 MB
-of output costs nothing), enforces the timeout from inside, kills every process the program left
-behind, then reports on stdout: one JSON line, followed by the raw bytes of each accepted output file.
-The host enforces its own wall clock around this and trusts nothing here beyond the framing: it checks
-names and sizes again and hashes the bytes itself. Standard library only; it runs with `-I -S`.
+It starts as root with only CAP_SETUID and CAP_SETGID, and is the one program of the container:
+- run: write the program, run it as PROGRAM_UID with the work dir as cwd, keep only the tails of its
+  stdout and stderr, stop it at the timeout, kill every process of PROGRAM_UID, then (exit 0 only)
+  normalise the `.wav` outputs that are not plain PCM16/float32 WAV already (sandbox/normalise.py,
+  also as PROGRAM_UID, under its own time limit),
+  kill again, and report: one JSON line, then the raw bytes of each accepted output file;
+- collect: only report and send files (Sandbox.read_file);
+- reset: kill every process of PROGRAM_UID and empty the writable dirs (a pool's reuse).
+The program cannot signal the runner (none of the runner's uids is its own), so the deadline holds
+whatever it does. File access goes through seteuid(PROGRAM_UID): root here has no DAC override.
+The host trusts nothing beyond the framing: it checks names and sizes again and hashes the bytes.
 """
 
 import binascii
@@ -14,64 +20,95 @@ import os
 import selectors
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
 
 WORK = "/work"
 CHUNK = 1 << 20
+PROGRAM_UID = 10001
+NOBODY = 65534  # no process of the container runs as nobody: kill_uid's real uid
+MAX_FILES = 64
+MAX_REJECTED = 50
+KILL_ROUNDS = 50
+VENV_PYTHON = "/opt/venv/bin/python"
+
+
+class RunnerError(Exception):
+    """The runner could not do its job: reported to the host, which raises SandboxError."""
 
 
 def undumpable():
-    # Other processes of the same uid can then neither ptrace us nor open /proc/<pid>/fd/1 to forge the report.
-    try:
-        import ctypes
+    # Nobody can then ptrace us or open /proc/<pid>/fd/1 to forge the report.
+    import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
-    except Exception:
-        pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, 0
+        raise RunnerError("prctl(PR_SET_DUMPABLE, 0) failed: errno %d" % ctypes.get_errno())
+
+
+def as_program():
+    """File access as the program (setegid first: it needs the capability seteuid gives up)."""
+    os.setegid(PROGRAM_UID)
+    os.seteuid(PROGRAM_UID)
+
+
+def as_root():
+    os.seteuid(0)
+    os.setegid(0)
 
 
 def oom_kills():
-    for path, key in (
-        ("/sys/fs/cgroup/memory.events", "oom_kill"),
-        ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
-    ):
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
         try:
             with open(path) as f:
                 for line in f:
                     k, _, v = line.partition(" ")
-                    if k == key:
+                    if k == "oom_kill":
                         return int(v)
         except OSError:
             continue
     return 0
 
 
-def others_alive():
-    me, uid = os.getpid(), os.getuid()
+def alive_of(uid, exclude=()):
+    """Pids of live (not zombie) processes whose real, effective or saved uid is uid."""
+    found = []
     for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) != me:
-            try:
-                if os.stat("/proc/" + d).st_uid == uid:
-                    with open("/proc/%s/stat" % d) as f:
-                        if f.read().rpartition(")")[2].split()[0] != "Z":
-                            return True
-            except OSError:
-                continue
-    return False
-
-
-def kill_leftovers():
-    """SIGKILL every process of our uid but ourselves: grandchildren that daemonised included."""
-    for _ in range(50):
+        if not d.isdigit() or int(d) in exclude:
+            continue
         try:
-            os.kill(-1, signal.SIGKILL)
+            with open("/proc/%s/status" % d) as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
         except OSError:
-            pass
-        if not others_alive():
-            return
-        time.sleep(0.02)
+            continue
+        uids = fields.get("Uid", "").split()[:3]
+        if str(uid) in uids and not fields.get("State", "").strip().startswith(("Z", "X")):
+            found.append(int(d))
+    return found
+
+
+def kill_uid(uid):
+    """SIGKILL every process of uid, by uid, without forking (a fork bomb leaves no pid to fork with).
+
+    For the kill(-1) rounds the runner takes real uid nobody (no process here has it), effective uid
+    `uid` (so it may signal uid's processes) and keeps saved uid 0: the program still cannot signal
+    it (neither its real nor its saved uid is the program's), and root comes back afterwards.
+    """
+    os.setresuid(NOBODY, uid, 0)
+    try:
+        for _ in range(KILL_ROUNDS):
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            if not alive_of(uid, exclude=(os.getpid(),)):
+                return
+            time.sleep(0.02)
+    finally:
+        os.setresuid(0, 0, 0)
+    raise RunnerError("processes of uid %d survived %d kill rounds" % (uid, KILL_ROUNDS))
 
 
 def copy_tree(src, dst):
@@ -89,9 +126,7 @@ def copy_tree(src, dst):
         pass
 
 
-def run(cfg):
-    tail = cfg["tail_bytes"]
-    copy_tree("/opt/mplconfig", "/tmp/matplotlib")  # the font cache built into the image
+def program_env(cfg):
     env = {
         "PATH": "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin",
         "HOME": WORK,
@@ -106,22 +141,29 @@ def run(cfg):
     # BLAS and numba size their thread pools by the host's cores, which the pids limit would refuse.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(cfg.get("threads", 1))
-    oom_before = oom_kills()
+    return env
+
+
+def supervise(argv, env, timeout_s, tail):
+    """Run argv as PROGRAM_UID (cwd: the work dir, inherited); stop it at the timeout, then kill its uid."""
     t0 = time.monotonic()
-    deadline = t0 + cfg["timeout_s"]
+    deadline = t0 + timeout_s
     proc = subprocess.Popen(
-        [sys.executable, cfg["program"]],
-        cwd=WORK,
+        argv,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        user=PROGRAM_UID,
+        group=PROGRAM_UID,
+        extra_groups=[],
     )
-    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    counts = dict.fromkeys(bufs, 0)
+    fds = (proc.stdout.fileno(), proc.stderr.fileno())
+    bufs = {fd: bytearray() for fd in fds}
+    counts = dict.fromkeys(fds, 0)
     sel = selectors.DefaultSelector()
-    for fd in bufs:
+    for fd in fds:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
 
@@ -155,31 +197,80 @@ def run(cfg):
     drain_until = time.monotonic() + 0.2
     while sel.get_map() and time.monotonic() < drain_until:
         pump(0.02)
-    kill_leftovers()
+    kill_uid(PROGRAM_UID)
     code = proc.wait()
-    oom = oom_kills() - oom_before
-    out, err = (bytes(bufs[f.fileno()][-tail:]) for f in (proc.stdout, proc.stderr))
-    report = {
+    out, err = (bytes(bufs[fd][-tail:]) for fd in fds)
+    return {
         "exit_code": code if code >= 0 else 128 - code,
         "signal": signal.Signals(-code).name if code < 0 and -code in signal.valid_signals() else None,
         "timed_out": timed_out,
         "wall_s": round(wall, 4),
-        "stdout_tail": out.decode("utf-8", "replace"),
-        "stderr_tail": err.decode("utf-8", "replace"),
-        "stdout_bytes": counts[proc.stdout.fileno()],
-        "stderr_bytes": counts[proc.stderr.fileno()],
-        "oom_kills": oom,
+        "stdout": out,
+        "stderr": err,
+        "stdout_bytes": counts[fds[0]],
+        "stderr_bytes": counts[fds[1]],
     }
-    return report
 
 
-MAX_FILES = 64
+def run(cfg):
+    tail = cfg["tail_bytes"]
+    as_program()
+    try:
+        os.chdir(WORK)  # the children inherit it; root here could not enter a 0700 dir of 10001
+        if cfg.get("code") is not None:
+            with open(cfg["program"], "wb") as f:
+                f.write(binascii.a2b_base64(cfg["code"]))
+        copy_tree("/opt/mplconfig", "/tmp/matplotlib")  # the font cache built into the image
+    finally:
+        as_root()
+    oom_before = oom_kills()
+    got = supervise([sys.executable, cfg["program"]], program_env(cfg), cfg["timeout_s"], tail)
+    return {
+        "exit_code": got["exit_code"],
+        "signal": got["signal"],
+        "timed_out": got["timed_out"],
+        "wall_s": got["wall_s"],
+        "stdout_tail": got["stdout"].decode("utf-8", "replace"),
+        "stderr_tail": got["stderr"].decode("utf-8", "replace"),
+        "stdout_bytes": got["stdout_bytes"],
+        "stderr_bytes": got["stderr_bytes"],
+        "oom_kills": oom_kills() - oom_before,
+    }
+
+
+def normalise(cfg, names):
+    """{name: {"changes": [...]} or {"error": reason}} from sandbox/normalise.py, run as the program."""
+    if not names:
+        return {}
+    src = binascii.a2b_base64(cfg["normaliser"]).decode()
+    env = program_env({"threads": 1})
+    limit = cfg["normalise_timeout_s"]
+    got = supervise([VENV_PYTHON, "-I", "-c", src, json.dumps(names)], env, limit, 1 << 16)
+    if got["timed_out"]:
+        return {n: {"error": "not decoded within %g s" % limit} for n in names}
+    try:
+        result = json.loads(got["stdout"]) if got["exit_code"] == 0 and got["stdout_bytes"] <= 1 << 16 else None
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        if got["signal"] == "SIGKILL":
+            why = "the decoder was killed (the memory limit?)"
+        else:
+            last = got["stderr"].decode("utf-8", "replace").strip().splitlines()[-1:] or ["no report"]
+            why = "the decoder failed (exit %s: %s)" % (got["exit_code"], last[0][:200])
+        return {n: {"error": why} for n in names}
+    return {n: result.get(n) if isinstance(result.get(n), dict) else {"error": "not decoded"} for n in names}
+
+
+def printable(name):
+    """A name as UTF-8 text: undecodable bytes shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def collect(patterns, max_bytes, exclude):
     """Regular files in the work dir matching the patterns; everything else is refused with a reason.
 
-    max_bytes bounds the files' total, not only each one.
+    max_bytes bounds the files' total, not only each one. Runs as the program's uid (as_program).
     """
     accepted, rejected, total = [], [], 0
     try:
@@ -188,6 +279,9 @@ def collect(patterns, max_bytes, exclude):
         return [], ["work dir unreadable: %s" % exc]
     for name in names:
         if name in exclude or not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            continue
+        if printable(name) != name:
+            rejected.append("%s: file name is not UTF-8" % printable(name))
             continue
         path = os.path.join(WORK, name)
         try:
@@ -234,23 +328,148 @@ def collect(patterns, max_bytes, exclude):
     return accepted, rejected
 
 
+GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+
+
+def already_normal(path):
+    """True when the file is already what normalise.py would write, checked as strictly as the host's
+    reader (tasks/judges/wavfile.py): RIFF/WAVE, PCM16 or float32 (EXTENSIBLE of those too), 1-8
+    channels, at most 48 kHz and 60 s, every size consistent with the file. Saves the decoder's start-up."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return False
+        if struct.unpack("<I", head[4:8])[0] + 8 > size:
+            return False
+        fmt, pos = None, 12
+        for _ in range(64):
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return False
+            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if pos + 8 + csize > size:
+                return False
+            if cid == b"fmt ":
+                raw = f.read(min(csize, 64))
+                if not 16 <= csize <= 1024:
+                    return False
+                tag, channels, rate, byte_rate, align, bits = struct.unpack("<HHIIHH", raw[:16])
+                if tag == 0xFFFE:
+                    if len(raw) < 40 or raw[26:40] != GUID_TAIL:
+                        return False
+                    extension_size, valid_bits = struct.unpack("<HH", raw[16:20])
+                    if extension_size < 22 or valid_bits != bits:
+                        return False
+                    tag = struct.unpack("<H", raw[24:26])[0]
+                if (tag, bits) not in ((1, 16), (3, 32)) or not 1 <= channels <= 8 or not 1 <= rate <= 48000:
+                    return False
+                if align != channels * bits // 8 or byte_rate != rate * align:
+                    return False
+                fmt = (rate, align)
+            elif cid == b"data":
+                return fmt is not None and csize % fmt[1] == 0 and csize // fmt[1] <= 60 * fmt[0]
+            pos += 8 + csize + (csize & 1)
+    return False
+
+
+def collect_outputs(cfg, report):
+    """Collect, normalise the .wav outputs, kill what the decoder left, collect again."""
+    exclude = {cfg["program"]}
+    as_program()
+    try:
+        files, rejected = collect(cfg["expect"], cfg["max_bytes"], exclude)
+    finally:
+        as_root()
+    for _, fd, _ in files:
+        os.close(fd)
+    as_program()
+    try:
+        audio = [n for n, _, _ in files if n.lower().endswith(".wav") and not already_normal(os.path.join(WORK, n))]
+    finally:
+        as_root()
+    verdicts = normalise(cfg, audio)
+    failed = {n: v["error"] for n, v in verdicts.items() if "error" in v}
+    report["normalised"] = [
+        "%s: %s" % (n, "; ".join(str(c) for c in v.get("changes", [])[:8]))
+        for n, v in verdicts.items()
+        if v.get("changes")
+    ]
+    as_program()
+    try:
+        files, again = collect(cfg["expect"], cfg["max_bytes"], exclude | set(failed))
+    finally:
+        as_root()
+    rejected += again + ["%s: not decodable as audio: %s" % (n, why) for n, why in sorted(failed.items())]
+    return files, rejected
+
+
+def reset():
+    """Kill every process of the program's uid and empty what it could write; reports what IPC is left."""
+    kill_uid(PROGRAM_UID)
+
+    def wipe(d):
+        for name in os.listdir(d):
+            p = os.path.join(d, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+                wipe(p)
+                os.rmdir(p)
+            else:
+                os.unlink(p)
+
+    as_program()
+    try:
+        os.chmod(WORK, 0o700)
+        for d in (WORK, "/tmp", "/dev/shm", "/dev/mqueue"):
+            if os.path.isdir(d):
+                wipe(d)
+    finally:
+        as_root()
+    ipc = [f for f in ("shm", "msg", "sem") if len(open("/proc/sysvipc/" + f).read().splitlines()) > 1]
+    return {"reset": "dirty " + " ".join(ipc) if ipc else "clean"}
+
+
 def main():
-    undumpable()
+    out = sys.stdout.buffer
     cfg = json.loads(binascii.a2b_base64(sys.argv[1]))
-    if cfg.get("code") is not None:
-        with open(os.path.join(WORK, cfg["program"]), "wb") as f:
-            f.write(binascii.a2b_base64(cfg["code"]))
-    if cfg["mode"] == "run":
-        report = run(cfg)
-    else:  # "collect": only read files (Sandbox.read_file)
-        report = {}
     files, rejected = [], []
-    if cfg["mode"] == "collect" or (report["exit_code"] == 0 and not report["timed_out"]):
-        # Outputs of a failed run are not worth sending: the run is an error whatever they hold.
-        files, rejected = collect(cfg["expect"], cfg["max_bytes"], {cfg["program"]})
+    try:
+        undumpable()
+        os.setgroups([])
+        if cfg["mode"] == "run":
+            report = run(cfg)
+            if report["exit_code"] == 0 and not report["timed_out"]:
+                # Outputs of a failed run are not worth sending: the run is an error whatever they hold.
+                files, rejected = collect_outputs(cfg, report)
+        elif cfg["mode"] == "reset":
+            report = reset()
+        else:  # "collect": only read files (Sandbox.read_file)
+            report = {}
+            as_program()
+            try:
+                files, rejected = collect(cfg["expect"], cfg["max_bytes"], set())
+            finally:
+                as_root()
+    except (RunnerError, OSError) as exc:
+        for _, fd, _ in files:
+            os.close(fd)
+        tb = exc.__traceback__
+        while tb.tb_next:
+            tb = tb.tb_next
+        where = "%s line %d" % (tb.tb_frame.f_code.co_name, tb.tb_lineno)
+        out.write(json.dumps({"runner_error": "%s: %s (%s)" % (type(exc).__name__, exc, where)}).encode() + b"\n")
+        out.flush()
+        return
+    if len(rejected) > MAX_REJECTED:
+        rejected = rejected[:MAX_REJECTED] + ["... and %d more refused" % (len(rejected) - MAX_REJECTED)]
     report["files"] = [{"name": n, "bytes": size} for n, _, size in files]
     report["rejected"] = rejected
-    out = sys.stdout.buffer
     out.write(json.dumps(report).encode() + b"\n")
     for _, fd, size in files:
         left = size

@@ -103,7 +103,11 @@ def _execution_key(context, parameters) -> str:  # noqa: ANN001
     prompt: RenderedPrompt = parameters["prompt"]
     settings = get_settings()
     code = gen.code if gen else ""
-    return "execute-" + _digest(TASK_VERSION, code, prompt.output_name, settings.limits, settings.sandbox_image)
+    from sandbox.container import PROTOCOL  # the runner and normaliser that made the outputs
+
+    return "execute-" + _digest(
+        TASK_VERSION, code, prompt.output_name, settings.limits, settings.sandbox_image, PROTOCOL
+    )
 
 
 @task(
@@ -163,8 +167,12 @@ def _audio_key(context, parameters) -> str:  # noqa: ANN001
     return f"{context.task.name}-" + _digest(TASK_VERSION, sha, item.model_dump(), parameters.get("dataset_root"))
 
 
+# A backstop: the strict reader stops itself within seconds (tasks/judges/wavfile.py).
+EVALUATE_TIMEOUT_S = 1800
+
+
 @task(name="evaluate", cache_key_fn=_audio_key, persist_result=True, cache_expiration=timedelta(days=365),
-      tags=["judge"])
+      tags=["judge"], timeout_seconds=EVALUATE_TIMEOUT_S)
 def evaluate(execution: ExecutionResult | None, item: ProbeItem,
              dataset_root: str | None = None) -> tuple[GateResult | None, list[Judgement]]:
     """The gate, then the tier's judges on a clip that passed it: one cached task per clip."""
@@ -232,7 +240,9 @@ def describe_failure(outcome: ItemOutcome) -> str:
         f", repair round {outcome.round})" if outcome.round else ")")
     gen, exe, gate_result = outcome.generation, outcome.execution, outcome.gate
     reason = outcome.failure or "unknown"
-    if reason == "llm_error" and gen:
+    if reason == "not_attempted" and gen:
+        reason = gen.error or "not attempted"
+    elif reason == "llm_error" and gen:
         reason = f"LLM call failed [{gen.error_kind}]: {gen.error}"
     elif reason == "no_code" and gen:
         reason = f"no code in the answer ({gen.extraction_status})"

@@ -5,7 +5,8 @@ same resampler, downmix, padding and loudness policy. Change any of them and bum
 it is part of every cache key, so judgements made with the old policy are never reused.
 
 Policy (v1):
-- read with soundfile (any WAV subtype, float or int), samples as float64 in [-1, 1] for ints;
+- read with the strict reader (tasks/judges/wavfile.py: RIFF/WAVE PCM or float only, header checked
+  against the file size, bounded, under a time limit), samples as float32 in [-1, 1) for ints;
 - downmix by averaging channels (a left-only stereo file loses 6 dB, as a listener's mono sum would);
 - resample with scipy.signal.resample_poly (Kaiser-windowed polyphase FIR, exact rational ratio);
 - NaN/inf are replaced by 0 and samples clipped to [-1, 1] after the gate has reported them;
@@ -23,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-PREPROCESS_VERSION = "audio-v1"
+PREPROCESS_VERSION = "audio-v2"  # v2: the strict float32 reader
 Loudness = Literal["keep", "peak"]
 PEAK_TARGET = 10 ** (-1 / 20)  # -1 dBFS
 
@@ -40,15 +41,16 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load(path: str | Path) -> tuple[np.ndarray, int]:
-    """Samples as float64 (frames, channels) and the file's sample rate; raises AudioError."""
-    import soundfile as sf
+def load(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Samples as float32 (frames, channels), at most max_seconds, and the file's rate; raises AudioError."""
+    from tasks.judges import wavfile
 
     try:
-        data, sr = sf.read(str(path), dtype="float64", always_2d=True)
-    except Exception as exc:  # soundfile raises several types for the many ways a file is broken
-        raise AudioError(f"{path}: not readable as audio ({type(exc).__name__}: {exc})") from exc
-    return data, int(sr)
+        info = wavfile.read_info(path)
+        frames = None if max_seconds is None else int(np.ceil(max_seconds * info.sample_rate))
+        return wavfile.read(path, max_frames=frames)
+    except (wavfile.WavError, OSError) as exc:
+        raise AudioError(f"{path}: not readable as audio ({exc})") from exc
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:
@@ -96,9 +98,9 @@ def prepare(
             raise ValueError("source_sr is required with raw samples")
         x, file_sr = np.asarray(path_or_samples, dtype=np.float64), source_sr
     else:
-        x, file_sr = load(path_or_samples)
+        x, file_sr = load(path_or_samples, max_seconds)  # trimmed while read: a long file costs nothing extra
     x = sanitize(to_mono(x))
-    if max_seconds is not None:  # trim before resampling: an absurdly long file costs nothing extra
+    if max_seconds is not None:
         x = x[: round(max_seconds * file_sr)]
     x = resample(x, file_sr, sr)
     if max_seconds is not None:

@@ -20,10 +20,13 @@ import pandas as pd  # noqa: E402
 import soundfile as sf  # noqa: E402
 from scipy.signal import resample_poly, spectrogram  # noqa: E402
 
+from tasks.judges import wavfile  # noqa: E402
 from tasks.report import paper  # noqa: E402
 
 CLIP_SECONDS = 10.0
 MAX_RATE = 48000
+MAX_SOURCE_RATE = 384000  # above: not resampled (the cost grows with the rate)
+MAX_RATIO_TERM = 1000
 COLORS = ["#3b6ea8", "#d08c2f", "#5a9e5a", "#a8456b", "#7a68a6", "#4a9ca8", "#8c6d46", "#666666"]
 plt.rcParams.update(
     {
@@ -37,14 +40,21 @@ plt.rcParams.update(
 
 
 def read_clip(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 in [-1, 1]-ish, the first CLIP_SECONDS, at most MAX_RATE."""
-    info = sf.info(str(path))
-    frames = int(min(info.frames, CLIP_SECONDS * info.samplerate)) if info.frames > 0 else -1
-    data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    """Mono float32 in [-1, 1]-ish, the first CLIP_SECONDS, at most MAX_RATE.
+
+    Read with the strict reader; a rate above MAX_RATE is resampled only from a plausible rate with a
+    small ratio (sandbox outputs are at most 48 kHz already), never from an absurd one.
+    """
+    info = wavfile.read_info(path)
+    if info.sample_rate > MAX_RATE:
+        g = gcd(info.sample_rate, MAX_RATE)
+        up, down = MAX_RATE // g, info.sample_rate // g
+        if info.sample_rate > MAX_SOURCE_RATE or max(up, down) > MAX_RATIO_TERM:
+            raise wavfile.WavError(f"sample rate {info.sample_rate} Hz: not resampled for the page")
+    data, rate = wavfile.read(path, max_frames=int(CLIP_SECONDS * info.sample_rate))
     mono = np.nan_to_num(data.mean(axis=1), nan=0.0, posinf=0.0, neginf=0.0)
     if rate > MAX_RATE:
-        g = gcd(rate, MAX_RATE)
-        mono, rate = resample_poly(mono, MAX_RATE // g, rate // g).astype(np.float32), MAX_RATE
+        mono, rate = resample_poly(mono, up, down).astype(np.float32), MAX_RATE
     return mono, rate
 
 
