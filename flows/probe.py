@@ -126,12 +126,7 @@ def _probe_round(store: RunStore, model: str, method: str, work: deque, samples:
 def _finished(future: PrefectFuture) -> bool:
     wrapped = getattr(future, "wrapped_future", None)
     if wrapped is not None and hasattr(wrapped, "done"):
-        if not wrapped.done():  # no API call: the thread pool's (or Dask's) own future
-            return False
-        # Keep the state the worker returned: `future.state` would otherwise ask the API, whose copy
-        # lags behind (a finished task read as Running or Pending was salvaged as a failure).
-        future.wait(0)
-        return True
+        return wrapped.done()  # no API call: the thread pool's (or Dask's) own future
     return future.state.is_final()
 
 
