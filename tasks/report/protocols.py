@@ -138,6 +138,12 @@ def repair_fixes_table(groups) -> pd.DataFrame:
                                           "now_correct", "became"])
 
 
+def _rounds(model: str, asked: int) -> int:
+    from tasks.repair import rounds_for
+
+    return rounds_for(model, asked)
+
+
 def truncation_and_settings(groups, manifests) -> tuple[pd.DataFrame, pd.DataFrame]:
     trunc: dict[tuple, Counter] = defaultdict(Counter)
     seen: dict[tuple, dict] = defaultdict(lambda: defaultdict(set))
@@ -164,7 +170,7 @@ def truncation_and_settings(groups, manifests) -> tuple[pd.DataFrame, pd.DataFra
     settings = pd.DataFrame(
         [{"run": r, "model": m, "temperature": show(s["temperature"]), "max_tokens": show(s["max_tokens"]),
           "seed": show(s["seed"]), "dropped_params": show(s["dropped"]), "samples": manifests[r].samples,
-          "repair_rounds": manifests[r].repair_rounds, "templates": show(s["templates"])}
+          "repair_rounds": _rounds(m, manifests[r].repair_rounds), "templates": show(s["templates"])}
          for (r, m), s in sorted(seen.items())],
         columns=["run", "model", "temperature", "max_tokens", "seed", "dropped_params", "samples", "repair_rounds",
                  "templates"],
