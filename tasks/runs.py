@@ -164,6 +164,8 @@ def prepare_retry(store: RunStore, outcomes: list[ItemOutcome]) -> None:
         source = store.outcome_path(key)
         if source.exists():
             source.replace(archive / f"{key}.{stamp}.json")
+        for later in source.parent.glob(f"{key}__r*.json"):  # repair rounds followed the replaced answer
+            later.replace(archive / f"{later.stem}.{stamp}.json")
     manifest = store.manifest()
     manifest.finished = None
     store.save_manifest(manifest)

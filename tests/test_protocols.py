@@ -262,3 +262,12 @@ def test_fad_interval_resamples_items_whole():
     as_items = frechet.bootstrap_ci(clips, ref, n_boot=300, groups=groups)
     assert as_items[1] - as_items[0] > 1.5 * (as_clips[1] - as_clips[0]), (as_clips, as_items)
     assert frechet.bootstrap_ci(clips[:8], ref, groups=groups[:8]) is None, "one item: no interval"
+
+
+def test_a_retried_first_answer_takes_its_repair_rounds_along(tmp_path):
+    failed = outcome(execution=ExecutionResult(status="timeout"))
+    store = _store_with(tmp_path, [failed, outcome(execution=OK_EXE, gate=GateResult(ok=True),
+                                                   judgements=[pitch(True)], round_=1, repaired_from="timeout")])
+    runs.prepare_retry(store, [failed])
+    assert store.outcomes(all_rounds=True) == []
+    assert len(list((store.dir / "outcomes.retried").glob("*.json"))) == 2
