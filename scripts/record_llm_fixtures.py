@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -117,7 +118,8 @@ def record_repair(model: str, rounds: int) -> int:
     data = Path(tempfile.mkdtemp(prefix="record-llm-"))
     base = Settings()
     turns = []
-    with local_model.LocalServer(model, Settings(cache_dir=base.cache_dir, local_model=model)) as server:
+    port = int(os.environ.get("AUDIOPROBE_TEST_LLM_PORT", "0")) or None  # a shared machine: a port of one's own
+    with local_model.LocalServer(model, Settings(cache_dir=base.cache_dir, local_model=model), port=port) as server:
         s = Settings(cache_dir=base.cache_dir, data_dir=data, local_model=model, local_port=server.port,
                      models={"local": ModelSettings(**REPAIR_PARAMS)})
         raw, finish = first["raw_text"], first["finish_reason"]
