@@ -115,7 +115,9 @@ def record_repair(model: str, rounds: int) -> int:
     first = json.loads((OUT / f"{model}.{REPAIR_FIRST}.json").read_text())
     prompt = render(NOTE, "notes", "paper")
     assert first["prompt"] == prompt.text, "the first answer was recorded for another prompt: record it again"
-    data = Path(tempfile.mkdtemp(prefix="record-llm-"))
+    # A response store of an earlier recording (--data) answers the rounds it already asked: more rounds
+    # cost only the new ones.
+    data = Path(os.environ.get("RECORD_DATA_DIR") or tempfile.mkdtemp(prefix="record-llm-"))
     base = Settings()
     turns = []
     port = int(os.environ.get("AUDIOPROBE_TEST_LLM_PORT", "0")) or None  # a shared machine: a port of one's own

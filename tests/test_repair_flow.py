@@ -101,9 +101,12 @@ def test_a_failed_first_answer_is_repaired_by_feedback(tmp_path, prefect_server)
                      key=lambda o: o["round"])
     assert [o["round"] for o in records] == list(range(rounds + 1)), "one record per round"
     assert all(o["generation"]["cached"] for o in records), "replayed: no model call"
+    assert [o["failure"] for o in records] == [t["failure"] for t in recorded["turns"]], "the recording, replayed"
+    for before, after in zip(records, records[1:]):
+        assert after["repaired_from"] == before["failure"], "each round says what its feedback addressed"
+        assert after["prompt"]["history"][-1]["content"] == before["generation"]["raw_text"], "same conversation"
     first, last = records[0], records[-1]
-    assert first["failure"] == recorded["turns"][0]["failure"] and first["repaired_from"] is None
-    assert last["repaired_from"] == records[-2]["failure"], "the round says what its feedback addressed"
+    assert first["repaired_from"] is None
     assert last["failure"] is None and last["gate"]["ok"], "the repaired program makes valid audio"
     assert last["prompt"]["template"].startswith("repair.") and len(last["prompt"]["history"]) == 2 * rounds
 
