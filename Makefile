@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: setup run test bench serve clean help
 
 help:
-	@echo "make run    - set up, then benchmark the embedded model on all three tiers and write the report"
+	@echo "make run    - set up, then benchmark the embedded model (single shot, repair R=2) and the template baseline"
 	@echo "make test   - set up, then run the test suite against real Docker, Prefect and LLM servers"
 	@echo "make bench  - set up, then measure sandbox, judge and orchestration speed"
 	@echo "make serve  - set up, then serve the nightly scheduled deployment"
@@ -16,8 +16,12 @@ help:
 setup:
 	bash scripts/setup.sh all
 
+# The paper's single shot (round 0), a repair protocol (R=2) and the template baseline on the same items:
+# 2 items per tier, environmental with the `detailed` prompt only; at most 6 x 3 = 18 answers of the
+# embedded model, so ~15 min on 2 cores (README, "Figures").
+RUN_ARGS ?= --tier all --limit 2 --method paper --method detailed --repair-rounds 2
 run: setup
-	$(BIN)/audioprobe run --model local --tier all
+	$(BIN)/audioprobe run --model local --model baseline/template $(RUN_ARGS)
 
 test: setup
 	set -o pipefail; $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS) 2>&1 | tee .pytest-last.log

@@ -85,6 +85,8 @@ class RenderedPrompt(Record):
     text: str
     output_name: str | None  # the file the prompt asks for; None when the prompt names none
     contract_line: str | None = None  # appended output contract, None reproduces the paper exactly
+    # Earlier turns of the same conversation (a repair round): [{"role": ..., "content": ...}, ...]
+    history: list[dict[str, str]] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- generation
@@ -121,6 +123,7 @@ class Generation(Record):
     error: str | None = None
     error_kind: str | None = None  # transient, auth, not_found, bad_request, oversized, ...
     finish_reason: str | None = None  # "stop", or "length" when max_tokens cut the answer
+    dropped_params: list[str] = Field(default_factory=list)  # asked params litellm dropped for this provider
 
 
 # --------------------------------------------------------------------------- execution
@@ -248,6 +251,8 @@ class ItemOutcome(Record):
     model: str
     method: str
     sample: int = 0
+    round: int = 0  # 0: the first answer; r: the answer after r rounds of feedback (repair protocol)
+    repaired_from: str | None = None  # what the feedback of this round addressed: the last round's failure
     prompt: RenderedPrompt | None = None
     generation: Generation | None = None
     execution: ExecutionResult | None = None
@@ -260,7 +265,7 @@ class ItemOutcome(Record):
 
     @property
     def key(self) -> str:
-        return f"{self.model}|{self.method}|{self.item.id}|{self.sample}"
+        return f"{self.model}|{self.method}|{self.item.id}|{self.sample}" + (f"|r{self.round}" if self.round else "")
 
 
 class RunManifest(Record):
@@ -273,6 +278,7 @@ class RunManifest(Record):
     tiers: list[Tier]
     methods: dict[str, list[str]]  # tier -> prompt methods
     samples: int = 1
+    repair_rounds: int = 0  # follow-up turns with feedback after a failed answer; 0 is the paper's protocol
     limit: int | None = None
     seed: int = 0
     dataset_root: str | None = None  # None: the offline reference sets

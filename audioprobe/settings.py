@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     # asked again in this run: its remaining items are recorded as not attempted (tasks/generation/breaker.py).
     breaker_threshold: int = 5
 
+    # With --samples k > 1 the temperature is raised to at least this: k samples at 0 would be one answer.
+    sample_temperature: float = 0.2
     prompt_contract: bool = False  # append the output-contract line; off reproduces the paper
     judge_device: str = "auto"
     judge_concurrency: int = 1

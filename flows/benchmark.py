@@ -69,7 +69,7 @@ def _needs_calls(store: RunStore, model: str) -> bool:
     for tier in manifest.tiers:
         for method in manifest.methods[tier]:
             for item, sample in pending_work(store, model, method, runs.items_for(store, tier), manifest.samples):
-                key = request_of(pipeline.render_prompt(item, method), model, sample)[3]
+                key = request_of(pipeline.render_prompt(item, method), model, sample, samples=manifest.samples)[3]
                 if not responses.path(key).exists():
                     return True
     return False

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--tier", action="append", dest="tiers", choices=[*TIERS, "all"])
     run.add_argument("--method", action="append", dest="methods", help="prompt method (default: all of the tier's)")
     run.add_argument("--limit", type=int, default=None, help="items per tier (default: the offline default size)")
-    run.add_argument("--samples", type=int, default=1, help="samples per item")
+    run.add_argument("--samples", type=int, default=1, help="samples per item (k > 1: temperature >= 0.2)")
+    run.add_argument("--repair-rounds", type=int, default=0,
+                     help="follow-up turns with feedback after a failed answer (0: the paper's single shot)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--dataset-root", default=None, help="folder holding nsynth/, fsd50k/, speech_commands/")
     run.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
@@ -65,10 +67,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasks import runs
 
     models = args.models or ["local"]
+    if args.samples < 1 or args.repair_rounds < 0:
+        raise UserError(f"--samples must be >= 1 and --repair-rounds >= 0 (got {args.samples}, {args.repair_rounds})")
     tiers = _tiers(args.tiers)
     limit = args.limit if args.limit is not None else (DEFAULT_OFFLINE_LIMIT if args.dataset_root is None else None)
     store = runs.start_or_resume(models, tiers, runs.methods_for(tiers, args.methods), args.samples, limit,
-                                 args.seed, args.dataset_root, new=args.new)
+                                 args.seed, args.dataset_root, new=args.new, repair_rounds=args.repair_rounds)
     print(f"run {store.run_id}  (Prefect UI: {api_url.removesuffix('/api')})", file=sys.stderr)
     resume = shlex.join(["audioprobe", *[a for a in (args.argv or []) if a != "--new"]])
     return _run_flow(store, api_url, refresh=None, resume=resume)

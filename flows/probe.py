@@ -23,7 +23,7 @@ from audioprobe.prefect_server import orchestration_lost
 from audioprobe.schema import ItemOutcome, ProbeItem, RenderedPrompt
 from audioprobe.settings import get_settings
 from flows.ui import Progress
-from tasks import pipeline
+from tasks import pipeline, repair
 from tasks.records import RunStore, outcome_key
 from tasks.taxonomy import is_final
 
@@ -51,6 +51,8 @@ class InFlight:
     evaluation: PrefectFuture | None = None  # shared by the items of one batch
     batch_index: int = 0
     waiting_since: float = 0.0  # executed, waiting for its evaluation batch to fill
+    round: int = 0
+    repaired_from: str | None = None
 
     @property
     def current(self) -> PrefectFuture:
@@ -63,20 +65,49 @@ class InFlight:
 
 def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], samples: int,
                 refresh: str | None = None) -> list[ItemOutcome]:
-    """Probe the items that have no final outcome; `refresh` re-runs that stage instead of reusing it."""
+    """Probe the items that have no final outcome; `refresh` re-runs that stage instead of reusing it.
+    With repair rounds (tasks.repair), round r asks again, with feedback, where round r-1 failed."""
     store = RunStore.open(run_id)
-    work = deque(pending_work(store, model, method, items, samples))
+    rounds = repair.rounds_for(model, store.manifest().repair_rounds)
+    for round_ in range(rounds + 1):
+        work = [a for a in repair.next_attempts(store, model, method, items, samples, rounds,
+                                                lambda item: pipeline.render_prompt(item, method))
+                if a.round == round_]
+        if work and not orchestration_lost():
+            if round_ > 0:
+                _ensure_model(model, work, samples)
+            _probe_round(store, model, method, deque(work), samples, refresh)
+    return _all_outcomes(store, model, method, items, samples)
+
+
+def _ensure_model(model: str, work: list[repair.Attempt], samples: int) -> None:
+    """Repair rounds ask what no earlier run stored: start the embedded model when an answer is missing."""
+    from tasks.generation import local_model
+    from tasks.generation.llm import request_of
+    from tasks.generation.store import ResponseStore
+
+    if not local_model.is_local(model):
+        return
+    responses = ResponseStore(get_settings().responses_dir)
+    if any(not responses.path(request_of(a.prompt, model, a.sample, samples=samples)[3]).exists() for a in work):
+        local_model.ensure_server(model)
+
+
+def _probe_round(store: RunStore, model: str, method: str, work: deque, samples: int, refresh: str | None) -> None:
     execute = pipeline.execute.with_options(refresh_cache=refresh == "execution")
     dataset_root = store.manifest().dataset_root
     settings = get_settings()
     window = max(1, settings.task_workers // 2)
-    progress = Progress(f"{model} {method}: items recorded", total=len(work))
+    round_ = work[0].round
+    progress = Progress(f"{model} {method}: items recorded" + (f" (repair round {round_})" if round_ else ""),
+                        total=len(work))
     flying: list[InFlight] = []
     while work or flying:
         while work and sum(f.execution is None for f in flying) < window and not orchestration_lost():
-            item, sample = work.popleft()
-            prompt = pipeline.render_prompt(item, method)
-            flying.append(InFlight(item, sample, prompt, pipeline.generate.submit(prompt, model, sample)))
+            a = work.popleft()
+            generation = pipeline.generate.submit(a.prompt, model, a.sample, a.item, samples)
+            flying.append(InFlight(a.item, a.sample, a.prompt, generation, round=a.round,
+                                   repaired_from=a.repaired_from))
         if not flying:
             break  # the Prefect server is gone: nothing more is started; the caller says why
         done = [f for f in flying if not f.waiting and _finished(f.current)]
@@ -103,7 +134,6 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
                 entry.evaluation, entry.batch_index = evaluation, index
         elif not done:
             time.sleep(POLL_S)
-    return _all_outcomes(store, model, method, items, samples)
 
 
 def _batch_ready(flying: list[InFlight], size: int) -> list[InFlight]:
@@ -129,7 +159,8 @@ def _finished(future: PrefectFuture) -> bool:
 def _record(store, model, method, entry: InFlight, generation, execution, gate_result, judgements,
             **fields) -> ItemOutcome:
     return pipeline.record(store.run_id, entry.item, model, method, entry.sample, entry.prompt, generation,
-                           execution, gate_result, judgements, **fields)
+                           execution, gate_result, judgements, round=entry.round, repaired_from=entry.repaired_from,
+                           **fields)
 
 
 def _salvage(store, model, method, entry: InFlight) -> None:
@@ -145,7 +176,8 @@ def _salvage(store, model, method, entry: InFlight) -> None:
         kind = "infrastructure"  # Docker or the orchestration, after execute's retries
     else:
         kind = "judge_error"  # the whole batch's evaluation broke: each of its items says so
-    where = f"{entry.item.id} ({model}, {method}, sample {entry.sample})"
+    where = f"{entry.item.id} ({model}, {method}, sample {entry.sample}" + (
+        f", repair round {entry.round})" if entry.round else ")")
     warn(f"audioprobe: {where}: {kind}: {reason}")
     _record(store, model, method, entry, generation, execution, None, [], failure=kind,
             error=f"{where}: {kind} ({reason})")

@@ -123,13 +123,15 @@ def fad_for_outcomes(outcomes: list[ItemOutcome]) -> list[FADResult]:
     results: list[FADResult] = []
     for group, key in (("instrument", lambda i: i.instrument_family), ("instrument_source", lambda i: i.label)):
         generated: dict[str, list[str]] = defaultdict(list)
+        items_of: dict[str, list[str]] = defaultdict(list)  # samples of one item are resampled together
         references: dict[str, set[str]] = defaultdict(set)
         for outcome in outcomes:
             label = key(outcome.item)
             references[label].update(outcome.item.references)
             if outcome.audio_path and outcome.gate is not None and outcome.gate.ok:
                 generated[label].append(outcome.audio_path)
+                items_of[label].append(outcome.item.id)
         per_class, _macro = fad_per_class(dict(generated), {k: sorted(v) for k, v in references.items()},
-                                          embedding=embedding, group=group)
+                                          embedding=embedding, group=group, groups=dict(items_of))
         results += per_class
     return results

@@ -66,11 +66,17 @@ def render_prompt(item: ProbeItem, method: str) -> RenderedPrompt:
 
 
 @task(name="generate", cache_policy=NO_CACHE, tags=["llm"])
-def generate(prompt: RenderedPrompt, model: str, sample: int) -> Generation:
+def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | None = None,
+             samples: int = 1) -> Generation:
     """No task-level retries: llm.generate already retried with backoff, and a model that is still down
     is recorded (llm_error, kind unreachable/server_died) and asked again by the next run; the model's
-    circuit breaker keeps a dead model from costing every remaining item its retries."""
-    return llm.generate(prompt, model, sample, raise_transient=False)
+    circuit breaker keeps a dead model from costing every remaining item its retries.
+    A program baseline (`baseline/...`) writes its program from the item's metadata, without an LLM."""
+    from tasks.generation import baseline
+
+    if baseline.is_baseline(model):
+        return baseline.generate(item, prompt, model, sample)
+    return llm.generate(prompt, model, sample, raise_transient=False, samples=samples)
 
 
 # ----------------------------------------------------------------------------- execute
@@ -203,7 +209,7 @@ def save_outcome(outcome: ItemOutcome) -> ItemOutcome:
     outcome.stage_reached = _stage_reached(outcome)
     audio = audio_of(outcome.execution)
     if audio is not None:
-        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample)
+        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample, outcome.round)
         outcome.audio_path = str(store.keep_audio(key, audio))
     if outcome.failure and not outcome.error:
         outcome.error = describe_failure(outcome)
@@ -225,7 +231,8 @@ def _stage_reached(outcome: ItemOutcome) -> str:
 
 def describe_failure(outcome: ItemOutcome) -> str:
     """A clear message naming the item and the reason."""
-    where = f"{outcome.item.id} ({outcome.model}, {outcome.method}, sample {outcome.sample})"
+    where = f"{outcome.item.id} ({outcome.model}, {outcome.method}, sample {outcome.sample}" + (
+        f", repair round {outcome.round})" if outcome.round else ")")
     gen, exe, gate_result = outcome.generation, outcome.execution, outcome.gate
     reason = outcome.failure or "unknown"
     if reason == "not_attempted" and gen:

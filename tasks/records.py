@@ -37,8 +37,9 @@ def slug(text: str, limit: int = 60) -> str:
     return f"{cleaned[: limit - 9]}-{digest}"
 
 
-def outcome_key(model: str, method: str, item_id: str, sample: int) -> str:
-    return f"{slug(model, 40)}__{method}__{slug(item_id, 80)}__s{sample}"
+def outcome_key(model: str, method: str, item_id: str, sample: int, round: int = 0) -> str:
+    """Round 0 keeps the single-shot key, so runs recorded before repair rounds read the same."""
+    return f"{slug(model, 40)}__{method}__{slug(item_id, 80)}__s{sample}" + (f"__r{round}" if round else "")
 
 
 def now_iso() -> str:
@@ -86,7 +87,7 @@ class RunStore:
         return self.dir / "files" / key
 
     def save_outcome(self, outcome: ItemOutcome) -> Path:
-        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample)
+        key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample, outcome.round)
         path = self.outcome_path(key)
         atomic_write(path, outcome.model_dump_json(indent=1))
         self._save_side_files(key, outcome)
@@ -96,11 +97,13 @@ class RunStore:
         path = self.outcome_path(key)
         return ItemOutcome.model_validate_json(path.read_text()) if path.exists() else None
 
-    def outcomes(self) -> list[ItemOutcome]:
+    def outcomes(self, all_rounds: bool = False) -> list[ItemOutcome]:
+        """The first answers (the paper's single shot); `all_rounds` adds every repair round's record."""
         folder = self.dir / "outcomes"
         if not folder.exists():
             return []
-        return [ItemOutcome.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        found = [ItemOutcome.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        return found if all_rounds else [o for o in found if o.round == 0]
 
     def _save_side_files(self, key: str, outcome: ItemOutcome) -> None:
         """Plain-text copies a person can open: prompt, response, program, logs."""

@@ -34,15 +34,16 @@ def settings_snapshot() -> dict:
     return json.loads(get_settings().model_dump_json())
 
 
-def config_hash(models, tiers, methods, samples, limit, seed, dataset_root) -> str:
+def config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repair_rounds: int = 0) -> str:
     snapshot = settings_snapshot()
     # Where and how fast things run does not change what a run measures: leave it out of the identity.
     for volatile in ("data_dir", "cache_dir", "prefect_api_url", "prefect_port", "local_threads", "local_host",
                      "local_port", "task_workers", "task_runner", "dask_address", "dask_workers",
                      "sandbox_concurrency", "judge_concurrency", "judge_device", "allow_downloads"):
         snapshot.pop(volatile, None)
-    blob = json.dumps([sorted(models), sorted(tiers), methods, samples, limit, seed, dataset_root, snapshot],
-                      sort_keys=True, default=str)
+    identity = [sorted(models), sorted(tiers), methods, samples, limit, seed, dataset_root, snapshot]
+    identity += [repair_rounds] if repair_rounds else []  # single-shot runs keep their earlier identity
+    blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -55,9 +56,10 @@ def methods_for(tiers: list[str], asked: list[str] | None) -> dict[str, list[str
     return chosen
 
 
-def start_or_resume(models, tiers, methods, samples, limit, seed, dataset_root, new: bool = False) -> RunStore:
+def start_or_resume(models, tiers, methods, samples, limit, seed, dataset_root, new: bool = False,
+                    repair_rounds: int = 0) -> RunStore:
     """The same command run again resumes its unfinished run; `new` forces a fresh one."""
-    digest = config_hash(models, tiers, methods, samples, limit, seed, dataset_root)
+    digest = config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repair_rounds)
     if not new:
         for manifest in reversed(list_runs()):
             if manifest.config_hash == digest and manifest.finished is None:
@@ -65,7 +67,7 @@ def start_or_resume(models, tiers, methods, samples, limit, seed, dataset_root, 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     manifest = RunManifest(
         run_id=f"{stamp}-{digest[:6]}", created=now_iso(), config_hash=digest, models=list(models),
-        tiers=list(tiers), methods=methods, samples=samples, limit=limit, seed=seed,
+        tiers=list(tiers), methods=methods, samples=samples, repair_rounds=repair_rounds, limit=limit, seed=seed,
         dataset_root=dataset_root, settings=settings_snapshot(), versions=versions(),
     )
     return RunStore.create(manifest)
@@ -82,7 +84,7 @@ def write_table(store: RunStore) -> None:
     """items.parquet: one flat row per outcome, for pandas users and the report."""
     import pandas as pd
 
-    rows = [flat_row(o) for o in store.outcomes()]
+    rows = [flat_row(o) for o in store.outcomes(all_rounds=True)]
     frame = pd.DataFrame(rows)
     path = store.dir / "items.parquet"
     tmp = path.with_suffix(".tmp")
@@ -95,8 +97,13 @@ def flat_row(outcome: ItemOutcome) -> dict:
     row = {
         "run_id": outcome.run_id, "model": outcome.model, "method": outcome.method, "tier": outcome.item.tier,
         "item_id": outcome.item.id, "label": outcome.item.label, "sample": outcome.sample,
+        "round": outcome.round, "repaired_from": outcome.repaired_from,
+        "prompt_template": outcome.prompt.template if outcome.prompt else None,
         "stage_reached": outcome.stage_reached, "failure": outcome.failure, "error": outcome.error,
         "extraction_status": gen.extraction_status if gen else None,
+        "finish_reason": gen.finish_reason if gen else None,
+        **{k: (gen.params.get(k) if gen else None) for k in ("temperature", "max_tokens", "seed")},
+        "dropped_params": ",".join(gen.dropped_params) if gen else None,
         "tokens_in": gen.tokens_in if gen else None, "tokens_out": gen.tokens_out if gen else None,
         "latency_s": gen.latency_s if gen else None, "cost": gen.cost if gen else None,
         "execution_status": exe.status if exe else None, "error_type": exe.error_type if exe else None,
@@ -159,6 +166,8 @@ def prepare_retry(store: RunStore, outcomes: list[ItemOutcome]) -> None:
         source = store.outcome_path(key)
         if source.exists():
             source.replace(archive / f"{key}.{stamp}.json")
+        for later in source.parent.glob(f"{key}__r*.json"):  # repair rounds followed the replaced answer
+            later.replace(archive / f"{later.stem}.{stamp}.json")
     manifest = store.manifest()
     manifest.finished = None
     store.save_manifest(manifest)

@@ -1,8 +1,162 @@
-"""Small statistics shared by the judges' validation and the report: one home each."""
+"""Small statistics, one home each: the Wilson interval of the report and the judges' validation, and
+the statistics of protocols beyond single shot: pass@k, paired tests, multiple-test correction, and
+confidence intervals that resample whole items.
+
+Pure functions of numbers; no I/O. Why each choice:
+- pass@k uses HumanEval's unbiased estimator 1 - C(n-c, k)/C(n, k) (Chen et al. 2021), computed as a
+  product so large n never overflows; the naive "any of the first k" is biased and order-dependent.
+- McNemar's test uses the exact binomial (two-sided, mid-p off) when the discordant pairs are few
+  (b + c < 25), where the chi-square approximation is known to be poor; above that the chi-square with
+  continuity correction. Only the discordant pairs carry information about a paired difference.
+- Intervals and the paired bootstrap resample *items*: samples and repair rounds of one item are not
+  independent draws, so resampling clips would make intervals too narrow.
+- Holm's step-down keeps the family-wise error across instruments and classes without Bonferroni's cost.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+EXACT_BELOW = 25  # discordant pairs under which McNemar uses the exact binomial test
+DEFAULT_RESAMPLES = 2000
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples drawn without replacement from n (c correct) passes."""
+    if not 0 <= c <= n:
+        raise ValueError(f"pass@k: correct count {c} outside 0..{n}")
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@k: k={k} needs 1 <= k <= n={n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean_pass_at_k(per_item: Sequence[tuple[int, int]], k: int) -> float:
+    """pass@k averaged over items, each given as (n samples, c correct)."""
+    if not per_item:
+        return float("nan")
+    return float(np.mean([pass_at_k(n, c, k) for n, c in per_item]))
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """b: A right where B was wrong; c: B right where A was wrong; n: pairs compared."""
+
+    b: int
+    c: int
+    n: int
+    p_value: float
+    method: str  # "exact" or "chi2-cc"
+    statistic: float | None = None
+
+
+def _binom_two_sided(k: int, n: int) -> float:
+    """Exact two-sided binomial test of k successes in n at p = 1/2 (doubling the smaller tail)."""
+    if n == 0:
+        return 1.0
+    low = min(k, n - k)
+    tail = sum(math.comb(n, i) for i in range(low + 1)) / 2**n
+    return min(1.0, 2.0 * tail)
+
+
+def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> McNemar:
+    """McNemar's test on paired per-item success of A and B (same items, same order)."""
+    if len(a_correct) != len(b_correct):
+        raise ValueError(f"mcnemar: {len(a_correct)} results of A against {len(b_correct)} of B; pairs must match")
+    b = sum(1 for x, y in zip(a_correct, b_correct) if x and not y)
+    c = sum(1 for x, y in zip(a_correct, b_correct) if y and not x)
+    return mcnemar_counts(b, c, len(a_correct))
+
+
+def mcnemar_counts(b: int, c: int, n: int | None = None) -> McNemar:
+    n = b + c if n is None else n
+    if b + c < EXACT_BELOW:
+        return McNemar(b, c, n, _binom_two_sided(b, b + c), "exact")
+    statistic = (abs(b - c) - 1) ** 2 / (b + c)
+    return McNemar(b, c, n, math.erfc(math.sqrt(statistic / 2)), "chi2-cc", statistic)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the input order (monotone, capped at 1)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def item_bootstrap_ci(
+    per_item: Sequence[Sequence[float]], *, resamples: int = DEFAULT_RESAMPLES, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, low, high) of a per-clip value whose clips are grouped by item; items are resampled whole.
+
+    The mean weights each item by its clips (the pooled mean), as the point estimate does.
+    """
+    groups = [np.asarray(g, dtype=float) for g in per_item if len(g)]
+    if not groups:
+        return float("nan"), float("nan"), float("nan")
+    sums = np.array([g.sum() for g in groups])
+    counts = np.array([len(g) for g in groups])
+    point = float(sums.sum() / counts.sum())
+    if len(groups) < 2:
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(groups), size=(resamples, len(groups)))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    alpha = (1 - level) / 2
+    return point, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+@dataclass(frozen=True)
+class PairedBootstrap:
+    mean_diff: float  # mean over items of A - B
+    low: float
+    high: float
+    p_value: float  # two-sided: how often the resampled difference falls on the other side of zero
+    n: int
+
+
+def paired_bootstrap(
+    a_scores: Sequence[float], b_scores: Sequence[float], *, resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95, seed: int = 0,
+) -> PairedBootstrap:
+    """Paired bootstrap of per-item scores: items (pairs) are resampled whole, never A and B apart."""
+    if len(a_scores) != len(b_scores):
+        raise ValueError(f"paired_bootstrap: {len(a_scores)} scores of A against {len(b_scores)} of B")
+    diffs = np.asarray(a_scores, dtype=float) - np.asarray(b_scores, dtype=float)
+    diffs = diffs[~np.isnan(diffs)]
+    n = len(diffs)
+    if n == 0:
+        return PairedBootstrap(float("nan"), float("nan"), float("nan"), 1.0, 0)
+    observed = float(diffs.mean())
+    if n < 2 or np.all(diffs == diffs[0]):
+        # every resample gives the same mean: as small a p as this many resamples can show, never 0
+        p = 1.0 if observed == 0 or n < 2 else 1.0 / (resamples + 1)
+        return PairedBootstrap(observed, observed, observed, p, n)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    alpha = (1 - level) / 2
+    # Share of resamples at or beyond zero on the side opposite the observed difference, doubled.
+    beyond = np.mean(means <= 0) if observed > 0 else np.mean(means >= 0) if observed < 0 else 1.0
+    p = min(1.0, 2.0 * float(beyond) + 1.0 / (resamples + 1))
+    return PairedBootstrap(observed, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), p, n)
+
+
+def verdict(name_a: str, name_b: str, diff: float, p_adjusted: float, alpha: float = 0.05) -> str:
+    """The sentence a report may print: a direction only where the adjusted test says so."""
+    if not math.isfinite(p_adjusted) or p_adjusted >= alpha or diff == 0 or not math.isfinite(diff):
+        return f"no difference shown (p={p_adjusted:.3g})"
+    better, worse = (name_a, name_b) if diff > 0 else (name_b, name_a)
+    threshold = next(t for t in (0.001, 0.01, 0.05) if p_adjusted < t)
+    return f"{better} better than {worse} at p<{threshold:g}"
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:

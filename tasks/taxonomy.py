@@ -11,6 +11,7 @@ FAILURES = (
     "not_attempted",  # the model was unavailable (its circuit breaker opened): a rerun asks again
     "llm_error",  # the model call failed (no key, unknown model, unreachable, server died, bad response)
     "no_code",  # an answer with nothing runnable: empty, refusal, prose only
+    "truncated",  # max_tokens cut the answer (finish_reason "length") and what was kept did not run
     "syntax",
     "missing_module",
     "bad_import",  # a real module, a name it does not have (an invented or removed API)
@@ -29,6 +30,7 @@ STAGE_OF_FAILURE = {
     "not_attempted": "generation",
     "llm_error": "generation",
     "no_code": "generation",
+    "truncated": "generation",
     "syntax": "execution",
     "missing_module": "execution",
     "bad_import": "execution",
@@ -55,21 +57,22 @@ def classify_failure(outcome: ItemOutcome) -> str | None:
         return "not_attempted"
     if gen.error or gen.extraction_status == "llm_error":
         return "llm_error"
+    cut = gen.finish_reason == "length"
     if not gen.code:
-        return "no_code"
+        return "truncated" if cut else "no_code"
     exe = outcome.execution
     if exe is None:
         return None
     if exe.status == "error":
         if exe.error_type in ("SyntaxError", "IndentationError", "TabError"):
-            return "syntax"
+            return "truncated" if cut else "syntax"
         if exe.missing_module or exe.error_type == "ModuleNotFoundError":
             return "missing_module"
         if exe.error_type == "ImportError":
             return "bad_import"
         return "runtime"
     if exe.status != "ok":
-        return exe.status  # timeout, memory, no_output, output_rejected
+        return "truncated" if cut and exe.status == "no_output" else exe.status  # timeout, memory, ...
     if outcome.gate is not None and not outcome.gate.ok:
         return "invalid_audio"
     if any(j.error for j in outcome.judgements):

@@ -235,6 +235,17 @@ def _preflight(target: Target) -> tuple[str, str] | None:
     return None
 
 
+def dropped_params(target: Target, params: dict[str, Any]) -> list[str]:
+    """The asked params this provider does not take: drop_params=True drops them silently, we say so."""
+    litellm = _litellm()
+    try:
+        model, provider, _, _ = litellm.get_llm_provider(target.litellm_model, api_base=target.api_base)
+        supported = set(litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or [])
+    except Exception:  # noqa: BLE001 - a provider litellm cannot describe: nothing known to be dropped
+        return []
+    return sorted(k for k, v in params.items() if v is not None and k not in supported)
+
+
 def _cost(response: Any) -> float | None:
     import litellm
 
@@ -249,19 +260,25 @@ def _cost(response: Any) -> float | None:
 
 
 def messages_for(prompt: RenderedPrompt | str) -> list[dict[str, str]]:
-    text = prompt.text if isinstance(prompt, RenderedPrompt) else prompt
-    return [{"role": "user", "content": text}]
+    """The conversation: a repair round's earlier turns, then this prompt (the store key covers all)."""
+    if isinstance(prompt, RenderedPrompt):
+        return [*prompt.history, {"role": "user", "content": prompt.text}]
+    return [{"role": "user", "content": prompt}]
 
 
 def request_of(
-    prompt: RenderedPrompt | str, model: str, sample: int = 0, settings: Settings | None = None
+    prompt: RenderedPrompt | str, model: str, sample: int = 0, settings: Settings | None = None, samples: int = 1
 ) -> tuple[Target, ModelSettings, dict[str, Any], str]:
-    """The target, settings, params and store key of an ask, computed without any call."""
+    """The target, settings, params and store key of an ask, computed without any call.
+
+    With `samples` > 1 the temperature is at least settings.sample_temperature: k answers at 0 are one.
+    """
     settings = settings or get_settings()
     target = resolve(model, settings)
     ms = settings.model_settings(model)
+    temperature = max(ms.temperature, settings.sample_temperature) if samples > 1 else ms.temperature
     params = {
-        "temperature": ms.temperature,
+        "temperature": temperature,
         "max_tokens": ms.max_tokens,
         "seed": None if ms.seed is None else ms.seed + sample,
     }
@@ -277,10 +294,11 @@ def generate(
     settings: Settings | None = None,
     store: ResponseStore | None = None,
     raise_transient: bool = True,
+    samples: int = 1,
 ) -> Generation:
     settings = settings or get_settings()
     store = store or ResponseStore(settings.responses_dir)
-    target, ms, params, key = request_of(prompt, model, sample, settings)
+    target, ms, params, key = request_of(prompt, model, sample, settings, samples)
     cached = store.get(key)
     if cached is not None:
         return cached
@@ -296,6 +314,7 @@ def generate(
     problem = _preflight(target)
     if problem:
         return base.model_copy(update={"error_kind": problem[0], "error": problem[1]})
+    base.dropped_params = dropped_params(target, params)
     breaker = breaker_for(model, settings.breaker_threshold)
     if (reason := breaker.open_reason()) is not None:
         return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})

@@ -157,18 +157,31 @@ def _point(metric: str, gen: list, ref: list, bandwidth: float | None, seed: int
     return fit["value"], fit
 
 
+def _draw(rng: np.random.Generator, n: int, groups: Sequence[str] | None) -> np.ndarray:
+    """Indices of a resample of n clips; with `groups` (each clip's item), whole items are drawn, since the
+    samples of one item are not independent and resampling them apart narrows the interval."""
+    if groups is None:
+        return rng.integers(0, n, n)
+    units: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        units.setdefault(group, []).append(index)
+    members = list(units.values())
+    return np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+
+
 def bootstrap_ci(
-    metric: str, gen: list, ref: list, *, bandwidth: float | None = None, n_boot: int = 200, seed: int = 0
+    metric: str, gen: list, ref: list, *, bandwidth: float | None = None, n_boot: int = 200, seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> tuple[float, float] | None:
-    """95% interval, clips of both sets resampled with replacement."""
-    if len(gen) < 2 or len(ref) < 2:
+    """95% interval, both sets resampled with replacement (generated clips by item when `groups` names them)."""
+    if len(gen) < 2 or len(ref) < 2 or (groups is not None and len(set(groups)) < 2):
         return None
     rng = np.random.default_rng(seed)
     if metric == "kad":
         kgg, krr, kgr = _kernels(gen, ref, bandwidth or median_bandwidth(ref))
         scores = []
         for _ in range(n_boot):
-            wg = np.bincount(rng.integers(0, len(gen), len(gen)), minlength=len(gen)).astype(float)
+            wg = np.bincount(_draw(rng, len(gen), groups), minlength=len(gen)).astype(float)
             wr = np.bincount(rng.integers(0, len(ref), len(ref)), minlength=len(ref)).astype(float)
             if (wg > 0).sum() < 2 or (wr > 0).sum() < 2:
                 continue
@@ -178,7 +191,7 @@ def bootstrap_ci(
     point = fad(gen, ref) if metric == "fad" else fad_inf(gen, ref, seed=seed)["value"]
     scores = []
     for _ in range(n_boot):
-        g = [gen[i] for i in rng.integers(0, len(gen), len(gen))]
+        g = [gen[i] for i in _draw(rng, len(gen), groups)]
         r = [ref[i] for i in rng.integers(0, len(ref), len(ref))]
         try:
             scores.append(fad(g, r) if metric == "fad" else fad_inf(g, r, seed=seed)["value"])
@@ -218,6 +231,7 @@ def distance(
     embedding: str,
     seed: int = 0,
     n_boot: int = 200,
+    groups: Sequence[str] | None = None,
 ) -> Distance:
     if metric not in METRICS:
         raise DistanceError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
@@ -233,7 +247,7 @@ def distance(
         note = (f"baseline drawn at n_gen={bn_gen}, n_ref={bn_ref}: {len(ref)} references cannot give two "
                 f"disjoint sets of {len(gen)} and {len(ref)}")
     return Distance(
-        metric, value, bootstrap_ci(metric, gen, ref, bandwidth=bandwidth, n_boot=n_boot, seed=seed),
+        metric, value, bootstrap_ci(metric, gen, ref, bandwidth=bandwidth, n_boot=n_boot, seed=seed, groups=groups),
         len(ref), len(gen), embedding, base, bn_gen, bn_ref, bandwidth, extra, note,
     )
 

@@ -20,7 +20,7 @@ from tasks.judges.embeddings import Embedding, embed_files, get_embedding, refer
 
 def score_class(
     gen_paths: Sequence[str], gen: list, ref: list, *, label: str, embedding: str, window_s: float | None,
-    seed: int = 0, n_boot: int = 200,
+    seed: int = 0, n_boot: int = 200, groups: Sequence[str] | None = None,
 ) -> FADResult:
     """FADResult for one class from its clips' embeddings (gen in gen_paths order)."""
     res = FADResult(label=label, fad=None, n_gen=len(gen), n_ref=len(ref), embedding=embedding,
@@ -28,7 +28,7 @@ def score_class(
     if not gen or not ref:
         res.note = "no generated clips" if not gen else "no reference clips"
         return res
-    fad = distance.distance("fad", gen, ref, embedding=embedding, seed=seed, n_boot=n_boot)
+    fad = distance.distance("fad", gen, ref, embedding=embedding, seed=seed, n_boot=n_boot, groups=groups)
     frames_gen, frames_ref = sum(len(c) for c in gen), sum(len(c) for c in ref)
     res.note = f"frames: {frames_gen} generated, {frames_ref} reference; window {window_s} s"
     if fad.value is None:
@@ -39,7 +39,7 @@ def score_class(
     res.fad, res.ci, res.baseline = fad.value, fad.ci, fad.baseline
     res.baseline_n_gen, res.baseline_n_ref = fad.baseline_n_gen, fad.baseline_n_ref
     if len(gen) >= 2 and len(ref) >= 2:
-        kad = distance.distance("kad", gen, ref, embedding=embedding, seed=seed, n_boot=n_boot)
+        kad = distance.distance("kad", gen, ref, embedding=embedding, seed=seed, n_boot=n_boot, groups=groups)
         res.kad, res.kad_ci, res.kad_baseline = kad.value, kad.ci, kad.baseline
         try:
             res.fad_inf = distance.fad_inf(gen, ref, seed=seed)["value"]
@@ -64,7 +64,9 @@ def fad_per_class(
     group: str = "",
     seed: int = 0,
     n_boot: int = 200,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[FADResult], dict]:
+    """`groups[label]` names the item of each generated clip: the bootstrap resamples items whole."""
     backend = get_embedding(embedding) if isinstance(embedding, str) else embedding
     results = []
     for label in sorted(set(gen) | set(refs)):
@@ -74,7 +76,7 @@ def fad_per_class(
         g = embed_files(backend, gen_paths, window_s=window) if gen_paths else []
         r = embed_files(backend, ref_paths, window_s=window) if ref_paths else []
         res = score_class(gen_paths, g, r, label=label, embedding=backend.version, window_s=window,
-                          seed=seed, n_boot=n_boot)
+                          seed=seed, n_boot=n_boot, groups=(groups or {}).get(label) if g else None)
         res.group = group
         results.append(res)
     return results, frechet.macro_average(results)

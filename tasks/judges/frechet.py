@@ -127,15 +127,25 @@ def baseline(ref_clips: Sequence[np.ndarray], seed: int = 0, repeats: int = 5) -
 
 
 def bootstrap_ci(
-    gen_clips: Sequence[np.ndarray], ref: np.ndarray, n_boot: int = 200, seed: int = 0, alpha: float = 0.05
+    gen_clips: Sequence[np.ndarray], ref: np.ndarray, n_boot: int = 200, seed: int = 0, alpha: float = 0.05,
+    groups: Sequence[str] | None = None,
 ) -> tuple[float, float] | None:
     """Interval over generated clips resampled with replacement (references held fixed).
+
+    `groups` names each clip's item: with several samples per item the items are resampled whole, since
+    clips of one item are not independent draws and resampling them apart narrows the interval.
 
     Resampling with replacement repeats clips, which shrinks the sample's spread and inflates FAD (its
     small-sample bias again): the raw percentile interval often lies entirely above the estimate. The
     bootstrap distribution is therefore re-centred on the estimate: its spread is what is reported.
     """
-    if len(gen_clips) < 2:
+    units = [[i] for i in range(len(gen_clips))]
+    if groups is not None:
+        by_group: dict[str, list[int]] = {}
+        for index, group in enumerate(groups):
+            by_group.setdefault(group, []).append(index)
+        units = list(by_group.values())
+    if len(units) < 2:
         return None
     rng = np.random.default_rng(seed)
     mu_r, s_r = stats(ref)
@@ -143,8 +153,8 @@ def bootstrap_ci(
     point = frechet_distance(*stats(_stack(gen_clips)), mu_r, s_r, sqrt_s2=root)
     scores = []
     for _ in range(n_boot):
-        pick = rng.integers(0, len(gen_clips), len(gen_clips))
-        sample = _stack([gen_clips[i] for i in pick])
+        pick = rng.integers(0, len(units), len(units))
+        sample = _stack([gen_clips[i] for u in pick for i in units[u]])
         if sample.shape[0] < 2:
             continue
         scores.append(frechet_distance(*stats(sample), mu_r, s_r, sqrt_s2=root))
@@ -160,6 +170,7 @@ def score_sets(
     embedding: str,
     seed: int = 0,
     n_boot: int = 200,
+    groups: Sequence[str] | None = None,
 ) -> FADResult:
     """FAD of generated against reference clips; each clip is an (examples, dim) array of frame embeddings."""
     n_gen, n_ref = len(gen_clips), len(ref_clips)
@@ -176,7 +187,7 @@ def score_sets(
         note += "; fewer frames than dimensions: covariance is singular, expect a large small-sample bias"
     return FADResult(
         label=label, fad=fad, n_gen=n_gen, n_ref=n_ref, embedding=embedding,
-        baseline=baseline(ref_clips, seed=seed), ci=bootstrap_ci(gen_clips, ref, n_boot=n_boot, seed=seed),
+        baseline=baseline(ref_clips, seed=seed), ci=bootstrap_ci(gen_clips, ref, n_boot=n_boot, seed=seed, groups=groups),
         band=None, note=note,
     )
 

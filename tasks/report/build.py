@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.records import RunStore, atomic_write
+from tasks.report import protocols
 from tasks.report.html import ReportLimits, render
 from tasks.report.tables import KIND_LABELS, ReportTables, build_tables
 
@@ -129,6 +130,7 @@ def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = Non
                     score += f" FAD {r['median_note_fad']:.1f} / KAD {r['median_note_kad']:.2f}"
                 cells.append(f"{r['control']} {score.strip() or '—'}")
             lines.append(f"- {tier} · `{judge}`: " + "; ".join(cells))
+    lines += protocols.summary_lines(rt.tables)
     usage = rt["usage"]
     if len(usage):
         cost = usage["cost"].dropna().sum()

@@ -26,6 +26,7 @@ from tasks.report.fmt import (
 )
 from tasks.report.human_calibration import section_human_calibration
 from tasks.report.html_notes import section_notes
+from tasks.report import protocols
 from tasks.report.items import section_items
 from tasks.report.sections.reference_points import section_reference_points
 from tasks.report.tables import KIND_LABELS, KINDS, ReportTables
@@ -426,7 +427,8 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
             ("speech", "5 · Speech"),
             ("items", "6 · Items"),
             ("provenance", "7 · Provenance"),
-            ("human-calibration", "8 · Human calibration"),
+            ("protocols", "8 · Samples, repair, paired"),
+            ("human-calibration", "9 · Human calibration"),
         )
     )
     return (
@@ -449,6 +451,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
         + section_reference_points(rt)
         + section_items(rt, limits)
         + section_provenance(rt, limits)
+        + protocols.section(rt)
         + section_human_calibration(rt)
         + "<footer>audioprobe report · self-contained: no network needed to read or listen</footer>"
         "</main></body></html>"

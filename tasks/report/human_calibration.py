@@ -138,7 +138,7 @@ def _fitted(row) -> bool:
 def section_human_calibration(rt) -> str:
     from tasks.report.fmt import E, fig, num, table  # fmt imports tables, which imports this module
 
-    head = "<section id=human-calibration><h2>8. Human calibration of the bands</h2>"
+    head = "<section id=human-calibration><h2>9. Human calibration of the bands</h2>"
     run_dir = _run_dir(rt)
     cal = load(run_dir)
     if not cal:

@@ -36,6 +36,7 @@ from tasks.report.sections.reference_points import (
     with_empirical_chance,
 )
 from tasks.report.sections.speech import speech
+from tasks.report import protocols
 from tasks.report.human_calibration import thresholds_table
 
 __all__ = [
@@ -93,6 +94,7 @@ def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> Repo
     t["usage"] = usage(rows)
     t["judges"], t["prompts"], t["versions"] = provenance(rows, manifests, t["fad"])
     t["sandbox_packages"] = sandbox_packages()
+    t.update(protocols.build(stores))  # section 8: samples, repair rounds, paired comparisons
     t["skipped"] = frame(
         [
             {"run": m.run_id, "key": s.key, "tier": s.tier, "reason": s.reason}

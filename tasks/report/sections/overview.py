@@ -17,6 +17,7 @@ KINDS = (*FAILURES, "pending", "ok")
 KIND_LABELS = {
     "llm_error": "LLM error",
     "not_attempted": "not attempted (model unavailable)",
+    "truncated": "cut at max_tokens",
     "no_code": "no code",
     "syntax": "syntax error",
     "missing_module": "missing module",

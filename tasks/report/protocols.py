@@ -1,0 +1,333 @@
+"""The report's section on protocols beyond single shot: pass@k per stage, the repair@r curve, what feedback
+fixed, truncation, the generation settings, and paired comparisons between models.
+
+Every rate carries N and an interval that resamples whole items (tasks.stats); a comparison says "A better
+than B at p<..." only where McNemar's test (Holm-corrected within its family) says so. Tables are built
+from the run directories alone, so `--compare` runs are read the same way as the run itself.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter, defaultdict
+from itertools import combinations
+
+import pandas as pd
+
+from audioprobe.schema import ItemOutcome
+from tasks import stats
+from tasks.records import RunStore
+from tasks.repair import succeeded
+
+E = html.escape
+STAGES = ("code", "executed", "valid_audio", "correct")
+STAGE_LABELS = {"code": "code", "executed": "executed OK", "valid_audio": "valid audio", "correct": "judged correct"}
+ALPHA = 0.05
+TABLES = ("pass_at_k", "repair_curve", "repair_fixes", "truncation", "generation_settings", "paired", "paired_labels")
+
+
+def stage_flags(o: ItemOutcome) -> dict[str, bool]:
+    gen, exe, gate = o.generation, o.execution, o.gate
+    return {
+        "code": bool(gen and gen.code) and o.failure not in ("llm_error", "no_code", "truncated"),
+        "executed": bool(exe and exe.status == "ok"),
+        "valid_audio": bool(gate and gate.ok),
+        "correct": succeeded(o),
+    }
+
+
+def item_score(o: ItemOutcome) -> float:
+    """A per-item judge score in [0, 1] for the paired bootstrap: 0 without valid audio."""
+    judged = next((j for j in o.judgements if j.correct is not None), None)
+    if judged is None or not stage_flags(o)["valid_audio"]:
+        return 0.0
+    if "target_probability" in judged.values:  # 5-way classifiers: the probability given to the target
+        return float(judged.values["target_probability"])
+    return float(bool(judged.correct))
+
+
+def _label_of(o: ItemOutcome) -> str:
+    return o.item.instrument_family or o.item.label if o.item.tier == "notes" else o.item.label
+
+
+def _system(run: str, model: str, several_runs: bool) -> str:
+    return f"{model} ({run})" if several_runs else model
+
+
+def _grouped(stores: list[RunStore]):
+    """(run, model, tier, method) -> {(item_id, sample): {round: outcome}}, with each run's manifest."""
+    groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
+    manifests = {}
+    for store in stores:
+        manifests[store.run_id] = store.manifest()
+        for o in store.outcomes(all_rounds=True):
+            groups[(store.run_id, o.model, o.item.tier, o.method)][(o.item.id, o.sample)][o.round] = o
+    return groups, manifests
+
+
+def _ci_cols(record: dict, per_item: list[list[float]], name: str) -> None:
+    mean, low, high = stats.item_bootstrap_ci(per_item)
+    record.update({f"{name}_rate": mean, f"{name}_ci_lo": low, f"{name}_ci_hi": high})
+
+
+def pass_at_k_table(groups) -> pd.DataFrame:
+    records = []
+    for (run, model, tier, method), chains in sorted(groups.items()):
+        by_item: dict[str, list[ItemOutcome]] = defaultdict(list)
+        for (item_id, _), rounds in chains.items():
+            if 0 in rounds:
+                by_item[item_id].append(rounds[0])
+        if not by_item:
+            continue
+        k = min(len(v) for v in by_item.values())
+        for stage in STAGES:
+            per_item = [[float(stage_flags(o)[stage]) for o in outs] for outs in by_item.values()]
+            counts = [(len(v), int(sum(v))) for v in per_item]
+            record = {"run": run, "model": model, "tier": tier, "method": method, "stage": stage,
+                      "items": len(per_item), "k": k, "pass_at_1": stats.mean_pass_at_k(counts, 1),
+                      "pass_at_k": stats.mean_pass_at_k(counts, k),
+                      "always": sum(c == n for n, c in counts), "sometimes": sum(0 < c < n for n, c in counts),
+                      "never": sum(c == 0 for n, c in counts)}
+            _ci_cols(record, per_item, "pass_at_1")
+            records.append(record)
+    return pd.DataFrame(records)
+
+
+def repair_curve_table(groups, manifests) -> pd.DataFrame:
+    from tasks.repair import rounds_for
+
+    records = []
+    for (run, model, tier, method), chains in sorted(groups.items()):
+        rounds = rounds_for(model, manifests[run].repair_rounds)
+        by_item: dict[str, list[dict]] = defaultdict(list)
+        for (item_id, _), chain in chains.items():
+            if 0 in chain:
+                by_item[item_id].append(chain)
+        for r in range(rounds + 1):
+            record = {"run": run, "model": model, "tier": tier, "method": method, "round": r,
+                      "answers": sum(1 for chains_ in by_item.values() for c in chains_ if r in c)}
+            for stage in ("valid_audio", "correct"):
+                per_item = [[float(any(stage_flags(c[q])[stage] for q in range(r + 1) if q in c)) for c in chains_]
+                            for chains_ in by_item.values()]
+                _ci_cols(record, per_item, stage)
+                record[f"{stage}_n"] = sum(len(v) for v in per_item)
+                record[f"{stage}_k"] = int(sum(sum(v) for v in per_item))
+            records.append(record)
+    return pd.DataFrame(records)
+
+
+def repair_fixes_table(groups) -> pd.DataFrame:
+    """Per failure kind the feedback addressed: how often the next answer made valid audio, or was correct."""
+    tallies: dict[tuple, Counter] = defaultdict(Counter)
+    after: dict[tuple, Counter] = defaultdict(Counter)
+    for (run, model, tier, _), chains in groups.items():
+        for chain in chains.values():
+            for r, o in chain.items():
+                if r == 0 or not o.repaired_from:
+                    continue
+                key = (run, model, tier, o.repaired_from)
+                flags = stage_flags(o)
+                tallies[key].update(attempts=1, valid_audio=int(flags["valid_audio"]), correct=int(flags["correct"]))
+                after[key][o.failure or ("correct" if flags["correct"] else "wrong_sound")] += 1
+    records = []
+    for (run, model, tier, kind), t in sorted(tallies.items()):
+        now = ", ".join(f"{k} {v}" for k, v in after[(run, model, tier, kind)].most_common(3))
+        records.append({"run": run, "model": model, "tier": tier, "feedback_on": kind, "attempts": t["attempts"],
+                        "now_valid_audio": t["valid_audio"], "now_correct": t["correct"], "became": now})
+    return pd.DataFrame(records, columns=["run", "model", "tier", "feedback_on", "attempts", "now_valid_audio",
+                                          "now_correct", "became"])
+
+
+def _rounds(model: str, asked: int) -> int:
+    from tasks.repair import rounds_for
+
+    return rounds_for(model, asked)
+
+
+def truncation_and_settings(groups, manifests) -> tuple[pd.DataFrame, pd.DataFrame]:
+    trunc: dict[tuple, Counter] = defaultdict(Counter)
+    seen: dict[tuple, dict] = defaultdict(lambda: defaultdict(set))
+    for (run, model, _, _), chains in groups.items():
+        for chain in chains.values():
+            for o in chain.values():
+                gen = o.generation
+                if gen is None:
+                    continue
+                trunc[(run, model)].update(answers=1, cut=int(gen.finish_reason == "length"),
+                                           failed_truncated=int(o.failure == "truncated"))
+                for name in ("temperature", "max_tokens", "seed"):
+                    if gen.params.get(name) is not None:
+                        seen[(run, model)][name].add(gen.params[name])
+                seen[(run, model)]["dropped"].update(gen.dropped_params)
+                if o.prompt is not None:
+                    seen[(run, model)]["templates"].add(f"{o.prompt.template} ({o.prompt.template_sha256[:12]})")
+    truncation = pd.DataFrame([{"run": r, "model": m, **c} for (r, m), c in sorted(trunc.items())],
+                              columns=["run", "model", "answers", "cut", "failed_truncated"]).fillna(0)
+
+    def show(values) -> str:
+        return ", ".join(sorted(str(v) for v in values)) or "—"
+
+    settings = pd.DataFrame(
+        [{"run": r, "model": m, "temperature": show(s["temperature"]), "max_tokens": show(s["max_tokens"]),
+          "seed": show(s["seed"]), "dropped_params": show(s["dropped"]), "samples": manifests[r].samples,
+          "repair_rounds": _rounds(m, manifests[r].repair_rounds), "templates": show(s["templates"])}
+         for (r, m), s in sorted(seen.items())],
+        columns=["run", "model", "temperature", "max_tokens", "seed", "dropped_params", "samples", "repair_rounds",
+                 "templates"],
+    )
+    return truncation, settings
+
+
+def paired_tables(groups) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """McNemar per stage (Holm over the stages) and per class (Holm over classes), plus a paired bootstrap
+    of per-item scores, for every two systems that answered the same items of a tier and method."""
+    several_runs = len({k[0] for k in groups}) > 1
+    firsts: dict[tuple, dict[tuple, dict[str, ItemOutcome]]] = defaultdict(dict)
+    for (run, model, tier, method), chains in groups.items():
+        items = {item_id: chain[0] for (item_id, sample), chain in chains.items() if sample == 0 and 0 in chain}
+        firsts[(tier, method)][(run, model)] = items
+    overall, per_label = [], []
+    for (tier, method), systems in sorted(firsts.items()):
+        for (sa, a), (sb, b) in combinations(sorted(systems.items()), 2):
+            common = sorted(set(a) & set(b))
+            if len(common) < 2:
+                continue
+            name_a, name_b = _system(*sa, several_runs), _system(*sb, several_runs)
+            base = {"tier": tier, "method": method, "a": name_a, "b": name_b, "items": len(common)}
+            rows = []
+            for stage in STAGES:
+                test = stats.mcnemar([stage_flags(a[i])[stage] for i in common], [stage_flags(b[i])[stage] for i in common])
+                rows.append(base | {"test": f"McNemar ({test.method})", "stage": stage, "a_only": test.b,
+                                    "b_only": test.c, "diff": (test.b - test.c) / len(common), "p": test.p_value})
+            boot = stats.paired_bootstrap([item_score(a[i]) for i in common], [item_score(b[i]) for i in common])
+            rows.append(base | {"test": "paired bootstrap", "stage": "judge score", "a_only": None, "b_only": None,
+                                "diff": boot.mean_diff, "ci_lo": boot.low, "ci_hi": boot.high, "p": boot.p_value})
+            for row, adjusted in zip(rows, stats.holm([r["p"] for r in rows])):
+                row["p_holm"] = adjusted
+                row["verdict"] = stats.verdict(name_a, name_b, row["diff"], adjusted, ALPHA)
+            overall += rows
+            labels = sorted({_label_of(a[i]) for i in common})
+            label_rows = []
+            for label in labels:
+                ids = [i for i in common if _label_of(a[i]) == label]
+                test = stats.mcnemar([succeeded(a[i]) for i in ids], [succeeded(b[i]) for i in ids])
+                label_rows.append(base | {"label": label, "items": len(ids), "a_only": test.b, "b_only": test.c,
+                                          "diff": (test.b - test.c) / len(ids), "p": test.p_value})
+            for row, adjusted in zip(label_rows, stats.holm([r["p"] for r in label_rows])):
+                row["p_holm"] = adjusted
+                row["verdict"] = stats.verdict(name_a, name_b, row["diff"], adjusted, ALPHA)
+            per_label += label_rows
+    return pd.DataFrame(overall), pd.DataFrame(per_label)
+
+
+def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The console's view: success by repair round beside the single shot, and the paired verdicts."""
+    lines = []
+    curve = tables.get("repair_curve")
+    if curve is not None and len(curve) and curve["round"].max() > 0:
+        for (model, tier, method), rows in curve.groupby(["model", "tier", "method"]):
+            steps = " → ".join(f"r{int(r['round'])} {int(r['valid_audio_k'])}/{int(r['valid_audio_n'])}"
+                               f" ({int(r['correct_k'])} correct)" for _, r in rows.iterrows())
+            lines.append(f"**Valid audio by repair round, {model} / {tier} / {method}:** {steps}")
+    paired = tables.get("paired")
+    if paired is not None and len(paired):
+        shown = paired[~paired["verdict"].str.startswith("no difference")]
+        for _, r in shown.iterrows():
+            stage = STAGE_LABELS.get(r["stage"], r["stage"])
+            lines.append(f"**Paired, {r['tier']} / {stage}:** {r['verdict']} ({r['test']}, {r['items']} items)")
+        if not len(shown):
+            lines.append(f"**Paired tests:** {len(paired)} run, none shows a difference after Holm's correction")
+    return lines
+
+
+def build(stores: list[RunStore]) -> dict[str, pd.DataFrame]:
+    groups, manifests = _grouped(stores)
+    t = {"pass_at_k": pass_at_k_table(groups), "repair_curve": repair_curve_table(groups, manifests),
+         "repair_fixes": repair_fixes_table(groups)}
+    t["truncation"], t["generation_settings"] = truncation_and_settings(groups, manifests)
+    t["paired"], t["paired_labels"] = paired_tables(groups)
+    return t
+
+
+# --------------------------------------------------------------------------- the page's section
+
+
+def _rate(row, name: str) -> str:
+    from tasks.report.fmt import pct
+
+    lo, hi = row.get(f"{name}_ci_lo"), row.get(f"{name}_ci_hi")
+    ci = "" if pd.isna(lo) else f" <span class=ci>[{pct(lo, 0)}–{pct(hi, 0)}]</span>"
+    return f"<b>{pct(row[f'{name}_rate'], 0)}</b>{ci}"
+
+
+def _p(x) -> str:
+    return "—" if x is None or pd.isna(x) else f"{x:.3g}"
+
+
+def section(rt) -> str:
+    """Section 8 of the page; rt.tables holds the tables `build` made."""
+    from tasks.report.fmt import num, pct, table
+
+    t = rt.tables
+    if "pass_at_k" not in t:
+        return ""
+    many = len(rt.runs) > 1
+    who = ([("run", "run")] if many else []) + [("model", "model"), ("tier", "tier"), ("method", "method")]
+    passk = t["pass_at_k"]
+    if len(passk):
+        passk = passk.assign(stage=passk["stage"].map(STAGE_LABELS))
+    pass_html = table(passk, who + [
+        ("stage", "stage"), ("items", "items"), ("k", "k"), ("pass@1 [95% CI, items resampled]", lambda r: _rate(r, "pass_at_1")),
+        ("pass@k", lambda r: pct(r["pass_at_k"], 0)), ("always / sometimes / never", lambda r: f"{r['always']} / {r['sometimes']} / {r['never']}"),
+    ], numeric={"items", "k"}, empty="No first answers recorded.")
+    curve_html = table(t["repair_curve"], who + [
+        ("round r", "round"), ("answers", "answers"),
+        ("valid audio by round r", lambda r: f"{r['valid_audio_k']}/{r['valid_audio_n']} " + _rate(r, "valid_audio")),
+        ("judged correct by round r (repair@r)", lambda r: f"{r['correct_k']}/{r['correct_n']} " + _rate(r, "correct")),
+    ], numeric={"round r", "answers"}, empty="No rounds recorded.")
+    fixes_html = table(t["repair_fixes"], ([("run", "run")] if many else []) + [
+        ("model", "model"), ("tier", "tier"), ("feedback on", "feedback_on"), ("answers after it", "attempts"),
+        ("now valid audio", "now_valid_audio"), ("now judged correct", "now_correct"), ("what the next answer did", "became"),
+    ], numeric={"answers after it", "now valid audio", "now judged correct"},
+        empty="No repair rounds in this run (--repair-rounds R asks again after a failure, with feedback).")
+    trunc_html = table(t["truncation"], ([("run", "run")] if many else []) + [
+        ("model", "model"), ("answers", "answers"), ("cut at max_tokens", "cut"), ("failed as truncated", "failed_truncated"),
+    ], numeric={"answers", "cut at max_tokens", "failed as truncated"})
+    settings_html = table(t["generation_settings"], ([("run", "run")] if many else []) + [
+        ("model", "model"), ("temperature", "temperature"), ("max_tokens", "max_tokens"), ("seed", "seed"),
+        ("params litellm dropped", "dropped_params"), ("samples", "samples"), ("repair rounds", "repair_rounds"),
+        ("prompt templates (sha256)", "templates"),
+    ])
+    paired = t["paired"]
+    if len(paired):
+        paired = paired.assign(stage=paired["stage"].map(lambda s: STAGE_LABELS.get(s, s)))
+    paired_html = table(paired, [
+        ("tier", "tier"), ("method", "method"), ("A", "a"), ("B", "b"), ("items", "items"), ("stage", "stage"),
+        ("test", "test"), ("A only / B only", lambda r: "—" if pd.isna(r["a_only"]) else f"{int(r['a_only'])} / {int(r['b_only'])}"),
+        ("A − B", lambda r: num(r["diff"]) + ("" if pd.isna(r.get("ci_lo")) else f" <span class=ci>[{num(r['ci_lo'])}–{num(r['ci_hi'])}]</span>")),
+        ("p", lambda r: _p(r["p"])), ("p (Holm)", lambda r: _p(r["p_holm"])), ("verdict", lambda r: E(r["verdict"])),
+    ], numeric={"items"}, empty="One system only: a second model in the run, or --compare OTHER_RUN, gives paired tests.")
+    labels_html = table(t["paired_labels"], [
+        ("tier", "tier"), ("A", "a"), ("B", "b"), ("class", "label"), ("items", "items"),
+        ("A only / B only", lambda r: f"{int(r['a_only'])} / {int(r['b_only'])}"),
+        ("p", lambda r: _p(r["p"])), ("p (Holm over classes)", lambda r: _p(r["p_holm"])), ("verdict", lambda r: E(r["verdict"])),
+    ], numeric={"items"}, empty="No paired classes.")
+    return (
+        "<section id=protocols><h2>8. Beyond single shot: samples, repair rounds, paired comparisons</h2>"
+        "<p class=note>The paper keeps each model's first answer. Here: pass@k over k samples per item "
+        "(HumanEval's unbiased estimator), repair rounds where the model is told what went wrong (the "
+        "sandbox's error, the gate's problems, the judge's verdict) and answers again in the same "
+        "conversation, and paired tests between systems that answered the same items. Intervals resample "
+        "whole items, never clips. Sections 1-7 show first answers only (round 0).</p>"
+        "<h3>pass@1 and pass@k per stage (first answers)</h3>" + pass_html
+        + "<h3>repair@r: success by round r</h3><p class=note>Round 0 is the paper's single shot; round r "
+        "counts an (item, sample) as a success when any of its first r+1 answers succeeded. Program "
+        "baselines answer once.</p>" + curve_html
+        + "<h3>Which failures feedback fixed</h3>" + fixes_html
+        + "<h3>Truncation</h3>" + trunc_html
+        + "<h3>Generation settings</h3>" + settings_html
+        + "<h3>Paired comparisons</h3><p class=note>McNemar's test on per-item success of sample 0's first "
+        "answer (exact binomial below 25 discordant items), Holm-corrected over the stages and the score test; "
+        f"a paired bootstrap of per-item judge scores. A direction is named only where the corrected p &lt; {ALPHA}.</p>"
+        + paired_html + "<h4>Per class (judged correct)</h4>" + labels_html + "</section>"
+    )

@@ -1,0 +1,98 @@
+"""tasks.stats against hand-computed values and published tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks import stats
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k", "expected"),
+    [
+        (5, 2, 1, 2 / 5),  # pass@1 is the plain success rate
+        (5, 2, 2, 1 - 3 / 10),  # 1 - C(3,2)/C(5,2)
+        (5, 2, 3, 1 - 1 / 10),  # 1 - C(3,3)/C(5,3)
+        (5, 2, 4, 1.0),  # fewer than k failures: some draw must pass
+        (10, 3, 5, 1 - 21 / 252),  # 1 - C(7,5)/C(10,5)
+        (4, 0, 2, 0.0),
+        (1, 1, 1, 1.0),
+    ],
+)
+def test_pass_at_k_matches_hand_computed(n, c, k, expected):
+    assert stats.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_pass_at_k_is_unbiased_where_first_k_is_not():
+    # Averaging "any of k drawn without replacement" over every order gives the estimator's value.
+    from itertools import combinations
+
+    outcomes = [1, 0, 0, 1, 0, 0]
+    draws = list(combinations(outcomes, 3))
+    exhaustive = sum(any(d) for d in draws) / len(draws)
+    assert stats.pass_at_k(6, 2, 3) == pytest.approx(exhaustive)
+    assert stats.mean_pass_at_k([(6, 2), (6, 0)], 3) == pytest.approx(exhaustive / 2)
+
+
+def test_pass_at_k_rejects_impossible_counts():
+    with pytest.raises(ValueError, match="k=3"):
+        stats.pass_at_k(2, 1, 3)
+    with pytest.raises(ValueError, match="outside"):
+        stats.pass_at_k(2, 3, 1)
+
+
+def test_mcnemar_exact_on_a_small_table():
+    # b=1, c=9: two-sided exact binomial p = 2 * (C(10,0) + C(10,1)) / 2**10
+    a = [True] * 1 + [False] * 9 + [True] * 5 + [False] * 5
+    b = [False] * 1 + [True] * 9 + [True] * 5 + [False] * 5
+    result = stats.mcnemar(a, b)
+    assert (result.b, result.c, result.n, result.method) == (1, 9, 20, "exact")
+    assert result.p_value == pytest.approx(22 / 1024)
+
+
+def test_mcnemar_chi_square_on_the_textbook_table():
+    # Wikipedia's McNemar example: b=121, c=59 -> chi2 with continuity correction (|b-c|-1)^2/(b+c)
+    result = stats.mcnemar_counts(121, 59, 314)
+    assert result.method == "chi2-cc"
+    assert result.statistic == pytest.approx(61**2 / 180)
+    assert result.p_value == pytest.approx(5.45e-6, rel=0.02)
+
+
+def test_mcnemar_without_discordant_pairs_shows_nothing():
+    assert stats.mcnemar([True, False], [True, False]).p_value == 1.0
+    with pytest.raises(ValueError, match="pairs must match"):
+        stats.mcnemar([True], [True, False])
+
+
+def test_holm_matches_hand_computed_and_keeps_order():
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_item_bootstrap_resamples_items_not_clips():
+    # Two items, each with many identical clips: clip resampling would give a near-zero width; items
+    # resampled whole can only give the two item means, so the interval spans them.
+    per_item = [[0.0] * 50, [1.0] * 50]
+    mean, low, high = stats.item_bootstrap_ci(per_item, resamples=500)
+    assert mean == pytest.approx(0.5)
+    assert low == 0.0 and high == 1.0
+    assert all(math.isnan(x) for x in stats.item_bootstrap_ci([[1.0, 0.0]])[1:])
+
+
+def test_paired_bootstrap_sees_a_consistent_difference_and_not_noise():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=40)
+    better = stats.paired_bootstrap(base + 0.5 + rng.normal(scale=0.1, size=40), base)
+    assert better.mean_diff > 0.4 and better.low > 0 and better.p_value < 0.01
+    noise = stats.paired_bootstrap(base + rng.normal(scale=0.1, size=40), base)
+    assert noise.low < 0 < noise.high and noise.p_value > 0.05
+
+
+def test_verdict_names_a_winner_only_below_alpha():
+    assert stats.verdict("A", "B", 0.3, 0.004) == "A better than B at p<0.01"
+    assert stats.verdict("A", "B", -0.3, 0.03) == "B better than A at p<0.05"
+    assert stats.verdict("A", "B", 0.3, 0.2).startswith("no difference shown")
