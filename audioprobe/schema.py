@@ -262,6 +262,9 @@ class ItemOutcome(Record):
     stage_reached: Stage = "prompt"
     failure: str | None = None  # taxonomy: syntax, runtime, missing_module, timeout, memory, ...
     error: str | None = None  # a clear message naming the item and the reason
+    failure_detail: str = ""  # the short specific: module name, exception type, gate problems, ...
+    row: dict[str, Any] = Field(default_factory=dict)  # the flat table row (tasks/outcomes.py)
+    format_version: int = 1  # records of older formats are brought up to date when read
 
     @property
     def key(self) -> str:

@@ -74,15 +74,9 @@ def tally(outcomes: list[ItemOutcome]) -> dict[str, int]:
 
 
 def outcome_row(outcome: ItemOutcome) -> dict:
-    scores = {}
-    for judgement in outcome.judgements:
-        name = judgement.judge.split("/")[0]
-        if judgement.correct is not None:
-            scores[f"{name}_correct"] = judgement.correct
-        if judgement.score is not None:
-            scores[f"{name}_score"] = round(judgement.score, 3)
-    return {"item": outcome.item.id, "label": outcome.item.label, "sample": outcome.sample,
-            "status": outcome.failure or outcome.stage_reached, **scores}
+    """The UI's columns of the record's stored row: the item, its status and each judge's verdict."""
+    keep = ("item_id", "label", "sample", "round", "status", "failure_detail")
+    return {k: v for k, v in outcome.row.items() if k in keep or k.endswith(("_correct", "_score"))}
 
 
 def publish(run_id: str, tier: str, model: str, method: str, outcomes: list[ItemOutcome]) -> None:

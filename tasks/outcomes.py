@@ -20,7 +20,7 @@ FORMAT_VERSION = 2  # 1: records before the derived fields (failure_detail, row)
 
 def where(outcome: ItemOutcome) -> str:
     """'<item> (<model>, <method>, sample k[, repair round r])': how every message names an item."""
-    extra = f", repair round {outcome.round}" if getattr(outcome, "round", 0) else ""
+    extra = f", repair round {outcome.round}" if outcome.round else ""
     return f"{outcome.item.id} ({outcome.model}, {outcome.method}, sample {outcome.sample}{extra})"
 
 
@@ -100,11 +100,14 @@ def flat_row(outcome: ItemOutcome) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run_id": outcome.run_id, "model": outcome.model, "method": outcome.method, "tier": outcome.item.tier,
         "item_id": outcome.item.id, "label": outcome.item.label, "sample": outcome.sample,
-        "round": getattr(outcome, "round", 0),
+        "round": outcome.round, "repaired_from": outcome.repaired_from,
+        "prompt_template": outcome.prompt.template if outcome.prompt else None,
         "status": status(outcome), "stage_reached": outcome.stage_reached, "failure": outcome.failure,
         "failure_detail": outcome.failure_detail, "error": outcome.error,
         "extraction_status": gen.extraction_status if gen else None,
         "finish_reason": gen.finish_reason if gen else None,
+        **{k: (gen.params.get(k) if gen else None) for k in ("temperature", "max_tokens", "seed")},
+        "dropped_params": ",".join(gen.dropped_params) if gen else None,
         "tokens_in": gen.tokens_in if gen else None, "tokens_out": gen.tokens_out if gen else None,
         "latency_s": gen.latency_s if gen else None, "cost": gen.cost if gen else None,
         "cached": gen.cached if gen else None,

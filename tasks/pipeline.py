@@ -36,10 +36,9 @@ from audioprobe.schema import (
 )
 from audioprobe.console import warn
 from audioprobe.settings import get_settings
-from tasks import judging, limits, prompting
+from tasks import judging, limits, outcomes, prompting
 from tasks.generation import llm
 from tasks.records import RunStore, outcome_key
-from tasks.taxonomy import classify_failure
 
 TASK_VERSION = "1"
 def _digest(*parts: object) -> str:
@@ -202,54 +201,11 @@ def record(run_id: str, item: ProbeItem, model: str, method: str, sample: int, p
 
 
 def save_outcome(outcome: ItemOutcome) -> ItemOutcome:
-    """Classify, keep the clip in the run, write the record: the one place outcomes are written."""
+    """Keep the clip in the run, work out the record's derived facts once, write it."""
     store = RunStore.open(outcome.run_id)
-    if outcome.failure is None:  # a salvaged item comes with the failure of the stage that broke
-        outcome.failure = classify_failure(outcome)
-    outcome.stage_reached = _stage_reached(outcome)
     audio = audio_of(outcome.execution)
     if audio is not None:
         key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample, outcome.round)
         outcome.audio_path = str(store.keep_audio(key, audio))
-    if outcome.failure and not outcome.error:
-        outcome.error = describe_failure(outcome)
-    store.save_outcome(outcome)
+    store.save_outcome(outcomes.finalize(outcome))
     return outcome
-
-
-def _stage_reached(outcome: ItemOutcome) -> str:
-    if outcome.failure is None and outcome.judgements:
-        return "done"
-    if outcome.gate is not None:
-        return "judging" if outcome.gate.ok else "gate"
-    if outcome.execution is not None:
-        return "execution" if outcome.execution.status != "ok" else "gate"
-    if outcome.generation is not None:
-        return "generation"
-    return "prompt"
-
-
-def describe_failure(outcome: ItemOutcome) -> str:
-    """A clear message naming the item and the reason."""
-    where = f"{outcome.item.id} ({outcome.model}, {outcome.method}, sample {outcome.sample}" + (
-        f", repair round {outcome.round})" if outcome.round else ")")
-    gen, exe, gate_result = outcome.generation, outcome.execution, outcome.gate
-    reason = outcome.failure or "unknown"
-    if reason == "not_attempted" and gen:
-        reason = gen.error or "not attempted"
-    elif reason == "llm_error" and gen:
-        reason = f"LLM call failed [{gen.error_kind}]: {gen.error}"
-    elif reason == "no_code" and gen:
-        reason = f"no code in the answer ({gen.extraction_status})"
-    elif reason == "missing_module" and exe:
-        reason = f"program imports a module the sandbox lacks: {exe.missing_module}"
-    elif exe and reason in ("syntax", "runtime", "bad_import"):
-        last = exe.stderr_tail.strip().splitlines()[-1:] or [exe.error_type or f"exit code {exe.exit_code}"]
-        reason = f"program failed: {last[0][:300]}"
-    elif exe and reason in ("timeout", "memory", "no_output", "output_rejected"):
-        reason = f"execution {reason}" + (f": {'; '.join(exe.rejected)}" if exe.rejected else "")
-    elif reason == "invalid_audio" and gate_result:
-        reason = f"audio refused by the gate: {', '.join(gate_result.problems)}"
-    elif reason == "judge_error":
-        reason = "; ".join(j.error for j in outcome.judgements if j.error)
-    return f"{where}: {reason}"

@@ -25,6 +25,7 @@ from pathlib import Path
 from audioprobe.schema import FADResult, ItemOutcome, RunManifest
 from audioprobe.settings import get_settings
 from tasks.fileio import atomic_write  # noqa: F401 - re-exported: callers import it from here
+from tasks.outcomes import migrate
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -95,14 +96,14 @@ class RunStore:
 
     def load_outcome(self, key: str) -> ItemOutcome | None:
         path = self.outcome_path(key)
-        return ItemOutcome.model_validate_json(path.read_text()) if path.exists() else None
+        return migrate(ItemOutcome.model_validate_json(path.read_text())) if path.exists() else None
 
     def outcomes(self, all_rounds: bool = False) -> list[ItemOutcome]:
         """The first answers (the paper's single shot); `all_rounds` adds every repair round's record."""
         folder = self.dir / "outcomes"
         if not folder.exists():
             return []
-        found = [ItemOutcome.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        found = [migrate(ItemOutcome.model_validate_json(p.read_text())) for p in sorted(folder.glob("*.json"))]
         return found if all_rounds else [o for o in found if o.round == 0]
 
     def _save_side_files(self, key: str, outcome: ItemOutcome) -> None:

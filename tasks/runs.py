@@ -81,42 +81,14 @@ def note_skipped(store: RunStore, skipped: list[SkippedItem]) -> None:
 
 
 def write_table(store: RunStore) -> None:
-    """items.parquet: one flat row per outcome, for pandas users and the report."""
+    """items.parquet: every record's stored row (tasks/outcomes.py), for pandas users and the report."""
+    import io
+
     import pandas as pd
 
-    rows = [flat_row(o) for o in store.outcomes(all_rounds=True)]
-    frame = pd.DataFrame(rows)
-    path = store.dir / "items.parquet"
-    tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
-
-
-def flat_row(outcome: ItemOutcome) -> dict:
-    gen, exe, gate = outcome.generation, outcome.execution, outcome.gate
-    row = {
-        "run_id": outcome.run_id, "model": outcome.model, "method": outcome.method, "tier": outcome.item.tier,
-        "item_id": outcome.item.id, "label": outcome.item.label, "sample": outcome.sample,
-        "round": outcome.round, "repaired_from": outcome.repaired_from,
-        "prompt_template": outcome.prompt.template if outcome.prompt else None,
-        "stage_reached": outcome.stage_reached, "failure": outcome.failure, "error": outcome.error,
-        "extraction_status": gen.extraction_status if gen else None,
-        "finish_reason": gen.finish_reason if gen else None,
-        **{k: (gen.params.get(k) if gen else None) for k in ("temperature", "max_tokens", "seed")},
-        "dropped_params": ",".join(gen.dropped_params) if gen else None,
-        "tokens_in": gen.tokens_in if gen else None, "tokens_out": gen.tokens_out if gen else None,
-        "latency_s": gen.latency_s if gen else None, "cost": gen.cost if gen else None,
-        "execution_status": exe.status if exe else None, "error_type": exe.error_type if exe else None,
-        "missing_module": exe.missing_module if exe else None, "wall_s": exe.wall_s if exe else None,
-        "gate_ok": gate.ok if gate else None, "gate_problems": ",".join(gate.problems) if gate else None,
-        "audio_path": outcome.audio_path,
-    }
-    for judgement in outcome.judgements:
-        name = judgement.judge.split("/")[0]
-        row[f"{name}_judge"] = judgement.judge
-        row[f"{name}_correct"] = judgement.correct
-        row[f"{name}_score"] = judgement.score
-    return row
+    buffer = io.BytesIO()
+    pd.DataFrame([o.row for o in store.outcomes(all_rounds=True)]).to_parquet(buffer, index=False)
+    atomic_write(store.dir / "items.parquet", buffer.getvalue())
 
 
 def items_for(store: RunStore, tier: str) -> list[ProbeItem]:

@@ -57,7 +57,7 @@ def test_run_records_every_item_and_the_ui_shows_it(cli):
     artifacts = cli.api("/artifacts/filter", {"artifacts": {"key": {"any_": ["notes-local-paper"]}}})
     assert artifacts and artifacts[0]["type"] == "table"
     rows = json.loads(artifacts[0]["data"]) if isinstance(artifacts[0]["data"], str) else artifacts[0]["data"]
-    assert {row["item"] for row in rows} == {i["id"] for i in items}
+    assert {row["item_id"] for row in rows} == {i["id"] for i in items}
 
 
 def test_second_run_reuses_responses_and_executions(cli):

@@ -137,7 +137,7 @@ def test_rounds_are_planned_from_the_records(tmp_path):
     assert [o.round for o in store.outcomes()] == [0], "the paper's sections read first answers only"
     assert sorted(o.round for o in store.outcomes(all_rounds=True)) == [0, 1]
     assert repair.rounds_for("baseline/template", 2) == 0
-    rows = sorted((runs.flat_row(o) for o in store.outcomes(all_rounds=True)), key=lambda r: r["round"])
+    rows = sorted((o.row for o in store.outcomes(all_rounds=True)), key=lambda r: r["round"])
     assert [(r["round"], r["repaired_from"], r["failure"]) for r in rows] == [(0, None, "missing_module"),
                                                                              (1, None, None)]
 

@@ -78,7 +78,10 @@ def store(tmp_path):
 
 
 def test_outcomes_round_trip_with_side_files(store):
-    record = outcome(GOOD_GEN, ExecutionResult(status="timeout", stderr_tail="slow"), failure="timeout")
+    from tasks import outcomes
+
+    record = outcomes.finalize(outcome(GOOD_GEN, ExecutionResult(status="timeout", stderr_tail="slow"),
+                                       failure="timeout"))
     store.save_outcome(record)
     key = outcome_key("local", "paper", ITEM.id, 0)
     assert store.load_outcome(key) == record
@@ -114,3 +117,21 @@ def test_retry_selects_only_matching_failures_and_keeps_the_old_records(store, m
     assert left == [1, 2, 3]
     assert len(list((store.dir / "outcomes.retried").glob("*.json"))) == 1
     assert store.manifest().finished is None
+
+
+def test_the_writer_stores_derived_facts_and_old_records_are_migrated(store):
+    """Failure kind, stage, detail, message and row are worked out once, when the record is written; a
+    record of the first format (none of them stored) gets them when it is read."""
+    from tasks import outcomes
+
+    failed = ExecutionResult(status="error", error_type="ModuleNotFoundError", missing_module="gtts",
+                             stderr_tail="ModuleNotFoundError: No module named 'gtts'")
+    old = outcome(GOOD_GEN, failed)
+    assert old.format_version == 1 and not old.row
+    path = store.save_outcome(old)  # written as the first format wrote it: raw parts only
+    back = store.load_outcome(path.stem)
+    assert back.format_version == outcomes.FORMAT_VERSION
+    assert back.failure == "missing_module" and back.stage_reached == "execution"
+    assert back.failure_detail == "gtts" and ITEM.id in back.error and "gtts" in back.error
+    assert back.row["status"] == "missing_module" and back.row["item_id"] == ITEM.id
+    assert back.row["missing_module"] == "gtts" and back.row["failure_detail"] == "gtts"

@@ -36,37 +36,8 @@ KIND_LABELS = {
 
 
 def classify_failure(o: ItemOutcome) -> tuple[str, str]:
-    """(kind, detail): tasks.taxonomy's first failure, with what the records say about it."""
-    kind = taxonomy.classify_failure(o) or (o.failure if o.failure in FAILURES else None)
-    if kind is None:
-        if o.gate is not None and o.gate.ok:
-            return "ok", ""
-        return "pending", "not executed" if o.generation and o.execution is None else o.stage_reached
-    return kind, _detail(o, kind)
-
-
-def _detail(o: ItemOutcome, kind: str) -> str:
-    g, e = o.generation, o.execution
-    if kind == "llm_error":
-        return ": ".join(x for x in ((g.error_kind, g.error) if g else (o.error,)) if x)
-    if kind == "no_code":
-        return g.extraction_status if g else ""
-    if kind == "missing_module":
-        return (e.missing_module if e else None) or "?"
-    if kind == "bad_import" and e:
-        last = e.stderr_tail.strip().splitlines()[-1:]
-        return last[0][:160] if last else "ImportError"
-    if kind in ("syntax", "runtime") and e:
-        return e.error_type or f"exit {e.exit_code}"
-    if kind in ("timeout", "memory") and e:
-        return f"{e.wall_s:.1f} s"
-    if kind in ("no_output", "output_rejected") and e:
-        return "; ".join(e.rejected)
-    if kind == "invalid_audio" and o.gate:
-        return ", ".join(o.gate.problems)
-    if kind == "judge_error":
-        return "; ".join(f"{j.judge}: {j.error}" for j in o.judgements if j.error)
-    return o.error or ""
+    """(kind, detail) as the outcome writer stored them when the record was written (tasks/outcomes.py)."""
+    return o.row["status"], o.failure_detail
 
 
 def module_status_of(module: str) -> tuple[str, str]:
