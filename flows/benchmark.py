@@ -12,7 +12,7 @@ from flows.runners import task_runner
 from flows.tiers import TIER_FLOWS
 from flows.ui import best_effort
 from tasks import runs
-from tasks.generation import local_model
+from tasks.generation import local_model, local_server
 from tasks.generation import breaker
 from tasks.generation.breaker import breaker_for
 from tasks.records import RunStore
@@ -29,13 +29,13 @@ def benchmark_flow(run_id: str, refresh: str | None = None) -> State:
     store = RunStore.open(run_id)
     manifest = store.manifest()
     breaker.reset()  # a model that was down in an earlier run in this process is asked again
-    local_model.forget_deaths()
+    local_server.forget_deaths()
     for tier in manifest.tiers:
         runs.items_for(store, tier)  # sample and freeze the items once, before any model runs
     for model in manifest.models:
         if local_model.is_local(model) and _needs_calls(store, model):
             try:
-                local_model.ensure_server(model)
+                local_server.ensure_server(model)
             except local_model.LocalModelError as exc:
                 # This model is unavailable; its items are recorded as not attempted, the others go on.
                 breaker_for(model, get_settings().breaker_threshold).trip(str(exc))

@@ -188,9 +188,8 @@ def _exit_now(code: int) -> None:
     """Leave without waiting for abandoned threads (a generation in flight); stop our own LLM server."""
     import os
 
-    from tasks.generation import local_model
-
-    local_model.stop_owned()
+    from tasks.generation import local_server
+    local_server.stop_owned()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

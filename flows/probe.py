@@ -82,7 +82,7 @@ def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], sa
 
 def _ensure_model(model: str, work: list[repair.Attempt], samples: int) -> None:
     """Repair rounds ask what no earlier run stored: start the embedded model when an answer is missing."""
-    from tasks.generation import local_model
+    from tasks.generation import local_model, local_server
     from tasks.generation.llm import request_of
     from tasks.generation.store import ResponseStore
 
@@ -90,7 +90,7 @@ def _ensure_model(model: str, work: list[repair.Attempt], samples: int) -> None:
         return
     responses = ResponseStore(get_settings().responses_dir)
     if any(not responses.path(request_of(a.prompt, model, a.sample, samples=samples)[3]).exists() for a in work):
-        local_model.ensure_server(model)
+        local_server.ensure_server(model)
 
 
 def _probe_round(store: RunStore, model: str, method: str, work: deque, samples: int, refresh: str | None) -> None:

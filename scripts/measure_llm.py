@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from audioprobe.schema import ProbeItem
 from audioprobe.settings import ModelSettings, Settings
-from tasks.generation import llm, local_model
+from tasks.generation import llm, local_server
 from tasks.prompting import render
 
 NOTES = [
@@ -48,7 +48,7 @@ def main() -> int:
         models={"local": ModelSettings(max_tokens=args.max_tokens)},
     )
     rows = []
-    with local_model.LocalServer(args.model, s, port=args.port):
+    with local_server.LocalServer(args.model, s, port=args.port):
         for family, source, pitch, name, vel, quality in NOTES[: args.n]:
             item = ProbeItem(
                 id=f"measure:{family}_{source}-{pitch:03d}-{vel:03d}",

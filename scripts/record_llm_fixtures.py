@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from audioprobe.schema import ProbeItem
 from audioprobe.settings import ModelSettings, Settings
-from tasks.generation import llm, local_model
+from tasks.generation import llm, local_server
 from tasks.prompting import render
 
 OUT = ROOT / "tests" / "fixtures" / "responses"
@@ -121,7 +121,7 @@ def record_repair(model: str, rounds: int) -> int:
     base = Settings()
     turns = []
     port = int(os.environ.get("AUDIOPROBE_TEST_LLM_PORT", "0")) or None  # a shared machine: a port of one's own
-    with local_model.LocalServer(model, Settings(cache_dir=base.cache_dir, local_model=model), port=port) as server:
+    with local_server.LocalServer(model, Settings(cache_dir=base.cache_dir, local_model=model), port=port) as server:
         s = Settings(cache_dir=base.cache_dir, data_dir=data, local_model=model, local_port=server.port,
                      models={"local": ModelSettings(**REPAIR_PARAMS)})
         raw, finish = first["raw_text"], first["finish_reason"]
@@ -168,7 +168,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="record-llm-"))
     base = Settings()
-    with local_model.LocalServer(
+    with local_server.LocalServer(
         args.model, Settings(cache_dir=base.cache_dir, local_model=args.model)
     ) as server:
         for name, (text, max_tokens) in PROMPTS.items():

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from audioprobe.settings import ModelSettings, Settings
-from tasks.generation import llm
+from tasks.generation import errors, llm
 from tasks.generation.store import ResponseStore, response_key
 
 
@@ -93,20 +93,20 @@ def test_classify_transient_and_permanent():
     def mk(cls, **kw):
         return cls(message="x", llm_provider="openai", model="m", **kw)
 
-    assert llm.classify(mk(litellm.RateLimitError)) == ("rate_limit", True)
-    assert llm.classify(mk(litellm.Timeout)) == ("timeout", True)
-    assert llm.classify(mk(litellm.ServiceUnavailableError)) == ("server_error", True)
-    assert llm.classify(mk(litellm.InternalServerError)) == ("server_error", True)
-    assert llm.classify(mk(litellm.APIConnectionError)) == ("unreachable", True)
+    assert errors.classify(mk(litellm.RateLimitError)) == ("rate_limit", True)
+    assert errors.classify(mk(litellm.Timeout)) == ("timeout", True)
+    assert errors.classify(mk(litellm.ServiceUnavailableError)) == ("server_error", True)
+    assert errors.classify(mk(litellm.InternalServerError)) == ("server_error", True)
+    assert errors.classify(mk(litellm.APIConnectionError)) == ("unreachable", True)
     # the OpenAI client's own refusal to send without a key, as litellm wraps it: permanent, never retried
     creds = litellm.InternalServerError(message="OpenAIException - Missing credentials. Please pass an `api_key`",
                                         llm_provider="openai", model="m")
-    assert llm.classify(creds) == ("auth", False)
-    assert llm.classify(mk(litellm.AuthenticationError)) == ("auth", False)
-    assert llm.classify(mk(litellm.NotFoundError)) == ("not_found", False)
-    assert llm.classify(mk(litellm.BadRequestError)) == ("bad_request", False)
-    assert llm.classify(mk(litellm.ContextWindowExceededError)) == ("context_window", False)
-    assert llm.classify(ValueError("odd")) == ("error", False)
+    assert errors.classify(creds) == ("auth", False)
+    assert errors.classify(mk(litellm.AuthenticationError)) == ("auth", False)
+    assert errors.classify(mk(litellm.NotFoundError)) == ("not_found", False)
+    assert errors.classify(mk(litellm.BadRequestError)) == ("bad_request", False)
+    assert errors.classify(mk(litellm.ContextWindowExceededError)) == ("context_window", False)
+    assert errors.classify(ValueError("odd")) == ("error", False)
 
 
 def test_malformed_and_oversized_answers_are_recorded():

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from audioprobe.settings import get_settings
-    from tasks.generation import llm, local_model
+    from tasks.generation import llm, local_model, local_server
     from tasks.generation.store import ResponseStore
 
     try:
@@ -81,7 +81,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if gen is None:
         if target.local:
             try:
-                server = local_model.LocalServer(settings.local_model, settings).start()
+                server = local_server.LocalServer(settings.local_model, settings).start()
             except local_model.LocalModelError as exc:
                 raise UserError(str(exc)) from None
         try:
@@ -104,12 +104,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from audioprobe.settings import get_settings
-    from tasks.generation import local_model
-
+    from tasks.generation import local_model, local_server
     settings = get_settings()
     key = args.model or settings.local_model
     try:
-        server = local_model.LocalServer(key, settings, port=args.port).start()
+        server = local_server.LocalServer(key, settings, port=args.port).start()
     except local_model.LocalModelError as exc:
         raise UserError(str(exc)) from None
     info = {
@@ -140,7 +139,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from audioprobe.settings import get_settings
     from tasks.generation import local_model
-
     settings = get_settings()
     keys = args.model or [settings.local_model]
     done = {}
@@ -159,8 +157,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     import socket
 
     from audioprobe.settings import get_settings
-    from tasks.generation import local_model
-
+    from tasks.generation import local_model, local_server
     settings = get_settings()
     key = args.model or settings.local_model
     port = args.port
@@ -170,7 +167,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
             port = probe.getsockname()[1]
     t0 = time.monotonic()
     try:
-        with local_model.LocalServer(key, settings, port=port) as server:
+        with local_server.LocalServer(key, settings, port=port) as server:
             emit({"model": key, "api_base": server.base, "completion": "ok", "seconds": round(time.monotonic() - t0, 1)})
     except local_model.LocalModelError as exc:
         raise UserError(f"the embedded model {key} failed its smoke test: {exc}") from None

@@ -30,7 +30,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches
 from audioprobe.schema import Generation, RenderedPrompt
 from audioprobe.settings import ModelSettings, Settings, get_settings
 from tasks import limits
-from tasks.generation import local_model
+from tasks.generation import local_model, local_server
+from tasks.generation.errors import classify, unreachable_cause
 from tasks.generation.breaker import breaker_for
 from tasks.generation.extract import extract
 from tasks.generation.store import ResponseStore, response_key
@@ -71,7 +72,7 @@ def resolve(model: str, settings: Settings | None = None) -> Target:
         return Target(
             model,
             f"openai/{settings.local_model}",
-            ms.api_base or local_model.api_base(settings),
+            ms.api_base or local_server.api_base(settings),
             key or local_model.LOCAL_API_KEY,
             True,
             ms.api_key_env,
@@ -132,86 +133,11 @@ def _limits(model: str, target: Target, ms: ModelSettings, settings: Settings):
 # --------------------------------------------------------------------------- errors
 
 
-def classify(exc: BaseException) -> tuple[str, bool]:
-    """(error_kind, transient) for an exception raised by litellm.completion."""
-    import litellm
-
-    def isa(*names: str) -> bool:
-        types = tuple(t for n in names if isinstance(t := getattr(litellm, n, None), type))
-        return bool(types) and isinstance(exc, types)
-
-    if isa("Timeout"):
-        return "timeout", True
-    if isa("RateLimitError"):
-        return "rate_limit", True
-    if _missing_credentials(exc):
-        # litellm wraps the OpenAI client's "Missing credentials" as an InternalServerError: no request
-        # was sent, and none will succeed until a key is set.
-        return "auth", False
-    if isa("ServiceUnavailableError", "InternalServerError", "BadGatewayError"):
-        # litellm reports a refused connection (a server that is down) as an InternalServerError.
-        return ("unreachable" if _refused(exc) else "server_error"), True
-    if isa("APIConnectionError"):
-        return "unreachable", True
-    if isa("AuthenticationError", "PermissionDeniedError"):
-        return "auth", False
-    if isa("NotFoundError"):
-        return "not_found", False
-    if isa("ContextWindowExceededError"):
-        return "context_window", False
-    if isa("ContentPolicyViolationError"):
-        return "content_policy", False
-    if isa("BadRequestError", "UnprocessableEntityError"):
-        return ("unknown_model" if "LLM Provider NOT provided" in str(exc) else "bad_request"), False
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and (status == 429 or status >= 500):
-        return "server_error", True
-    return "error", False
-
-
 def _litellm():
     import litellm
 
     litellm.suppress_debug_info = True  # it prints provider lists on stdout, where our JSON goes
     return litellm
-
-
-def _missing_credentials(exc: BaseException) -> bool:
-    text = str(exc)
-    return "Missing credentials" in text or "api_key client option must be set" in text
-
-
-def _chain(exc: BaseException):
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return
-        yield seen
-        seen = seen.__cause__ or seen.__context__
-
-
-def unreachable_cause(exc: BaseException, target: Target) -> str:
-    """'connection refused at http://127.0.0.1:9/v1', 'DNS lookup failed for ...': one phrase."""
-    where = target.api_base or target.litellm_model
-    for seen in _chain(exc):
-        if isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen):
-            return f"connection refused at {where}"
-        if "Name or service not known" in str(seen) or "getaddrinfo" in str(seen):
-            return f"DNS lookup failed for {where}"
-        if isinstance(seen, TimeoutError) or "timed out" in str(seen).lower():
-            return f"connection timed out at {where}"
-    return f"cannot connect to {where}: {str(exc).splitlines()[0][:200]}"
-
-
-def _refused(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        if isinstance(seen, ConnectionError) or "Connect" in type(seen).__name__:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "Connection error" in str(exc)
 
 
 def _preflight(target: Target) -> tuple[str, str] | None:
@@ -360,13 +286,13 @@ def generate(
                     return base.model_copy(update={"error_kind": kind, "error": msg})
                 if target.local:
                     try:
-                        if local_model.recover(settings) is not None:
+                        if local_server.recover(settings) is not None:
                             continue  # our server had died and was restarted: ask it again at once
-                    except local_model.ServerDied as died:
+                    except local_server.ServerDied as died:
                         breaker.trip(str(died))
                         return base.model_copy(update={"error_kind": "server_died", "error": str(died)})
                 if kind == "unreachable":
-                    msg = unreachable_cause(exc, target)
+                    msg = unreachable_cause(exc, target.api_base or target.litellm_model)
                 if attempts > ms.max_retries:
                     breaker.failure(msg)
                     failed = base.model_copy(
