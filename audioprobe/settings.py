@@ -80,9 +80,10 @@ class Settings(BaseSettings):
     allow_downloads: bool = False
     # Ask PyPI whether a module the sandbox lacks is a real package (cached); off: the report says "unknown".
     check_package_index: bool = False
-    # Who writes Detailed+Description's class descriptions: a model name ("local": the embedded model), cached
-    # per model; None keeps the AudioSet ontology's text. The report names the source.
-    describer_model: str | None = None
+    # Who writes Detailed+Description's class descriptions (the paper: GPT-4o): a model name, "local" for
+    # the embedded model (offline), cached per model; None keeps the AudioSet ontology's text. Asked only by
+    # runs that use the detailed_description method. The report names the source.
+    describer_model: str | None = "local"
     vggish_checkpoint: Path | None = None
     clap_checkpoint: Path | None = None
 

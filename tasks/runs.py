@@ -105,7 +105,8 @@ def items_for(store: RunStore, tier: str) -> list[ProbeItem]:
     # --dataset-root holds each dataset in its native layout, under the same folder names as the refs
     dataset = Path(manifest.dataset_root) / OFFLINE_DIRS[tier] if manifest.dataset_root else None
     items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed)
-    items = describe_items(items)  # LLM-written class descriptions when settings.describer_model is set
+    if "detailed_description" in manifest.methods.get(tier, []):  # the only prompt that shows them
+        items = describe_items(items)
     note_skipped(store, skipped)
     atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
     return items

@@ -396,7 +396,10 @@ def test_llm_descriptions_are_wired_cached_and_named(tmp_path, monkeypatch):
     items = [ProbeItem(id=f"env/{lb}", tier="environmental", label=lb, dataset="t", description="ontology")
              for lb in ("Dog", "Bark")] + [ProbeItem(id="yes", tier="speech", label="yes", dataset="t")]
     out = describe_items(items, model="local", cache_dir=tmp_path, complete=describer)
-    assert [i.description_source for i in out[:2]] == ["llm:local", "llm:local"] and out[2] == items[2]
+    from audioprobe.settings import get_settings
+
+    who = f"llm:local-{get_settings().local_model}"  # "local" is recorded as the model it named
+    assert [i.description_source for i in out[:2]] == [who, who] and out[2] == items[2]
     assert out[0].description == "written for: Dog" and len(asked) == 2
     again = describe_items(items, model="local", cache_dir=tmp_path, complete=describer)
     assert again == out and len(asked) == 2  # cached per model: a rerun asks nothing

@@ -115,7 +115,10 @@ def llm_descriptions(
     return {lb: cache[lb] for lb in labels}
 
 
-def describe_items(items: list, model: str | None = None, cache_dir: Path | None = None,
+FROM_SETTINGS = "from-settings"
+
+
+def describe_items(items: list, model: str | None = FROM_SETTINGS, cache_dir: Path | None = None,
                    complete: Callable[[str], str] | None = None) -> list:
     """Environmental items with descriptions written by the describer model (settings.describer_model;
     the paper had GPT-4o write them; "local" is the embedded model, offline), cached per model, and
@@ -124,26 +127,38 @@ def describe_items(items: list, model: str | None = None, cache_dir: Path | None
     from audioprobe.settings import get_settings
 
     settings = get_settings()
-    model = model or settings.describer_model
+    model = settings.describer_model if model == FROM_SETTINGS else model
     env = [i for i in items if i.tier == "environmental"]
     if not model or not env:
         return items
     if complete is None:
         from tasks.generation import llm
 
+        if model == "local":
+            from tasks.generation import local_server
+
+            try:
+                local_server.ensure_server(model)
+            except RuntimeError as exc:  # LocalModelError: the source then names the failure
+                return [i.model_copy(update={"description_source": f"audioset-ontology (describer {model} "
+                                                                   f"unavailable: {str(exc)[:120]})"})
+                        if i.tier == "environmental" else i for i in items]
+
         def complete(prompt: str) -> str:
-            g = llm.generate(prompt, model)
+            g = llm.generate(prompt, model, raise_transient=False)
             if g.error:
                 raise RuntimeError(f"{g.error_kind}: {g.error}")
             return g.raw_text
 
+    # "local" names whichever embedded model is configured: the cache and the source say which one
+    who = f"local-{settings.local_model}" if model == "local" else model
     try:
-        written = llm_descriptions(sorted({i.label for i in env}), complete, model, cache_dir or settings.cache_dir)
+        written = llm_descriptions(sorted({i.label for i in env}), complete, who, cache_dir or settings.cache_dir)
     except (RuntimeError, ValueError) as exc:
         return [i.model_copy(update={"description_source": f"audioset-ontology (describer {model} failed: "
                                                            f"{str(exc)[:120]})"})
                 if i.tier == "environmental" else i for i in items]
-    return [i.model_copy(update={"description": written[i.label], "description_source": f"llm:{model}"})
+    return [i.model_copy(update={"description": written[i.label], "description_source": f"llm:{who}"})
             if i.tier == "environmental" else i for i in items]
 
 
