@@ -16,6 +16,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
 from audioprobe.cli import UserError
+from audioprobe.processes import pid_alive
 
 TAG_PREFIX = "audioprobe-client:"
 
@@ -24,13 +25,6 @@ def client_tag() -> str:
     return f"{TAG_PREFIX}{socket.gethostname()}:{os.getpid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -40,7 +34,7 @@ def _orphaned(tags: list[str]) -> int | None:
     for tag in tags:
         if tag.startswith(f"{TAG_PREFIX}{host}:"):
             pid = int(tag.rsplit(":", 1)[1])
-            return pid if pid != os.getpid() and not _alive(pid) else None
+            return pid if pid != os.getpid() and not pid_alive(pid) else None
     return None
 
 

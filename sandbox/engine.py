@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from audioprobe.processes import pid_alive
 from audioprobe.schema import ExecutionLimits
 
 LABEL = "audioprobe.sandbox"
@@ -86,7 +87,7 @@ def is_stale(labels: dict[str, str], now: float | None = None) -> bool:
     if expires.isdigit() and int(expires) < (now or time.time()):
         return True
     host, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
 
 _last_check = 0.0
@@ -114,11 +115,4 @@ def remove_stale(client=None, force_check: bool = True) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True

@@ -82,7 +82,7 @@ def test_store_roundtrip_is_atomic_and_marks_cached(tmp_path):
     )
     path = store.put(gen, {"messages": []})
     assert path.parent.name == key[:2] and json.loads(path.read_text())["generation"]["cached"] is False
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "no temp file is left beside the answer"
     back = store.get(key)
     assert back.cached is True and back.raw_text == gen.raw_text and back.code == gen.code
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from audioprobe.schema import Generation
+from tasks.fileio import atomic_write
 
 
 def response_key(
@@ -53,14 +52,5 @@ class ResponseStore:
         path = self.path(gen.response_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"request": request or {}, "generation": gen.model_dump(mode="json") | {"cached": False}}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh, ensure_ascii=False, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        # durable: an answer that was paid for must survive a crash right after it
+        return atomic_write(path, json.dumps(record, ensure_ascii=False, indent=1), fsync=True)
