@@ -48,11 +48,13 @@ def llm_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def local_server(llm_data_dir):
     """The running test server; tests that stop it must `start()` it again before they end."""
-    from tasks.generation import local_model, local_server
+    from tasks.generation import local_model
+    from tasks.generation.local_server import LocalServer
+
     settings = llm_settings(llm_data_dir)
     if not (local_model.llm_venv(settings) / "bin" / "python").exists():
         pytest.fail("no llm venv: run `scripts/setup.sh llm` (make test does)")
-    server = local_server.LocalServer(TEST_MODEL, settings, port=TEST_PORT).start()
+    server = LocalServer(TEST_MODEL, settings, port=TEST_PORT).start()
     yield server
     server.stop()
 

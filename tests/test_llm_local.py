@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tasks.generation import llm, local_model
+from tasks.generation.local_server import LocalServer, served_aliases
 from tasks.generation.store import ResponseStore
 
 pytestmark = pytest.mark.llm
@@ -27,7 +28,7 @@ def test_answer_is_recorded_and_a_cache_hit_needs_no_server(local_server, settin
 
     local_server.stop()
     try:
-        assert local_server.served_aliases(local_server.base) is None, "the session server should be down"
+        assert served_aliases(local_server.base) is None, "the session server should be down"
         again = llm.generate(PROMPT, "local", settings=s)
         assert again.cached and again.response_id == first.response_id
         assert (again.raw_text, again.code, again.tokens_out) == (
@@ -81,14 +82,14 @@ def test_cli_ask_then_cached_without_touching_the_server(local_server, settings_
         "cost",
     }
     assert first["cached"] is False and first["raw_text"] and first["tokens_out"] <= 24
-    assert local_server.served_aliases(local_server.base) == [s.local_model], "a reused server must stay up"
+    assert served_aliases(local_server.base) == [s.local_model], "a reused server must stay up"
 
     local_server.stop()
     try:
         second = ask()
         assert second["cached"] is True and second["response_id"] == first["response_id"]
         assert second["raw_text"] == first["raw_text"]
-        assert local_server.served_aliases(local_server.base) is None, "a cache hit must not start a server"
+        assert served_aliases(local_server.base) is None, "a cache hit must not start a server"
     finally:
         local_server.start()
 
@@ -110,10 +111,10 @@ def test_samples_at_temperature_are_distinct(settings_for):
 
 
 def test_a_running_server_is_reused_and_a_foreign_one_refused(local_server):
-    again = local_server.LocalServer(
+    again = LocalServer(
         local_model.spec(local_server.key).key, local_server.settings, port=local_server.port
     ).start()
     assert again.owned is False and again.healthy()
-    other = local_server.LocalServer("qwen2.5-coder-1.5b", local_server.settings, port=local_server.port)
+    other = LocalServer("qwen2.5-coder-1.5b", local_server.settings, port=local_server.port)
     with pytest.raises(local_model.LocalModelError, match="already serves"):
         other.start()

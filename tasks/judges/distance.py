@@ -280,6 +280,8 @@ def note_scores(
     """Per-note FAD and kernel score of each generated clip (embeddings) against the reference clips."""
     ref_list = list(ref_clips)
     ref = _stack(ref_list)
+    if len(ref) < 2 or len(ref_list) < 2:  # no covariance, no within-reference kernel: no score, said so
+        return [NoteDistance(None, None, len(np.atleast_2d(c)), embedding) for c in gen_clips]
     mu_r, s_r = frechet.stats(ref)
     root = frechet.psd_sqrt(s_r)
     width = bandwidth or median_bandwidth(ref_list)

@@ -27,7 +27,9 @@ def note_distances(
         for d in per_note_distances(list(gen_paths), list(ref_paths), embedding=embedding):
             metrics = {m: float(v) for m in ("fad", "kad") if (v := getattr(d, m, None)) is not None}
             out.append((d.embedding, metrics))
-        return out
+        if all(metrics for _, metrics in out):
+            return out
+        # too few reference frames for a covariance (a class with one short clip): the centroid distance
 
     from tasks.judges.embeddings import embed_files, get_embedding
 
