@@ -285,6 +285,7 @@ class RunManifest(Record):
     limit: int | None = None
     seed: int = 0
     dataset_root: str | None = None  # None: the offline reference sets
+    split: str | None = None  # the NSynth split (--split); None: the loader's default, test (the paper's)
     settings: dict[str, Any] = Field(default_factory=dict)  # snapshot, secrets excluded
     versions: dict[str, str] = Field(default_factory=dict)  # audioprobe, python, packages, image
     skipped: list[SkippedItem] = Field(default_factory=list)

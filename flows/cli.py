@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="follow-up turns with feedback after a failed answer (0: the paper's single shot)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--dataset-root", default=None, help="folder holding nsynth/, fsd50k/, speech_commands/")
+    run.add_argument("--split", default=None, choices=["test", "valid", "train", "all"],
+                     help="with --dataset-root: the NSynth split the notes are sampled from (default test: the "
+                          "paper's, its 16-class structure checked when complete)")
     run.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
     run.set_defaults(func=cmd_run)
 
@@ -72,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     tiers = _tiers(args.tiers)
     limit = args.limit if args.limit is not None else (DEFAULT_OFFLINE_LIMIT if args.dataset_root is None else None)
     store = runs.start_or_resume(models, tiers, runs.methods_for(tiers, args.methods), args.samples, limit,
-                                 args.seed, args.dataset_root, new=args.new, repair_rounds=args.repair_rounds)
+                                 args.seed, args.dataset_root, new=args.new, repair_rounds=args.repair_rounds,
+                                 split=args.split)
     print(f"run {store.run_id}  (Prefect UI: {api_url.removesuffix('/api')})", file=sys.stderr)
     resume = shlex.join(["audioprobe", *[a for a in (args.argv or []) if a != "--new"]])
     return _run_flow(store, api_url, refresh=None, resume=resume)

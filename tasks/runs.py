@@ -34,7 +34,8 @@ def settings_snapshot() -> dict:
     return json.loads(get_settings().model_dump_json())
 
 
-def config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repair_rounds: int = 0) -> str:
+def config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repair_rounds: int = 0,
+                split: str | None = None) -> str:
     snapshot = settings_snapshot()
     # Where and how fast things run does not change what a run measures: leave it out of the identity.
     for volatile in ("data_dir", "cache_dir", "prefect_api_url", "prefect_port", "local_threads", "local_host",
@@ -45,6 +46,7 @@ def config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repa
         snapshot.pop(volatile, None)
     identity = [sorted(models), sorted(tiers), methods, samples, limit, seed, dataset_root, snapshot]
     identity += [repair_rounds] if repair_rounds else []  # single-shot runs keep their earlier identity
+    identity += [f"split={split}"] if split else []
     blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -59,9 +61,9 @@ def methods_for(tiers: list[str], asked: list[str] | None) -> dict[str, list[str
 
 
 def start_or_resume(models, tiers, methods, samples, limit, seed, dataset_root, new: bool = False,
-                    repair_rounds: int = 0) -> RunStore:
+                    repair_rounds: int = 0, split: str | None = None) -> RunStore:
     """The same command run again resumes its unfinished run; `new` forces a fresh one."""
-    digest = config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repair_rounds)
+    digest = config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repair_rounds, split)
     if not new:
         for manifest in reversed(list_runs()):
             if manifest.config_hash == digest and manifest.finished is None:
@@ -70,7 +72,7 @@ def start_or_resume(models, tiers, methods, samples, limit, seed, dataset_root, 
     manifest = RunManifest(
         run_id=f"{stamp}-{digest[:6]}", created=now_iso(), config_hash=digest, models=list(models),
         tiers=list(tiers), methods=methods, samples=samples, repair_rounds=repair_rounds, limit=limit, seed=seed,
-        dataset_root=dataset_root, settings=settings_snapshot(), versions=versions(),
+        dataset_root=dataset_root, split=split, settings=settings_snapshot(), versions=versions(),
     )
     return RunStore.create(manifest)
 
@@ -104,7 +106,8 @@ def items_for(store: RunStore, tier: str) -> list[ProbeItem]:
     manifest = store.manifest()
     # --dataset-root holds each dataset in its native layout, under the same folder names as the refs
     dataset = Path(manifest.dataset_root) / OFFLINE_DIRS[tier] if manifest.dataset_root else None
-    items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed)
+    options = {"split": manifest.split} if manifest.split and dataset is not None and tier == "notes" else {}
+    items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed, **options)
     if "detailed_description" in manifest.methods.get(tier, []):  # the only prompt that shows them
         items = describe_items(items)
     note_skipped(store, skipped)

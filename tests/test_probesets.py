@@ -410,3 +410,27 @@ def test_llm_descriptions_are_wired_cached_and_named(tmp_path, monkeypatch):
 
     failed = describe_items(items, model="other", cache_dir=tmp_path, complete=down)
     assert failed[0].description == "ontology" and "describer other failed" in failed[0].description_source
+
+
+def test_run_samples_the_nsynth_split_it_names(tmp_path, monkeypatch):
+    """`audioprobe run --split` reaches the loader, is part of the run's identity, and the test split (the
+    paper's) is the default when a dataset root holds several."""
+    from audioprobe.settings import get_settings
+    from tasks import runs
+
+    root = tmp_path / "data"
+    nsynth_tree(root / "nsynth" / "nsynth-test", {("guitar", "acoustic"): 3})
+    nsynth_tree(root / "nsynth" / "nsynth-valid", {("flute", "acoustic"): 3})
+    monkeypatch.setenv("AUDIOPROBE_DATA_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    try:
+        def labels(split):
+            store = runs.start_or_resume(["local"], ["notes"], {"notes": ["paper"]}, 1, 2, 0, str(root), split=split)
+            return store, {i.label for i in runs.items_for(store, "notes")}
+
+        default, default_labels = labels(None)
+        valid, valid_labels = labels("valid")
+    finally:
+        get_settings.cache_clear()
+    assert default_labels == {"guitar_acoustic"} and valid_labels == {"flute_acoustic"}
+    assert default.run_id != valid.run_id and valid.manifest().split == "valid"
