@@ -137,9 +137,16 @@ def make_study_run(root: Path) -> RunStore:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> tuple[RunStore, list[trial_mod.Trial]]:
-    os.environ.setdefault("AUDIOPROBE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    store = make_study_run(tmp_path_factory.mktemp("listening"))
-    return store, trial_mod.prepare(store, n=16)
+    """A cache dir of this module's own (embeddings), undone at the module's end: later modules and the
+    processes they start must see the real cache again."""
+    from audioprobe.settings import get_settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUDIOPROBE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        get_settings.cache_clear()
+        store = make_study_run(tmp_path_factory.mktemp("listening"))
+        yield store, trial_mod.prepare(store, n=16)
+    get_settings.cache_clear()
 
 
 @pytest.fixture()
