@@ -128,7 +128,10 @@ def paired_bootstrap(
     a_scores: Sequence[float], b_scores: Sequence[float], *, resamples: int = DEFAULT_RESAMPLES,
     level: float = 0.95, seed: int = 0,
 ) -> PairedBootstrap:
-    """Paired bootstrap of per-item scores: items (pairs) are resampled whole, never A and B apart."""
+    """Per-item score differences: a bootstrap interval (items resampled whole, never A and B apart) and
+    the p-value of a sign-flip permutation test. The bootstrap's own "p" collapses on few items (two
+    equal differences resample to the same mean every time and would read as p < 0.001); flipping the
+    signs is exact for small n, so 2 items can never show a difference (p = 0.5 at best)."""
     if len(a_scores) != len(b_scores):
         raise ValueError(f"paired_bootstrap: {len(a_scores)} scores of A against {len(b_scores)} of B")
     diffs = np.asarray(a_scores, dtype=float) - np.asarray(b_scores, dtype=float)
@@ -137,17 +140,31 @@ def paired_bootstrap(
     if n == 0:
         return PairedBootstrap(float("nan"), float("nan"), float("nan"), 1.0, 0)
     observed = float(diffs.mean())
+    p = sign_flip_p(diffs, resamples=resamples, seed=seed)
     if n < 2 or np.all(diffs == diffs[0]):
-        # every resample gives the same mean: as small a p as this many resamples can show, never 0
-        p = 1.0 if observed == 0 or n < 2 else 1.0 / (resamples + 1)
         return PairedBootstrap(observed, observed, observed, p, n)
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     alpha = (1 - level) / 2
-    # Share of resamples at or beyond zero on the side opposite the observed difference, doubled.
-    beyond = np.mean(means <= 0) if observed > 0 else np.mean(means >= 0) if observed < 0 else 1.0
-    p = min(1.0, 2.0 * float(beyond) + 1.0 / (resamples + 1))
     return PairedBootstrap(observed, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), p, n)
+
+
+EXACT_FLIPS_UP_TO = 16  # 2^16 sign patterns enumerated; above, a Monte Carlo sample of them
+
+
+def sign_flip_p(diffs: np.ndarray, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> float:
+    """Two-sided p of a paired mean difference under the null that each item's sign is a coin flip."""
+    diffs = np.asarray(diffs, dtype=float)
+    n = len(diffs)
+    observed = abs(diffs.mean()) if n else 0.0
+    if n == 0 or observed == 0:
+        return 1.0
+    if n <= EXACT_FLIPS_UP_TO:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+        return float(np.mean(np.abs((signs * diffs).mean(axis=1)) >= observed - 1e-12))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(resamples, n))
+    return float((1 + np.sum(np.abs((signs * diffs).mean(axis=1)) >= observed - 1e-12)) / (resamples + 1))
 
 
 def verdict(name_a: str, name_b: str, diff: float, p_adjusted: float, alpha: float = 0.05) -> str:

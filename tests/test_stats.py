@@ -96,3 +96,14 @@ def test_verdict_names_a_winner_only_below_alpha():
     assert stats.verdict("A", "B", 0.3, 0.004) == "A better than B at p<0.01"
     assert stats.verdict("A", "B", -0.3, 0.03) == "B better than A at p<0.05"
     assert stats.verdict("A", "B", 0.3, 0.2).startswith("no difference shown")
+
+
+def test_paired_scores_on_two_items_never_show_a_difference():
+    """Two items that both favour A: the sign-flip test's p is 0.5 (the bootstrap alone would say p<0.001)."""
+    from tasks.stats import paired_bootstrap, verdict
+
+    two = paired_bootstrap([0.9, 0.8], [0.0, 0.0])
+    assert two.p_value == 0.5 and verdict("A", "B", two.mean_diff, two.p_value).startswith("no difference")
+    ten = paired_bootstrap([0.9] * 10, [0.0] * 10)
+    assert ten.p_value == 2 / 2**10  # only all-plus and all-minus are as extreme
+    assert verdict("A", "B", ten.mean_diff, ten.p_value) == "A better than B at p<0.01"
