@@ -15,25 +15,24 @@ from tasks import runs
 from tasks.generation import local_model, local_server
 from tasks.generation import breaker
 from tasks.generation.breaker import breaker_for
-from tasks.records import RunStore
+from tasks.records import Run
 
 
-@flow(name="benchmark", flow_run_name="benchmark-{run_id}", log_prints=True)
-def benchmark_flow(run_id: str, refresh: str | None = None) -> State:
+@flow(name="benchmark", flow_run_name="benchmark-{run.run_id}", log_prints=True)
+def benchmark_flow(run: Run, refresh: str | None = None) -> State:
     """Parameters live in the run's manifest, so a UI retry of this flow run resumes the same run.
 
     refresh: None, or "execution" / "judging" to redo that stage for items without a final outcome
     (what `audioprobe retry --only` sets up). Ends Failed, with the one-line reason, when any item was
     left without a final outcome (a model unavailable, the Prefect server lost); the report says so too.
     """
-    store = RunStore.open(run_id)
-    manifest = store.manifest()
+    manifest = run.manifest
     breaker.reset()  # a model that was down in an earlier run in this process is asked again
     local_server.forget_deaths()
     for tier in manifest.tiers:
-        runs.items_for(store, tier)  # sample and freeze the items once, before any model runs
+        runs.items_for(run, tier)  # sample and freeze the items once, before any model runs
     for model in manifest.models:
-        if local_model.is_local(model) and _needs_calls(store, model):
+        if local_model.is_local(model) and _needs_calls(run, model):
             try:
                 local_server.ensure_server(model)
             except local_model.LocalModelError as exc:
@@ -45,42 +44,40 @@ def benchmark_flow(run_id: str, refresh: str | None = None) -> State:
                     break
                 with tags(f"model:{model}", f"tier:{tier}", f"method:{method}"):
                     tier_flow = TIER_FLOWS[tier].with_options(task_runner=task_runner())
-                    tier_flow(run_id=run_id, model=model, method=method, refresh=refresh, return_state=True)
+                    tier_flow(run=run, model=model, method=method, refresh=refresh, return_state=True)
     if orchestration_lost():  # nothing more can be shown in the UI; the CLI says why
         return Failed(message=orchestration_lost())
-    runs.write_table(store)
-    unfinished = runs.why_unfinished(store.outcomes(), runs.expected_count(store))
-    store.conclude(unfinished)
-    build_and_publish_report(store)
+    runs.write_table(run)
+    unfinished = runs.why_unfinished(run.outcomes(), runs.expected_count(run))
+    run.conclude(unfinished)
+    build_and_publish_report(run)
     if unfinished:
         return Failed(message=unfinished)
-    return Completed(message=runs.counts_line(store.outcomes()))
+    return Completed(message=runs.counts_line(run.outcomes()))
 
 
-def _needs_calls(store: RunStore, model: str) -> bool:
+def _needs_calls(run: Run, model: str) -> bool:
     """Whether any pending item lacks a stored response: a replayed or resumed run that only needs the
-    store must not load the local model (tens of seconds and a GiB of memory on a 2-core machine)."""
+    run must not load the local model (tens of seconds and a GiB of memory on a 2-core machine)."""
     from flows.probe import pending_work
     from tasks import pipeline
-    from tasks.generation.llm import request_of
-    from tasks.generation.store import ResponseStore
+    from tasks.generation.llm import is_answered
 
-    manifest, responses = store.manifest(), ResponseStore(get_settings().responses_dir)
+    manifest = run.manifest
     for tier in manifest.tiers:
         for method in manifest.methods[tier]:
-            for item, sample in pending_work(store, model, method, runs.items_for(store, tier), manifest.samples):
-                key = request_of(pipeline.render_prompt(item, method), model, sample, samples=manifest.samples)[3]
-                if not responses.path(key).exists():
+            for item, sample in pending_work(run, model, method, runs.items_for(run, tier), manifest.samples):
+                if not is_answered(pipeline.render_prompt(item, method), model, sample, manifest.samples):
                     return True
     return False
 
 
-def build_and_publish_report(store: RunStore):
+def build_and_publish_report(run: Run):
     from tasks.report import build_report, summary_markdown
 
-    path = build_report(str(store.dir))
-    best_effort("publish the summary", create_markdown_artifact, summary_markdown(store), key="benchmark-summary",
-                description=f"run {store.run_id}")
+    path = build_report(run)
+    best_effort("publish the summary", create_markdown_artifact, summary_markdown(run), key="benchmark-summary",
+                description=f"run {run.run_id}")
     best_effort("link the report", create_link_artifact, path.resolve().as_uri(),
-                link_text=f"report of {store.run_id}", key="benchmark-report")
+                link_text=f"report of {run.run_id}", key="benchmark-report")
     return path

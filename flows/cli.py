@@ -74,12 +74,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"--samples must be >= 1 and --repair-rounds >= 0 (got {args.samples}, {args.repair_rounds})")
     tiers = _tiers(args.tiers)
     limit = args.limit if args.limit is not None else (DEFAULT_OFFLINE_LIMIT if args.dataset_root is None else None)
-    store = runs.start_or_resume(models, tiers, runs.methods_for(tiers, args.methods), args.samples, limit,
+    run = runs.start_or_resume(models, tiers, runs.methods_for(tiers, args.methods), args.samples, limit,
                                  args.seed, args.dataset_root, new=args.new, repair_rounds=args.repair_rounds,
                                  split=args.split)
-    print(f"run {store.run_id}  (Prefect UI: {api_url.removesuffix('/api')})", file=sys.stderr)
+    print(f"run {run.run_id}  (Prefect UI: {api_url.removesuffix('/api')})", file=sys.stderr)
     resume = shlex.join(["audioprobe", *[a for a in (args.argv or []) if a != "--new"]])
-    return _run_flow(store, api_url, refresh=None, resume=resume)
+    return _run_flow(run, api_url, refresh=None, resume=resume)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -87,22 +87,21 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     api_url = ensure_server()
     from tasks import runs
-    from tasks.records import RunStore
 
-    store = _open(args.run_id)
+    run = _open(args.run_id)
     statuses = [s.strip() for s in args.status.split(",")] if args.status else None
-    chosen = runs.select_for_retry(store, args.only, statuses)
-    print(f"retrying {len(chosen)} failed item(s) of run {store.run_id}", file=sys.stderr)
+    chosen = runs.select_for_retry(run, args.only, statuses)
+    print(f"retrying {len(chosen)} failed item(s) of run {run.run_id}", file=sys.stderr)
     if not chosen:
-        emit({"run_id": store.run_id, "retried": 0})
+        emit({"run_id": run.run_id, "retried": 0})
         return 0
-    runs.prepare_retry(store, chosen)
+    runs.prepare_retry(run, chosen)
     refresh = args.only if args.only in ("execution", "judging") else ("execution" if statuses else None)
-    return _run_flow(RunStore.open(store.run_id), api_url, refresh=refresh,
-                     resume=f"audioprobe retry {store.run_id} --only generation --status not_attempted,llm_error")
+    return _run_flow(run, api_url, refresh=refresh,
+                     resume=f"audioprobe retry {run.run_id} --only generation --status not_attempted,llm_error")
 
 
-def _run_flow(store, api_url: str, refresh: str | None, resume: str) -> int:
+def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
     """Run the benchmark flow under a watchdog; exit 0 only when every item reached a final outcome,
     else end stderr with one line naming the cause and the command that resumes the run."""
     from audioprobe import prefect_server
@@ -111,44 +110,43 @@ def _run_flow(store, api_url: str, refresh: str | None, resume: str) -> int:
     from tasks import limits, runs
     from tasks.report import summary_markdown
 
-    with orphans.run_lock(store):
+    with orphans.run_lock(run):
         if limits.global_limits_on():
-            limits.ensure_limits(models=store.manifest().models)
-        manifest = store.manifest()
-        manifest.incomplete = None  # this attempt says anew whether the run is complete
-        store.save_manifest(manifest)
+            limits.ensure_limits(models=run.manifest.models)
+        run.manifest.incomplete = None  # this attempt says anew whether the run is complete
+        run.save_manifest()
         orphans.crash_orphaned_flow_runs()
         watchdog = prefect_server.start_watchdog(api_url)
-        watcher = _ProgressWatcher(store)
+        watcher = _ProgressWatcher(run)
         watcher.start()
         try:
-            outcome = _in_thread(lambda: _with_tag(orphans.client_tag(), benchmark_flow, run_id=store.run_id,
+            outcome = _in_thread(lambda: _with_tag(orphans.client_tag(), benchmark_flow, run=run,
                                                    refresh=refresh, return_state=True))
         finally:
             watcher.stop()
             watchdog.stop()
     lost = prefect_server.orchestration_lost()
     if lost:
-        unfinished = runs.why_unfinished(store.outcomes(), runs.expected_count(store), lost)
-        store.conclude(unfinished)
-        print(f"audioprobe: run {store.run_id} stopped: {lost}; {unfinished}; every finished item is "
+        unfinished = runs.why_unfinished(run.outcomes(), runs.expected_count(run), lost)
+        run.conclude(unfinished)
+        print(f"audioprobe: run {run.run_id} stopped: {lost}; {unfinished}; every finished item is "
               f"recorded; resume: {resume}", file=sys.stderr, flush=True)
         _exit_now(runs.EXIT_ORCHESTRATION_LOST)
     if isinstance(outcome, BaseException):
         raise outcome
     if outcome is None or not outcome.is_completed():
-        manifest = store.manifest()
+        manifest = run.manifest
         if manifest.incomplete is None:  # the flow broke before it could judge the run (bad data, a bug)
             why = (outcome.message if outcome is not None else None) or "the benchmark flow did not finish"
-            store.conclude(why)
-            print(f"audioprobe: run {store.run_id} failed: {why}; resume: {resume}", file=sys.stderr)
+            run.conclude(why)
+            print(f"audioprobe: run {run.run_id} failed: {why}; resume: {resume}", file=sys.stderr)
             return 1
-    print(summary_markdown(store), file=sys.stderr)
-    manifest = store.manifest()
-    emit({"run_id": store.run_id, "run_dir": str(store.dir), "report": str(store.report_path),
+    print(summary_markdown(run), file=sys.stderr)
+    manifest = run.manifest
+    emit({"run_id": run.run_id, "run_dir": str(run.dir), "report": str(run.report_path),
           "complete": manifest.incomplete is None})
     if manifest.incomplete:
-        print(f"audioprobe: run {store.run_id} incomplete: {manifest.incomplete}; resume: {resume}",
+        print(f"audioprobe: run {run.run_id} incomplete: {manifest.incomplete}; resume: {resume}",
               file=sys.stderr)
         return runs.EXIT_INCOMPLETE
     return 0
@@ -202,15 +200,15 @@ def _exit_now(code: int) -> None:
 class _ProgressWatcher(threading.Thread):
     """A progress bar over recorded outcomes: the run directory is the source of truth."""
 
-    def __init__(self, store):
+    def __init__(self, run):
         super().__init__(daemon=True)
-        self.store, self._halt = store, threading.Event()
+        self.watched, self._halt = run, threading.Event()
 
     def _expected(self) -> int:
-        manifest = self.store.manifest()
+        manifest = self.watched.manifest
         per_tier = 0
         for tier in manifest.tiers:
-            path = self.store.dir / f"items-{tier}.json"
+            path = self.watched.dir / f"items-{tier}.json"
             count = path.read_text().count('"id":') if path.exists() else (manifest.limit or 0)
             per_tier += count * len(manifest.methods[tier])
         return per_tier * len(manifest.models) * manifest.samples
@@ -218,8 +216,8 @@ class _ProgressWatcher(threading.Thread):
     def run(self) -> None:
         from tqdm import tqdm
 
-        folder = self.store.dir / "outcomes"
-        with tqdm(total=self._expected(), desc=f"run {self.store.run_id}", unit="item", file=sys.stderr) as bar:
+        folder = self.watched.dir / "outcomes"
+        with tqdm(total=self._expected(), desc=f"run {self.watched.run_id}", unit="item", file=sys.stderr) as bar:
             while not self._halt.wait(2.0):
                 bar.total = max(self._expected(), bar.total or 0)
                 bar.n = len(list(folder.glob("*.json"))) if folder.exists() else 0
@@ -231,19 +229,19 @@ class _ProgressWatcher(threading.Thread):
 
 
 def _open(run_id: str):
-    from tasks.records import RunStore
+    from tasks.records import Run
 
     try:
-        return RunStore.open(run_id)
+        return Run.open(run_id)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from exc
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from tasks.records import RunStore, list_runs
+    from tasks.records import Run, list_runs
 
     for manifest in list_runs():
-        done = len(RunStore.open(manifest.run_id).outcomes())
+        done = len(Run.open(manifest.run_id).outcomes())
         emit({"run_id": manifest.run_id, "created": manifest.created, "finished": manifest.finished,
               "models": manifest.models, "tiers": manifest.tiers, "limit": manifest.limit, "outcomes": done})
     return 0
@@ -252,9 +250,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tasks.report import build_report
 
-    store = _open(args.run_id)
+    run = _open(args.run_id)
     compare = [str(_open(other).dir) for other in args.compare]
-    emit({"run_id": store.run_id, "report": str(build_report(str(store.dir), compare=compare))})
+    emit({"run_id": run.run_id, "report": str(build_report(run, compare=compare))})
     return 0
 
 

@@ -12,9 +12,9 @@ from tasks import runs
 def nightly_flow(models: list[str], tiers: list[str], limit: int | None = None, samples: int = 1,
                  seed: int = 0, dataset_root: str | None = None) -> str:
     """Starts (or resumes, after a crash) the night's run, then runs it."""
-    store = runs.start_or_resume(models, tiers, runs.methods_for(tiers, None), samples, limit, seed, dataset_root)
-    print(f"run {store.run_id}")
-    return benchmark_flow(run_id=store.run_id)
+    run = runs.start_or_resume(models, tiers, runs.methods_for(tiers, None), samples, limit, seed, dataset_root)
+    print(f"run {run.run_id}")
+    return benchmark_flow(run=run)
 
 
 def serve_nightly(cron: str, models: list[str], tiers: list[str], limit: int | None) -> None:

@@ -62,15 +62,15 @@ def crash_orphaned_flow_runs(limit: int = 200) -> int:
 
 
 @contextmanager
-def run_lock(store):
+def run_lock(run):
     """One client per run directory at a time: a second `audioprobe run` of the same run is refused."""
-    path = store.dir / ".lock"
+    path = run.dir / ".lock"
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            raise UserError(f"run {store.run_id} is being run by another process ({fh.read().strip() or 'pid ?'}); "
+            raise UserError(f"run {run.run_id} is being run by another process ({fh.read().strip() or 'pid ?'}); "
                             "wait for it or stop it") from None
         fh.seek(0)
         fh.truncate()

@@ -24,19 +24,19 @@ from audioprobe.schema import ItemOutcome, ProbeItem, RenderedPrompt
 from audioprobe.settings import get_settings
 from flows.ui import Progress
 from tasks import pipeline, repair
-from tasks.records import RunStore, outcome_key
+from tasks.records import Run, outcome_key
 from tasks.taxonomy import is_final
 
 POLL_S = 0.05
 EVAL_WAIT_S = 5.0
 
 
-def pending_work(store: RunStore, model: str, method: str, items: list[ProbeItem], samples: int):
+def pending_work(run: Run, model: str, method: str, items: list[ProbeItem], samples: int):
     """(item, sample) pairs without a final outcome: a rerun picks up exactly what is left."""
     work = []
     for item in items:
         for sample in range(samples):
-            if not is_final(store.load_outcome(outcome_key(model, method, item.id, sample))):
+            if not is_final(run.load_outcome(outcome_key(model, method, item.id, sample))):
                 work.append((item, sample))
     return work
 
@@ -63,39 +63,37 @@ class InFlight:
         return self.waiting_since > 0 and self.evaluation is None
 
 
-def probe_items(run_id: str, model: str, method: str, items: list[ProbeItem], samples: int,
+def probe_items(run: Run, model: str, method: str, items: list[ProbeItem],
                 refresh: str | None = None) -> list[ItemOutcome]:
     """Probe the items that have no final outcome; `refresh` re-runs that stage instead of reusing it.
     With repair rounds (tasks.repair), round r asks again, with feedback, where round r-1 failed."""
-    store = RunStore.open(run_id)
-    rounds = repair.rounds_for(model, store.manifest().repair_rounds)
+    samples = run.manifest.samples
+    rounds = repair.rounds_for(model, run.manifest.repair_rounds)
     for round_ in range(rounds + 1):
-        work = [a for a in repair.next_attempts(store, model, method, items, samples, rounds,
+        work = [a for a in repair.next_attempts(run, model, method, items, samples, rounds,
                                                 lambda item: pipeline.render_prompt(item, method))
                 if a.round == round_]
         if work and not orchestration_lost():
             if round_ > 0:
                 _ensure_model(model, work, samples)
-            _probe_round(store, model, method, deque(work), samples, refresh)
-    return _all_outcomes(store, model, method, items, samples)
+            _probe_round(run, model, method, deque(work), samples, refresh)
+    return _all_outcomes(run, model, method, items, samples)
 
 
 def _ensure_model(model: str, work: list[repair.Attempt], samples: int) -> None:
     """Repair rounds ask what no earlier run stored: start the embedded model when an answer is missing."""
     from tasks.generation import local_model, local_server
-    from tasks.generation.llm import request_of
-    from tasks.generation.store import ResponseStore
+    from tasks.generation.llm import is_answered
 
     if not local_model.is_local(model):
         return
-    responses = ResponseStore(get_settings().responses_dir)
-    if any(not responses.path(request_of(a.prompt, model, a.sample, samples=samples)[3]).exists() for a in work):
+    if any(not is_answered(a.prompt, model, a.sample, samples) for a in work):
         local_server.ensure_server(model)
 
 
-def _probe_round(store: RunStore, model: str, method: str, work: deque, samples: int, refresh: str | None) -> None:
+def _probe_round(run: Run, model: str, method: str, work: deque, samples: int, refresh: str | None) -> None:
     execute = pipeline.execute.with_options(refresh_cache=refresh == "execution")
-    dataset_root = store.manifest().dataset_root
+    dataset_root = run.manifest.dataset_root
     settings = get_settings()
     window = max(1, settings.task_workers // 2)
     round_ = work[0].round
@@ -114,7 +112,7 @@ def _probe_round(store: RunStore, model: str, method: str, work: deque, samples:
         for entry in done:
             entry.current.wait()  # done already: this sets the future's final state from its own result
             if not entry.current.state.is_completed():
-                _salvage(store, model, method, entry)
+                _salvage(run, model, method, entry)
                 flying.remove(entry)
                 progress.advance()
             elif entry.execution is None:
@@ -123,7 +121,7 @@ def _probe_round(store: RunStore, model: str, method: str, work: deque, samples:
                 entry.waiting_since = time.monotonic()
             else:
                 gate_result, judgements = entry.evaluation.result()[entry.batch_index]
-                _record(store, model, method, entry, entry.generation.result(), entry.execution.result(),
+                _record(run, model, method, entry, entry.generation.result(), entry.execution.result(),
                         gate_result, judgements)
                 flying.remove(entry)
                 progress.advance()
@@ -156,14 +154,14 @@ def _finished(future: PrefectFuture) -> bool:
     return future.state.is_final()
 
 
-def _record(store, model, method, entry: InFlight, generation, execution, gate_result, judgements,
+def _record(run, model, method, entry: InFlight, generation, execution, gate_result, judgements,
             **fields) -> ItemOutcome:
-    return pipeline.record(store.run_id, entry.item, model, method, entry.sample, entry.prompt, generation,
+    return pipeline.record(run, entry.item, model, method, entry.sample, entry.prompt, generation,
                            execution, gate_result, judgements, round=entry.round, repaired_from=entry.repaired_from,
                            **fields)
 
 
-def _salvage(store, model, method, entry: InFlight) -> None:
+def _salvage(run, model, method, entry: InFlight) -> None:
     """A stage's task failed for good (after its retries): record what was reached, named by the stage
     that failed, and lose nothing. The model's own failures never get here (they are results)."""
     failed = entry.current
@@ -179,10 +177,10 @@ def _salvage(store, model, method, entry: InFlight) -> None:
     where = f"{entry.item.id} ({model}, {method}, sample {entry.sample}" + (
         f", repair round {entry.round})" if entry.round else ")")
     warn(f"audioprobe: {where}: {kind}: {reason}")
-    _record(store, model, method, entry, generation, execution, None, [], failure=kind,
+    _record(run, model, method, entry, generation, execution, None, [], failure=kind,
             error=f"{where}: {kind} ({reason})")
 
 
-def _all_outcomes(store: RunStore, model, method, items, samples) -> list[ItemOutcome]:
-    found = (store.load_outcome(outcome_key(model, method, item.id, s)) for item in items for s in range(samples))
+def _all_outcomes(run: Run, model, method, items, samples) -> list[ItemOutcome]:
+    found = (run.load_outcome(outcome_key(model, method, item.id, s)) for item in items for s in range(samples))
     return [o for o in found if o is not None]

@@ -11,52 +11,47 @@ from audioprobe.schema import ItemOutcome
 from flows.probe import probe_items
 from flows.ui import best_effort
 from tasks import pipeline, runs
-from tasks.records import RunStore
+from tasks.records import Run
 
 
 def _name(tier: str) -> str:
     return tier + "-{model}-{method}"
 
 
-def _probe_tier(tier: str, run_id: str, model: str, method: str, refresh: str | None):
-    store = RunStore.open(run_id)
-    items = runs.items_for(store, tier)
-    outcomes = probe_items(run_id, model, method, items, store.manifest().samples, refresh)
-    pipeline.reference_points(run_id, tier, items)
-    return store, outcomes
+def _probe_tier(tier: str, run: Run, model: str, method: str, refresh: str | None) -> list[ItemOutcome]:
+    items = runs.items_for(run, tier)
+    outcomes = probe_items(run, model, method, items, refresh)
+    pipeline.reference_points(run, tier, items)
+    return outcomes
 
 
 @flow(name="notes", flow_run_name=_name("notes"), log_prints=True)
-def notes_flow(run_id: str, model: str, method: str = "paper", refresh: str | None = None) -> State:
+def notes_flow(run: Run, model: str, method: str = "paper", refresh: str | None = None) -> State:
     with tags("tier:notes", f"model:{model}", f"method:{method}"):
-        store, outcomes = _probe_tier("notes", run_id, model, method, refresh)
-        fad = pipeline.fad_per_class(outcomes)
-        for result in fad:
-            result.model, result.method = model, method
-        kept = [r for r in store.fad() if (r.model, r.method) != (model, method)]
-        store.save_fad(kept + fad)
-        return conclude(store, "notes", model, method, outcomes)
+        outcomes = _probe_tier("notes", run, model, method, refresh)
+        run.replace_fad(model, method, pipeline.fad_per_class(outcomes, model, method))
+        return conclude(run, "notes", model, method, outcomes)
 
 
 @flow(name="environmental", flow_run_name=_name("environmental"), log_prints=True)
-def environmental_flow(run_id: str, model: str, method: str = "detailed", refresh: str | None = None) -> State:
+def environmental_flow(run: Run, model: str, method: str = "detailed", refresh: str | None = None) -> State:
     with tags("tier:environmental", f"model:{model}", f"method:{method}"):
-        store, outcomes = _probe_tier("environmental", run_id, model, method, refresh)
-        return conclude(store, "environmental", model, method, outcomes)
+        outcomes = _probe_tier("environmental", run, model, method, refresh)
+        return conclude(run, "environmental", model, method, outcomes)
 
 
 @flow(name="speech", flow_run_name=_name("speech"), log_prints=True)
-def speech_flow(run_id: str, model: str, method: str = "paper", refresh: str | None = None) -> State:
+def speech_flow(run: Run, model: str, method: str = "paper", refresh: str | None = None) -> State:
     with tags("tier:speech", f"model:{model}", f"method:{method}"):
-        store, outcomes = _probe_tier("speech", run_id, model, method, refresh)
-        return conclude(store, "speech", model, method, outcomes)
+        outcomes = _probe_tier("speech", run, model, method, refresh)
+        return conclude(run, "speech", model, method, outcomes)
 
 
-def conclude(store: RunStore, tier: str, model: str, method: str, outcomes: list[ItemOutcome]) -> State:
+def conclude(run: Run, tier: str, model: str, method: str, outcomes: list[ItemOutcome]) -> State:
     """The flow run's final state: Failed, with the one-line reason, when items were left unfinished
     (programs that fail are results, not failures); Completed with the counts otherwise."""
-    publish(store.run_id, tier, model, method, outcomes)
-    expected = runs.expected_count(store, model, tier, method)
+    publish(run.run_id, tier, model, method, outcomes)
+    expected = runs.expected_count(run, model, tier, method)
     unfinished = runs.why_unfinished(outcomes, expected, orchestration_lost())
     if unfinished:
         return Failed(message=f"{tier} · {model} · {method}: {unfinished}")

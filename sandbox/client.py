@@ -2,7 +2,7 @@
 
 `run_program` runs one program in a fresh (or pooled) sandbox and classifies the outcome. The parts:
 engine.py (client, errors, stale clean-up), container.py (one hardened container, exec, the runner's
-framing), runner.py (inside: run, kill, normalise, collect), normalise.py (inside: decode and re-encode
+framing), runner.py + runner_files.py (inside: run, kill, normalise, collect), normalise.py (inside: decode and re-encode
 audio outputs), outcome.py (status from the exit code), pool.py (sandboxes started ahead of time).
 Those names stay importable from here: `from sandbox.client import run_program, SandboxPool`.
 """

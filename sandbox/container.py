@@ -40,7 +40,8 @@ INIT_UID = "0:0"
 WORK = "/work"
 PROGRAM_NAME = "program.py"
 HERE = Path(__file__).resolve().parent
-RUNNER_SRC = (HERE / "runner.py").read_text()
+# One program, passed as `python3 -c`: the work dir's file checks, then the runner that uses them.
+RUNNER_SRC = (HERE / "runner_files.py").read_text() + "\n\n" + (HERE / "runner.py").read_text()
 NORMALISE_SRC = (HERE / "normalise.py").read_text()
 PROTOCOL = hashlib.sha256((RUNNER_SRC + NORMALISE_SRC).encode()).hexdigest()[:12]  # in execution cache keys
 INLINE_CODE_MAX = 64 * 1024  # larger programs are written in chunks first (one exec argument is <= 128 KiB)

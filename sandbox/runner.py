@@ -14,25 +14,23 @@ The host trusts nothing beyond the framing: it checks names and sizes again and 
 """
 
 import binascii
-import fnmatch
 import json
 import os
 import selectors
 import signal
-import stat
-import struct
 import subprocess
 import sys
 import time
 
-WORK = "/work"
 CHUNK = 1 << 20
 PROGRAM_UID = 10001
 NOBODY = 65534  # no process of the container runs as nobody: kill_uid's real uid
-MAX_FILES = 64
 MAX_REJECTED = 50
 KILL_ROUNDS = 50
 VENV_PYTHON = "/opt/venv/bin/python"
+
+if __name__ != "__main__":  # imported on the host; in the sandbox runner_files.py's source precedes this
+    from sandbox.runner_files import MAX_FILES, WORK, already_normal, collect
 
 
 class RunnerError(Exception):
@@ -260,122 +258,6 @@ def normalise(cfg, names):
             why = "the decoder failed (exit %s: %s)" % (got["exit_code"], last[0][:200])
         return {n: {"error": why} for n in names}
     return {n: result.get(n) if isinstance(result.get(n), dict) else {"error": "not decoded"} for n in names}
-
-
-def printable(name):
-    """A name as UTF-8 text: undecodable bytes shown as \\xNN."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def collect(patterns, max_bytes, exclude):
-    """Regular files in the work dir matching the patterns; everything else is refused with a reason.
-
-    max_bytes bounds the files' total, not only each one. Runs as the program's uid (as_program).
-    """
-    accepted, rejected, total = [], [], 0
-    try:
-        names = sorted(os.listdir(WORK))
-    except OSError as exc:
-        return [], ["work dir unreadable: %s" % exc]
-    for name in names:
-        if name in exclude or not any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            continue
-        if printable(name) != name:
-            rejected.append("%s: file name is not UTF-8" % printable(name))
-            continue
-        path = os.path.join(WORK, name)
-        try:
-            st = os.lstat(path)
-        except OSError as exc:
-            rejected.append("%s: %s" % (name, exc.strerror))
-            continue
-        kind = (
-            "symlink"
-            if stat.S_ISLNK(st.st_mode)
-            else "directory"
-            if stat.S_ISDIR(st.st_mode)
-            else "fifo"
-            if stat.S_ISFIFO(st.st_mode)
-            else None
-            if stat.S_ISREG(st.st_mode)
-            else "special file"
-        )
-        if kind:
-            rejected.append("%s: is a %s, not a regular file" % (name, kind))
-            continue
-        if st.st_size > max_bytes - total:
-            rejected.append("%s: %d bytes, over the %d-byte limit" % (name, st.st_size, max_bytes))
-            continue
-        if len(accepted) >= MAX_FILES:
-            rejected.append("%s: more than %d outputs" % (name, MAX_FILES))
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as exc:
-            rejected.append("%s: %s" % (name, exc.strerror))
-            continue
-        fst = os.fstat(fd)
-        if (
-            not stat.S_ISREG(fst.st_mode)
-            or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino)
-            or fst.st_size > max_bytes - total
-        ):
-            os.close(fd)
-            rejected.append("%s: changed while being read" % name)
-            continue
-        accepted.append((name, fd, fst.st_size))
-        total += fst.st_size
-    return accepted, rejected
-
-
-GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-
-
-def already_normal(path):
-    """True when the file is already what normalise.py would write, checked as strictly as the host's
-    reader (tasks/judges/wavfile.py): RIFF/WAVE, PCM16 or float32 (EXTENSIBLE of those too), 1-8
-    channels, at most 48 kHz and 60 s, every size consistent with the file. Saves the decoder's start-up."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return False
-    with os.fdopen(fd, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
-            return False
-        if struct.unpack("<I", head[4:8])[0] + 8 > size:
-            return False
-        fmt, pos = None, 12
-        for _ in range(64):
-            f.seek(pos)
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return False
-            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if pos + 8 + csize > size:
-                return False
-            if cid == b"fmt ":
-                raw = f.read(min(csize, 64))
-                if not 16 <= csize <= 1024:
-                    return False
-                tag, channels, rate, byte_rate, align, bits = struct.unpack("<HHIIHH", raw[:16])
-                if tag == 0xFFFE:
-                    if len(raw) < 40 or raw[26:40] != GUID_TAIL:
-                        return False
-                    extension_size, valid_bits = struct.unpack("<HH", raw[16:20])
-                    if extension_size < 22 or valid_bits != bits:
-                        return False
-                    tag = struct.unpack("<H", raw[24:26])[0]
-                if (tag, bits) not in ((1, 16), (3, 32)) or not 1 <= channels <= 8 or not 1 <= rate <= 48000:
-                    return False
-                if align != channels * bits // 8 or byte_rate != rate * align:
-                    return False
-                fmt = (rate, align)
-            elif cid == b"data":
-                return fmt is not None and csize % fmt[1] == 0 and csize // fmt[1] <= 60 * fmt[0]
-            pos += 8 + csize + (csize & 1)
-    return False
 
 
 def collect_outputs(cfg, report):

@@ -1,7 +1,7 @@
 """The content-addressed audio store (data_dir/audio/<sha256>.wav) and its garbage collection.
 
 `execute` moves each accepted output here; every run keeps its own hard link of the clips it used
-(RunStore.keep_audio), so the store is only what a cached execution points at. `collect` keeps the
+(Run.keep_audio), so the store is only what a cached execution points at. `collect` keeps the
 clips referenced by the records of the runs kept, removes the rest and the temporary folders of
 executions that died, then removes the oldest clips until the store is under its size cap.
 `keep_runs=N` first removes all but the N newest runs (their folders: records and clips).
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from audioprobe.settings import get_settings
-from tasks.records import RunStore, list_runs
+from tasks.records import Run, list_runs
 
 TMP_MAX_AGE_S = 6 * 3600  # an execution's temporary folder older than this belongs to a dead process
 
@@ -23,7 +23,7 @@ def store_dir() -> Path:
     return get_settings().data_dir / "audio"
 
 
-def referenced_clips(runs: list[RunStore]) -> set[str]:
+def referenced_clips(runs: list[Run]) -> set[str]:
     """sha256 of every clip an outcome record of these runs points at."""
     shas = set()
     for store in runs:
@@ -39,7 +39,7 @@ def collect(keep_runs: int | None = None, max_mb: int | None = None, dry_run: bo
     max_mb = settings.audio_store_max_mb if max_mb is None else max_mb
     manifests = list_runs()
     stale_runs = manifests[: max(0, len(manifests) - keep_runs)] if keep_runs is not None else []
-    kept = [RunStore.open(m.run_id) for m in manifests if m not in stale_runs]
+    kept = [Run.open(m.run_id) for m in manifests if m not in stale_runs]
     removed_runs = []
     for manifest in stale_runs:
         removed_runs.append(manifest.run_id)

@@ -114,8 +114,9 @@ def _offline_classifier(dataset_root: str | None):
     return OfflineClassifier(bank, cache_dir=get_settings().cache_dir / "embeddings")
 
 
-def fad_for_outcomes(outcomes: list[ItemOutcome]) -> list[FADResult]:
-    """The paper's per-instrument FAD, and per instrument x source, over the clips that passed the gate."""
+def fad_for_outcomes(outcomes: list[ItemOutcome], model: str = "", method: str = "") -> list[FADResult]:
+    """The paper's per-instrument FAD, and per instrument x source, over the clips that passed the gate,
+    labelled with the model and prompt method whose outcomes they are."""
     from tasks.judges.fad import fad_per_class
 
     settings = get_settings()
@@ -133,5 +134,5 @@ def fad_for_outcomes(outcomes: list[ItemOutcome]) -> list[FADResult]:
                 items_of[label].append(outcome.item.id)
         per_class, _macro = fad_per_class(dict(generated), {k: sorted(v) for k, v in references.items()},
                                           embedding=embedding, group=group, groups=dict(items_of))
-        results += per_class
+        results += [r.model_copy(update={"model": model, "method": method}) for r in per_class]
     return results

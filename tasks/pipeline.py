@@ -38,7 +38,7 @@ from audioprobe.console import warn
 from audioprobe.settings import get_settings
 from tasks import judging, limits, outcomes, prompting
 from tasks.generation import llm
-from tasks.records import RunStore, outcome_key
+from tasks.records import Run, outcome_key
 
 TASK_VERSION = "1"
 def _digest(*parts: object) -> str:
@@ -162,50 +162,48 @@ def evaluate(executions: list[ExecutionResult | None], items: list[ProbeItem],
 
 
 @task(name="fad", cache_policy=NO_CACHE, tags=["judge"])
-def fad_per_class(outcomes: list[ItemOutcome]) -> list[FADResult]:
+def fad_per_class(outcomes: list[ItemOutcome], model: str, method: str) -> list[FADResult]:
     """Set-level: FAD of each instrument (and instrument x source) against its references."""
     with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
-        return judging.fad_for_outcomes(outcomes)
+        return judging.fad_for_outcomes(outcomes, model, method)
 
 
 @task(name="reference-points", cache_policy=NO_CACHE, tags=["judge"])
-def reference_points(run_id: str, tier: str, items: list[ProbeItem]) -> int:
+def reference_points(run: Run, tier: str, items: list[ProbeItem]) -> int:
     """Controls (silence, noise, sine or tone burst, a held-out real clip) through the tier's judges, once
     per run and tier (tasks/judges/controls.py). A failure here is logged, never fails the run."""
     from tasks.judges import controls
 
-    store = RunStore.open(run_id)
-    if controls.has_tier(store.dir, tier):
+    if controls.has_tier(run.dir, tier):
         return 0
     try:
         with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
-            points = controls.reference_points(tier, items, store.dir / "controls", store.manifest().dataset_root)
+            points = controls.reference_points(tier, items, run.dir / "controls", run.manifest.dataset_root)
     except Exception as exc:  # noqa: BLE001 - reference points are context, not the run's result
         warn(f"audioprobe: reference points for {tier} not computed: {type(exc).__name__}: {exc}")
         return 0
-    controls.save(store.dir, tier, points)
+    controls.save(run.dir, tier, points)
     return len(points)
 
 
 # ----------------------------------------------------------------------------- record
 
 
-def record(run_id: str, item: ProbeItem, model: str, method: str, sample: int, prompt: RenderedPrompt,
+def record(run: Run, item: ProbeItem, model: str, method: str, sample: int, prompt: RenderedPrompt,
            generation: Generation | None, execution: ExecutionResult | None, gate_result: GateResult | None,
            judgements: list[Judgement] | None, **fields) -> ItemOutcome:
     """The item's record, written at once (not a task: it must land while the Prefect server is away)."""
-    outcome = ItemOutcome(run_id=run_id, item=item, model=model, method=method, sample=sample, prompt=prompt,
+    outcome = ItemOutcome(run_id=run.run_id, item=item, model=model, method=method, sample=sample, prompt=prompt,
                           generation=generation, execution=execution, gate=gate_result,
                           judgements=judgements or [], **fields)
-    return save_outcome(outcome)
+    return save_outcome(run, outcome)
 
 
-def save_outcome(outcome: ItemOutcome) -> ItemOutcome:
+def save_outcome(run: Run, outcome: ItemOutcome) -> ItemOutcome:
     """Keep the clip in the run, work out the record's derived facts once, write it."""
-    store = RunStore.open(outcome.run_id)
     audio = audio_of(outcome.execution)
     if audio is not None:
         key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample, outcome.round)
-        outcome.audio_path = str(store.keep_audio(key, audio))
-    store.save_outcome(outcomes.finalize(outcome))
+        outcome.audio_path = str(run.keep_audio(key, audio))
+    run.save_outcome(outcomes.finalize(outcome))
     return outcome

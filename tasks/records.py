@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import BaseModel, PrivateAttr
+
 from audioprobe.schema import FADResult, ItemOutcome, RunManifest
 from audioprobe.settings import get_settings
 from tasks.fileio import atomic_write  # noqa: F401 - re-exported: callers import it from here
@@ -47,38 +49,48 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class RunStore:
-    """Reads and writes one run directory."""
+class Run(BaseModel):
+    """One run: its directory and its manifest, opened once by the CLI and passed down to the flows and
+    tasks (nothing below the CLI opens a run by id). A pydantic model so Prefect can show it as a flow
+    parameter (its directory) and rebuild it on a retried flow run; the manifest is read on first use
+    and kept, and every change goes through `save_manifest`, so no layer rereads run.json."""
 
-    def __init__(self, run_dir: Path):
-        self.dir = Path(run_dir)
+    dir: Path
+    _manifest: RunManifest | None = PrivateAttr(default=None)
 
     # -- creation and lookup
     @classmethod
-    def create(cls, manifest: RunManifest, runs_dir: Path | None = None) -> "RunStore":
-        store = cls((runs_dir or get_settings().runs_dir) / manifest.run_id)
-        store.dir.mkdir(parents=True, exist_ok=True)
-        store.save_manifest(manifest)
-        return store
+    def create(cls, manifest: RunManifest, runs_dir: Path | None = None) -> "Run":
+        run = cls(dir=(runs_dir or get_settings().runs_dir) / manifest.run_id)
+        run.dir.mkdir(parents=True, exist_ok=True)
+        run.save_manifest(manifest)
+        return run
 
     @classmethod
-    def open(cls, run_id: str, runs_dir: Path | None = None) -> "RunStore":
+    def open(cls, run_id: str | Path, runs_dir: Path | None = None) -> "Run":
+        """A run by id, or by its directory: for the command line, the report and tools over many runs."""
         candidate = Path(run_id)
         run_dir = candidate if (candidate / "run.json").exists() else (runs_dir or get_settings().runs_dir) / run_id
         if not (run_dir / "run.json").exists():
-            raise FileNotFoundError(f"no run {run_id!r}: {run_dir / 'run.json'} does not exist")
-        return cls(run_dir)
+            raise FileNotFoundError(f"no run {str(run_id)!r}: {run_dir / 'run.json'} does not exist")
+        return cls(dir=run_dir)
 
     @property
     def run_id(self) -> str:
         return self.dir.name
 
     # -- manifest
+    @property
     def manifest(self) -> RunManifest:
-        return RunManifest.model_validate_json((self.dir / "run.json").read_text())
+        if self._manifest is None:
+            self._manifest = RunManifest.model_validate_json((self.dir / "run.json").read_text())
+        return self._manifest
 
-    def save_manifest(self, manifest: RunManifest) -> None:
-        atomic_write(self.dir / "run.json", manifest.model_dump_json(indent=2))
+    def save_manifest(self, manifest: RunManifest | None = None) -> None:
+        """Write the manifest (this run's own, changed in place, unless another is given)."""
+        if manifest is not None:
+            self._manifest = manifest
+        atomic_write(self.dir / "run.json", self.manifest.model_dump_json(indent=2))
 
     # -- outcomes
     def outcome_path(self, key: str) -> Path:
@@ -136,16 +148,19 @@ class RunStore:
     def save_fad(self, results: Iterable[FADResult]) -> None:
         atomic_write(self.dir / "fad.json", json.dumps([r.model_dump(mode="json") for r in results], indent=1))
 
+    def replace_fad(self, model: str, method: str, results: list[FADResult]) -> None:
+        """A (model, method)'s FAD results in place of its earlier ones; the others' are kept."""
+        self.save_fad([r for r in self.fad() if (r.model, r.method) != (model, method)] + results)
+
     def fad(self) -> list[FADResult]:
         path = self.dir / "fad.json"
         return [FADResult.model_validate(r) for r in json.loads(path.read_text())] if path.exists() else []
 
     def conclude(self, unfinished: str | None) -> None:
         """Finished only when every item has a final outcome; else the reason, and the same command resumes."""
-        manifest = self.manifest()
-        manifest.finished = None if unfinished else now_iso()
-        manifest.incomplete = unfinished
-        self.save_manifest(manifest)
+        self.manifest.finished = None if unfinished else now_iso()
+        self.manifest.incomplete = unfinished
+        self.save_manifest()
 
     @property
     def report_path(self) -> Path:

@@ -3,7 +3,7 @@ that says what went wrong, built from the execution's and the judges' own findin
 
 Feedback templates live in prompts/repair.<kind>.txt beside the paper's; a repair round's prompt is a
 RenderedPrompt like the first (template name and SHA-256 recorded) whose `history` holds the earlier
-turns, so the response store keys the whole conversation and a rerun never pays twice.
+turns, so the response run keys the whole conversation and a rerun never pays twice.
 
 What a round needs (`next_attempts`) is read from the run directory alone: a resumed run continues
 exactly where the records stop, round by round.
@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from audioprobe.schema import ItemOutcome, ProbeItem, RenderedPrompt
 from audioprobe.settings import PROMPTS_DIR, REPO_ROOT
-from tasks.records import RunStore, outcome_key
+from tasks.records import Run, outcome_key
 from tasks.taxonomy import is_final
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -147,7 +147,7 @@ def next_prompt(outcome: ItemOutcome) -> RenderedPrompt:
                           output_name=outcome.prompt.output_name, history=history)
 
 
-def next_attempts(store: RunStore, model: str, method: str, items: list[ProbeItem], samples: int, rounds: int,
+def next_attempts(run: Run, model: str, method: str, items: list[ProbeItem], samples: int, rounds: int,
                   first_prompt) -> list[Attempt]:
     """For each (item, sample), the next answer the records lack: round 0, or a repair of the last failed
     round while rounds remain. `first_prompt(item)` renders round 0."""
@@ -156,7 +156,7 @@ def next_attempts(store: RunStore, model: str, method: str, items: list[ProbeIte
         for sample in range(samples):
             previous = None
             for round_ in range(rounds + 1):
-                found = store.load_outcome(outcome_key(model, method, item.id, sample, round_))
+                found = run.load_outcome(outcome_key(model, method, item.id, sample, round_))
                 if not is_final(found):
                     if previous is None:
                         todo.append(Attempt(item, sample, 0, first_prompt(item)))

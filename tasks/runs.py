@@ -13,7 +13,7 @@ from pathlib import Path
 
 from audioprobe.schema import TIER_METHODS, ItemOutcome, ProbeItem, RunManifest, SkippedItem
 from audioprobe.settings import get_settings
-from tasks.records import RunStore, atomic_write, list_runs, now_iso
+from tasks.records import Run, atomic_write, list_runs, now_iso
 
 _VERSIONED = ("audioprobe", "prefect", "litellm", "docker", "numpy", "torch", "torchcrepe", "pocketsphinx",
               "transformers")
@@ -61,66 +61,66 @@ def methods_for(tiers: list[str], asked: list[str] | None) -> dict[str, list[str
 
 
 def start_or_resume(models, tiers, methods, samples, limit, seed, dataset_root, new: bool = False,
-                    repair_rounds: int = 0, split: str | None = None) -> RunStore:
+                    repair_rounds: int = 0, split: str | None = None) -> Run:
     """The same command run again resumes its unfinished run; `new` forces a fresh one."""
     digest = config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repair_rounds, split)
     if not new:
         for manifest in reversed(list_runs()):
             if manifest.config_hash == digest and manifest.finished is None:
-                return RunStore.open(manifest.run_id)
+                return Run.open(manifest.run_id)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     manifest = RunManifest(
         run_id=f"{stamp}-{digest[:6]}", created=now_iso(), config_hash=digest, models=list(models),
         tiers=list(tiers), methods=methods, samples=samples, repair_rounds=repair_rounds, limit=limit, seed=seed,
         dataset_root=dataset_root, split=split, settings=settings_snapshot(), versions=versions(),
     )
-    return RunStore.create(manifest)
+    return Run.create(manifest)
 
 
-def note_skipped(store: RunStore, skipped: list[SkippedItem]) -> None:
-    manifest = store.manifest()
+def note_skipped(run: Run, skipped: list[SkippedItem]) -> None:
+    manifest = run.manifest
     seen = {(s.tier, s.key) for s in manifest.skipped}
     manifest.skipped += [s for s in skipped if (s.tier, s.key) not in seen]
-    store.save_manifest(manifest)
+    run.save_manifest(manifest)
 
 
-def write_table(store: RunStore) -> None:
+def write_table(run: Run) -> None:
     """items.parquet: every record's stored row (tasks/outcomes.py), for pandas users and the report."""
     import io
 
     import pandas as pd
 
     buffer = io.BytesIO()
-    pd.DataFrame([o.row for o in store.outcomes(all_rounds=True)]).to_parquet(buffer, index=False)
-    atomic_write(store.dir / "items.parquet", buffer.getvalue())
+    pd.DataFrame([o.row for o in run.outcomes(all_rounds=True)]).to_parquet(buffer, index=False)
+    atomic_write(run.dir / "items.parquet", buffer.getvalue())
 
 
-def items_for(store: RunStore, tier: str) -> list[ProbeItem]:
+def items_for(run: Run, tier: str) -> list[ProbeItem]:
     """The run's items of a tier, sampled once and frozen in the run dir: resume and retry reuse them."""
-    path = store.dir / f"items-{tier}.json"
+    path = run.dir / f"items-{tier}.json"
     if path.exists():
         return [ProbeItem.model_validate(i) for i in json.loads(path.read_text())]
     from tasks.probesets.descriptions import describe_items
     from tasks.probesets.loaders import OFFLINE_DIRS, load_items
 
-    manifest = store.manifest()
+    manifest = run.manifest
     # --dataset-root holds each dataset in its native layout, under the same folder names as the refs
     dataset = Path(manifest.dataset_root) / OFFLINE_DIRS[tier] if manifest.dataset_root else None
     options = {"split": manifest.split} if manifest.split and dataset is not None and tier == "notes" else {}
     items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed, **options)
     if "detailed_description" in manifest.methods.get(tier, []):  # the only prompt that shows them
         items = describe_items(items)
-    note_skipped(store, skipped)
+    note_skipped(run, skipped)
     atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
     return items
 
 
-def select_for_retry(store: RunStore, only: str | None, statuses: list[str] | None) -> list[ItemOutcome]:
+def select_for_retry(run: Run, only: str | None, statuses: list[str] | None) -> list[ItemOutcome]:
     """Failed outcomes that match: `only` names a stage, `statuses` failure or execution status names."""
     from tasks.taxonomy import STAGE_OF_FAILURE
 
     chosen = []
-    for outcome in store.outcomes():
+    for outcome in run.outcomes():
         if outcome.failure is None:
             continue
         if only and STAGE_OF_FAILURE.get(outcome.failure) != only:
@@ -132,23 +132,23 @@ def select_for_retry(store: RunStore, only: str | None, statuses: list[str] | No
     return chosen
 
 
-def prepare_retry(store: RunStore, outcomes: list[ItemOutcome]) -> None:
+def prepare_retry(run: Run, outcomes: list[ItemOutcome]) -> None:
     """Move the chosen records aside (kept, never deleted) so the flows see those items as pending."""
     from tasks.records import outcome_key
 
-    archive = store.dir / "outcomes.retried"
+    archive = run.dir / "outcomes.retried"
     archive.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     for outcome in outcomes:
         key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample)
-        source = store.outcome_path(key)
+        source = run.outcome_path(key)
         if source.exists():
             source.replace(archive / f"{key}.{stamp}.json")
         for later in source.parent.glob(f"{key}__r*.json"):  # repair rounds followed the replaced answer
             later.replace(archive / f"{later.stem}.{stamp}.json")
-    manifest = store.manifest()
+    manifest = run.manifest
     manifest.finished = None
-    store.save_manifest(manifest)
+    run.save_manifest(manifest)
 
 
 # --------------------------------------------------------------------------- complete or not
@@ -157,16 +157,16 @@ EXIT_INCOMPLETE = 3  # items left without a final outcome (a model unavailable, 
 EXIT_ORCHESTRATION_LOST = 4  # the Prefect server went away and could not be restarted
 
 
-def expected_count(store: RunStore, model: str | None = None, tier: str | None = None,
+def expected_count(run: Run, model: str | None = None, tier: str | None = None,
                    method: str | None = None) -> int:
-    manifest = store.manifest()
+    manifest = run.manifest
     total = 0
     for t in manifest.tiers:
         if tier and t != tier:
             continue
         methods = [m for m in manifest.methods[t] if not method or m == method]
         models = [m for m in manifest.models if not model or m == model]
-        total += len(items_for(store, t)) * len(methods) * len(models) * manifest.samples
+        total += len(items_for(run, t)) * len(methods) * len(models) * manifest.samples
     return total
 
 

@@ -13,7 +13,7 @@ import pytest
 from audioprobe.schema import ExecutionResult, ItemOutcome, OutputFile, ProbeItem, RunManifest
 from audioprobe.settings import get_settings
 from tasks import audio_store
-from tasks.records import RunStore, outcome_key
+from tasks.records import Run, outcome_key
 
 REPO = Path(__file__).resolve().parent.parent
 ITEM = ProbeItem(id="notes/x/flute_001-060-100", tier="notes", label="flute", dataset="x")
@@ -28,7 +28,7 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def add_run(run_id: str, created: str, shas: list[str]) -> None:
-    store = RunStore.create(RunManifest(run_id=run_id, created=created, config_hash=run_id, models=["m"],
+    store = Run.create(RunManifest(run_id=run_id, created=created, config_hash=run_id, models=["m"],
                                        tiers=["notes"], methods={"notes": ["paper"]}))
     for i, sha in enumerate(shas):
         clip = audio_store.store_dir() / f"{sha}.wav"

@@ -25,7 +25,7 @@ from tasks.listening import calibrate as cal
 from tasks.listening import trials as trial_mod
 from tasks.listening.ratings import RatingLog, read_lines
 from tasks.listening.server import MAX_BODY, serve
-from tasks.records import RunStore, outcome_key
+from tasks.records import Run, outcome_key
 from tests.test_report import gate, gen, item, noise_burst, note, ok_exec, prompt, write_wav
 
 RUN_ID = "20261202-listening"
@@ -45,7 +45,7 @@ def free_port() -> int:
     pytest.skip("no free port in 8470-8479")
 
 
-def make_study_run(root: Path) -> RunStore:
+def make_study_run(root: Path) -> Run:
     """12 notes from clean to all noise (so per-note distances spread), 3 sounds and a word, 5-way judged."""
     manifest = RunManifest(
         run_id=RUN_ID,
@@ -55,7 +55,7 @@ def make_study_run(root: Path) -> RunStore:
         tiers=["notes", "environmental", "speech"],
         methods={"notes": ["paper"], "environmental": ["detailed"], "speech": ["paper"]},
     )
-    store = RunStore.create(manifest, runs_dir=root / "runs")
+    store = Run.create(manifest, runs_dir=root / "runs")
     refs = root / "refs"
 
     def save(o: ItemOutcome, samples: np.ndarray) -> None:
@@ -136,7 +136,7 @@ def make_study_run(root: Path) -> RunStore:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> tuple[RunStore, list[trial_mod.Trial]]:
+def study(tmp_path_factory) -> tuple[Run, list[trial_mod.Trial]]:
     """A cache dir of this module's own (embeddings), undone at the module's end: later modules and the
     processes they start must see the real cache again."""
     from audioprobe.settings import get_settings
@@ -274,7 +274,7 @@ def test_bad_answers_are_refused(server, study, body, status, says):
     assert log_size(store) == before
 
 
-def log_size(store: RunStore) -> int:
+def log_size(store: Run) -> int:
     path = RatingLog(store).path
     return path.stat().st_size if path.exists() else 0
 

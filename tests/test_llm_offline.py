@@ -58,13 +58,13 @@ def test_key_covers_model_base_messages_params_and_sample(tmp_path):
     _, _, p0, k0 = llm.request_of("make a bell", "local", 0, s)
     _, _, p1, k1 = llm.request_of("make a bell", "local", 1, s)
     assert k0 != k1 and (p0["seed"], p1["seed"]) == (5, 6)
-    assert llm.request_of("make a bell", "local", 0, s)[3] == k0  # stable
-    assert llm.request_of("make a gong", "local", 0, s)[3] != k0
+    assert llm.request_of("make a bell", "local", 0, s).key == k0  # stable
+    assert llm.request_of("make a gong", "local", 0, s).key != k0
     other_port = Settings(data_dir=tmp_path, local_port=9999, models=s.models)
-    assert llm.request_of("make a bell", "local", 0, other_port)[3] != k0
+    assert llm.request_of("make a bell", "local", 0, other_port).key != k0
     # timeouts and retries change how we ask, not what: same key
     s2 = settings(tmp_path, local=ModelSettings(temperature=0.7, seed=5, timeout_s=1, max_retries=0))
-    assert llm.request_of("make a bell", "local", 0, s2)[3] == k0
+    assert llm.request_of("make a bell", "local", 0, s2).key == k0
 
 
 def test_store_roundtrip_is_atomic_and_marks_cached(tmp_path):

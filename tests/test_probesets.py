@@ -433,4 +433,4 @@ def test_run_samples_the_nsynth_split_it_names(tmp_path, monkeypatch):
     finally:
         get_settings.cache_clear()
     assert default_labels == {"guitar_acoustic"} and valid_labels == {"flute_acoustic"}
-    assert default.run_id != valid.run_id and valid.manifest().split == "valid"
+    assert default.run_id != valid.run_id and valid.manifest.split == "valid"

@@ -21,7 +21,7 @@ from audioprobe.schema import (
 )
 from tasks import repair, runs
 from tasks.generation import baseline, llm
-from tasks.records import RunStore
+from tasks.records import Run
 from tasks.report import protocols
 from tasks.taxonomy import classify_failure
 
@@ -68,13 +68,13 @@ def test_samples_raise_the_temperature_and_conversations_key_the_store():
     from audioprobe.settings import ModelSettings, Settings
 
     settings = Settings(models={"m/x": ModelSettings(temperature=0.0)}, sample_temperature=0.3)
-    assert llm.request_of("p", "m/x", 0, settings)[2]["temperature"] == 0.0
-    assert llm.request_of("p", "m/x", 0, settings, samples=2)[2]["temperature"] == 0.3
+    assert llm.request_of("p", "m/x", 0, settings).params["temperature"] == 0.0
+    assert llm.request_of("p", "m/x", 0, settings, samples=2).params["temperature"] == 0.3
     follow = PROMPT.model_copy(update={"history": [{"role": "user", "content": "a"},
                                                    {"role": "assistant", "content": "b"}]})
     assert llm.messages_for(follow)[-1] == {"role": "user", "content": "make a note"}
     assert len(llm.messages_for(follow)) == 3
-    assert llm.request_of(follow, "m/x", 0, settings)[3] != llm.request_of(PROMPT, "m/x", 0, settings)[3]
+    assert llm.request_of(follow, "m/x", 0, settings).key != llm.request_of(PROMPT, "m/x", 0, settings).key
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_nothing_to_repair_after_success_or_a_failed_call():
 def test_rounds_are_planned_from_the_records(tmp_path):
     manifest = RunManifest(run_id="r1", created="now", config_hash="h", models=["local"], tiers=["notes"],
                            methods={"notes": ["paper"]}, repair_rounds=2)
-    store = RunStore.create(manifest, runs_dir=tmp_path)
+    store = Run.create(manifest, runs_dir=tmp_path)
     first = lambda item: PROMPT  # noqa: E731
     plan = repair.next_attempts(store, "local", "paper", [NOTE], 1, 2, first)
     assert [(a.round, a.prompt.template) for a in plan] == [(0, "notes.paper.txt")]
@@ -172,7 +172,7 @@ def test_template_baseline_writes_the_asked_clip(tmp_path, item):
 def _store_with(tmp_path, outcomes, rounds=1, run_id="r1"):
     manifest = RunManifest(run_id=run_id, created="now", config_hash="h", models=["local", "baseline/template"],
                            tiers=["notes"], methods={"notes": ["paper"]}, repair_rounds=rounds)
-    store = RunStore.create(manifest, runs_dir=tmp_path)
+    store = Run.create(manifest, runs_dir=tmp_path)
     for o in outcomes:
         store.save_outcome(o)
     return store

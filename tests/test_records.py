@@ -16,7 +16,7 @@ from audioprobe.schema import (
     RunManifest,
 )
 from tasks import runs
-from tasks.records import RunStore, outcome_key
+from tasks.records import Run, outcome_key
 from tasks.taxonomy import FAILURES, STAGE_OF_FAILURE, classify_failure, is_final
 
 ITEM = ProbeItem(id="notes/x/guitar_acoustic_024-060-100", tier="notes", label="guitar_acoustic", dataset="x")
@@ -74,7 +74,7 @@ def test_transient_llm_errors_and_infrastructure_are_redone_on_rerun():
 def store(tmp_path):
     manifest = RunManifest(run_id="r1", created="now", config_hash="h", models=["local"], tiers=["notes"],
                            methods={"notes": ["paper"]})
-    return RunStore.create(manifest, runs_dir=tmp_path)
+    return Run.create(manifest, runs_dir=tmp_path)
 
 
 def test_outcomes_round_trip_with_side_files(store):
@@ -89,7 +89,7 @@ def test_outcomes_round_trip_with_side_files(store):
     assert (store.files_dir(key) / "stderr.txt").read_text() == "slow"
     assert not list(store.dir.rglob(".*.json*")), "no temp files are left behind"
     with pytest.raises(FileNotFoundError, match="no run 'nope'"):
-        RunStore.open("nope", runs_dir=store.dir.parent)
+        Run.open("nope", runs_dir=store.dir.parent)
 
 
 def test_retry_selects_only_matching_failures_and_keeps_the_old_records(store, monkeypatch):
@@ -116,7 +116,7 @@ def test_retry_selects_only_matching_failures_and_keeps_the_old_records(store, m
     left = sorted(json.loads(p.read_text())["sample"] for p in (store.dir / "outcomes").glob("*.json"))
     assert left == [1, 2, 3]
     assert len(list((store.dir / "outcomes.retried").glob("*.json"))) == 1
-    assert store.manifest().finished is None
+    assert store.manifest.finished is None
 
 
 def test_the_writer_stores_derived_facts_and_old_records_are_migrated(store):
@@ -135,3 +135,47 @@ def test_the_writer_stores_derived_facts_and_old_records_are_migrated(store):
     assert back.failure_detail == "gtts" and ITEM.id in back.error and "gtts" in back.error
     assert back.row["status"] == "missing_module" and back.row["item_id"] == ITEM.id
     assert back.row["missing_module"] == "gtts" and back.row["failure_detail"] == "gtts"
+
+
+# ----------------------------------------------------------------------------- the Run object
+
+
+def _manifest(run_id: str = "20261202-000000-abc123") -> RunManifest:
+    return RunManifest(run_id=run_id, created="2026-12-02T00:00:00+00:00", config_hash="abc123", models=["local"],
+                       tiers=["notes"], methods={"notes": ["paper"]})
+
+
+def test_a_run_reads_its_manifest_once_and_writes_every_change(tmp_path):
+    run = Run.create(_manifest(), runs_dir=tmp_path)
+    (run.dir / "run.json").write_text("damaged")  # a reread would fail: the manifest is held, not reread
+    assert run.manifest.models == ["local"]
+    run.manifest.skipped = []
+    run.conclude("2 of 4 items not done; model 'local' unavailable: refused")
+    again = Run.open(run.run_id, runs_dir=tmp_path)
+    assert again.manifest.incomplete.startswith("2 of 4") and again.manifest.finished is None
+    run.conclude(None)
+    assert Run.open(str(run.dir)).manifest.finished is not None
+
+
+def test_a_run_is_a_flow_parameter_prefect_can_show_and_rebuild(tmp_path):
+    run = Run.create(_manifest(), runs_dir=tmp_path)
+    shown = json.loads(run.model_dump_json())
+    assert shown == {"dir": str(run.dir)}  # the UI shows where the run lives, not its whole manifest
+    rebuilt = Run.model_validate(shown)
+    assert rebuilt.run_id == run.run_id and rebuilt.manifest == run.manifest
+    assert Run.model_validate(run) is run  # validation keeps the instance: one manifest per process
+
+
+def test_nothing_below_the_command_line_opens_a_run_by_id():
+    """Flows and tasks get the Run from the CLI; opening by id is for entry points and tools over many runs."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    entry_points = {"flows/cli.py", "tasks/report/build.py", "tasks/listening/cli.py", "tasks/audio_store.py",
+                    "tasks/runs.py", "tasks/records.py"}
+    opening = re.compile(r"\bRun\.open\(|\bRunStore\b")
+    offenders = [str(p.relative_to(root)) for folder in ("flows", "tasks", "audioprobe", "sandbox")
+                 for p in (root / folder).rglob("*.py")
+                 if str(p.relative_to(root)) not in entry_points and opening.search(p.read_text())]
+    assert offenders == []

@@ -33,7 +33,7 @@ from audioprobe.schema import (
     RunManifest,
 )
 from tasks.judges import controls, frechet
-from tasks.records import RunStore, outcome_key
+from tasks.records import Run, outcome_key
 from tasks.report import build_report, build_tables, classify_failure, summary_markdown
 from tasks.report.html import ReportLimits
 
@@ -128,7 +128,7 @@ def item(tier: str, iid: str, label: str, ref: Path, **kw) -> ProbeItem:
     return ProbeItem(id=iid, tier=tier, label=label, dataset="offline-" + tier, references=[str(ref)], **kw)
 
 
-def make_fixture_run(root: Path) -> RunStore:
+def make_fixture_run(root: Path) -> Run:
     """Two models over the three tiers, with every failure kind and every judge's records."""
     runs = root / "runs"
     refs = root / "refs"
@@ -156,7 +156,7 @@ def make_fixture_run(root: Path) -> RunStore:
             "torchcrepe": "0.0.24",
         },
     )
-    store = RunStore.create(manifest, runs_dir=runs)
+    store = Run.create(manifest, runs_dir=runs)
     ref_note = {m: refs / "notes" / f"{m}.wav" for m in (60, 64, 69, 36)}
     for m, path in ref_note.items():
         write_wav(path, note(m, harmonics=8))
@@ -557,7 +557,7 @@ def make_fixture_run(root: Path) -> RunStore:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> RunStore:
+def run(tmp_path_factory) -> Run:
     return make_fixture_run(tmp_path_factory.mktemp("report"))
 
 
@@ -806,7 +806,7 @@ def test_reference_point_rows_and_empirical_chance(run):
     assert sp["empirical_chance"].tolist() == pytest.approx([1 / 3] * len(sp)) and (sp["chance"] == 0.2).all()
 
 
-def copy_run(run: RunStore, target: Path, run_id: str) -> Path:
+def copy_run(run: Run, target: Path, run_id: str) -> Path:
     shutil.copytree(run.dir, target, ignore=shutil.ignore_patterns("report"))
     manifest = json.loads((target / "run.json").read_text())
     manifest["run_id"] = run_id
@@ -844,7 +844,7 @@ def test_empty_and_unfinished_runs(tmp_path):
         tiers=["notes"],
         methods={"notes": ["paper"]},
     )
-    store = RunStore.create(manifest, runs_dir=tmp_path)
+    store = Run.create(manifest, runs_dir=tmp_path)
     assert "No data in this run." in build_report(store.dir).read_text()
     it = ProbeItem(
         id="n1", tier="notes", label="keyboard_acoustic", dataset="x", references=["/nonexistent.wav"]

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm fetches its cost map otherwise
 
@@ -192,9 +192,18 @@ def messages_for(prompt: RenderedPrompt | str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
 
 
+class Request(NamedTuple):
+    """What one ask would send, and the response store key it is kept under."""
+
+    target: Target
+    model_settings: ModelSettings
+    params: dict[str, Any]
+    key: str
+
+
 def request_of(
     prompt: RenderedPrompt | str, model: str, sample: int = 0, settings: Settings | None = None, samples: int = 1
-) -> tuple[Target, ModelSettings, dict[str, Any], str]:
+) -> Request:
     """The target, settings, params and store key of an ask, computed without any call.
 
     With `samples` > 1 the temperature is at least settings.sample_temperature: k answers at 0 are one.
@@ -209,7 +218,13 @@ def request_of(
         "seed": None if ms.seed is None else ms.seed + sample,
     }
     key = response_key(target.litellm_model, target.api_base, messages_for(prompt), params, sample)
-    return target, ms, params, key
+    return Request(target, ms, params, key)
+
+
+def is_answered(prompt: RenderedPrompt | str, model: str, sample: int, samples: int = 1) -> bool:
+    """Whether the response store already holds this ask's answer: a replayed or resumed run needs no model."""
+    settings = get_settings()
+    return ResponseStore(settings.responses_dir).path(request_of(prompt, model, sample, settings, samples).key).exists()
 
 
 def generate(

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from tasks.listening.ratings import Rating, RatingLog
 from tasks.listening.trials import SIMILARITY, Trial, load
-from tasks.records import RunStore, atomic_write, now_iso
+from tasks.records import Run, atomic_write, now_iso
 
 BOUNDARIES = ("highly|moderately", "moderately|not")
 MIN_RATINGS = 12
@@ -197,7 +197,7 @@ def agreement(ratings: list[Rating], trials: dict[str, Trial]) -> dict:
     }
 
 
-def calibrate(store: RunStore, n_boot: int = 300, seed: int = 0) -> dict:
+def calibrate(store: Run, n_boot: int = 300, seed: int = 0) -> dict:
     trials = {t.id: t for t in load(store)}
     if not trials:
         raise ValueError(

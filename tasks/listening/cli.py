@@ -64,10 +64,10 @@ def listen(args: argparse.Namespace) -> int:
     from audioprobe.cli import UserError, emit
     from tasks.listening import trials as trial_mod
     from tasks.listening.server import serve
-    from tasks.records import RunStore, now_iso
+    from tasks.records import Run, now_iso
 
     try:
-        store = RunStore.open(args.run)
+        store = Run.open(args.run)
         trials = trial_mod.prepare(
             store, n=args.trials, embedding=args.embedding, resample=args.resample, seed=args.seed
         )
@@ -112,10 +112,10 @@ def calibrate(args: argparse.Namespace) -> int:
     from tasks.listening import trials as trial_mod
     from tasks.listening.calibrate import calibrate as fit
     from tasks.listening.ratings import merge
-    from tasks.records import RunStore
+    from tasks.records import Run
 
     try:
-        store = RunStore.open(args.run)
+        store = Run.open(args.run)
         merged = None
         if args.merge:
             missing = [f for f in args.merge if not Path(f).is_file()]

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tasks.listening.trials import SIMILARITY, Trial
-from tasks.records import RunStore, now_iso
+from tasks.records import Run, now_iso
 
 RATER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 TRIAL_ID = re.compile(r"^[0-9a-f]{12}(-r[0-9])?$")
@@ -118,7 +118,7 @@ def read_lines(path: Path) -> tuple[list[Rating], int]:
 
 
 class RatingLog:
-    def __init__(self, store: RunStore):
+    def __init__(self, store: Run):
         self.path = store.dir / "listening" / "ratings.jsonl"
         self._lock = threading.Lock()
 
@@ -177,7 +177,7 @@ class RatingLog:
             return fh.read(1) == b"\n"
 
 
-def merge(store: RunStore, files: Iterable[Path], trials: dict[str, Trial]) -> dict:
+def merge(store: Run, files: Iterable[Path], trials: dict[str, Trial]) -> dict:
     """Add other raters' JSONL files to the run's log; ratings of other clips than the trials' are refused."""
     taken, refused, unreadable = [], 0, 0
     for f in files:

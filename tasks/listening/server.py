@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from tasks.listening.page import PAGE
 from tasks.listening.ratings import RATER, TRIAL_ID, RatingError, RatingLog, check, parse_answer
 from tasks.listening.trials import Trial
-from tasks.records import RunStore
+from tasks.records import Run
 
 HOST = "127.0.0.1"
 MAX_BODY = 4096
@@ -35,7 +35,7 @@ HEADERS = {
 class StudyServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, store: RunStore, trials: list[Trial], port: int):
+    def __init__(self, store: Run, trials: list[Trial], port: int):
         self.store = store
         self.root = store.dir.resolve()
         self.trials = {t.id: t for t in trials}
@@ -157,7 +157,7 @@ class Handler(BaseHTTPRequestHandler):
             self._error(exc)
 
 
-def serve(store: RunStore, trials: list[Trial], port: int = 8470) -> tuple[StudyServer, threading.Thread]:
+def serve(store: Run, trials: list[Trial], port: int = 8470) -> tuple[StudyServer, threading.Thread]:
     """Start the server in a thread; the caller stops it with server.shutdown()."""
     server = StudyServer(store, trials, port)
     thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="listen", daemon=True)

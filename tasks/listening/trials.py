@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from tasks.judges.audio import sha256_file
 from tasks.listening.distances import note_distances
-from tasks.records import RunStore, atomic_write, outcome_key
+from tasks.records import Run, atomic_write, outcome_key
 
 SIMILARITY = ("highly", "moderately", "not")  # the paper's bands: highly / moderately similar, distinct
 FIVE_WAY_TIERS = ("environmental", "speech")
@@ -75,7 +75,7 @@ def trial_id(key: str, ref_sha: str) -> str:
     return hashlib.sha1(f"{key}\n{ref_sha}".encode()).hexdigest()[:12]
 
 
-def _generated_clip(store: RunStore, key: str, audio_path: str | None) -> Path | None:
+def _generated_clip(store: Run, key: str, audio_path: str | None) -> Path | None:
     root = store.dir.resolve()
     for candidate in ([store.dir / audio_path] if audio_path else []) + [store.files_dir(key) / "output.wav"]:
         p = candidate.resolve()
@@ -84,7 +84,7 @@ def _generated_clip(store: RunStore, key: str, audio_path: str | None) -> Path |
     return None
 
 
-def candidates(store: RunStore, embedding: str = "logmel-stats") -> list[Trial]:
+def candidates(store: Run, embedding: str = "logmel-stats") -> list[Trial]:
     """Every valid generated clip with a reference of its class, and its per-note distances."""
     by_class: dict[tuple[str, str], list] = defaultdict(list)
     labels: dict[str, set[str]] = defaultdict(set)
@@ -180,12 +180,12 @@ def sample_trials(
     return order
 
 
-def trials_path(store: RunStore) -> Path:
+def trials_path(store: Run) -> Path:
     return store.dir / "listening" / "trials.json"
 
 
 def prepare(
-    store: RunStore, *, n: int = 60, embedding: str = "logmel-stats", resample: bool = False, seed: int = 0
+    store: Run, *, n: int = 60, embedding: str = "logmel-stats", resample: bool = False, seed: int = 0
 ) -> list[Trial]:
     """The run's trials: drawn once (copying each reference into the run), then read back."""
     path = trials_path(store)
@@ -215,7 +215,7 @@ def prepare(
     return trials
 
 
-def load(store: RunStore) -> list[Trial]:
+def load(store: Run) -> list[Trial]:
     path = trials_path(store)
     if not path.exists():
         return []

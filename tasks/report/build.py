@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.records import RunStore, atomic_write
+from tasks.records import Run, atomic_write
 from tasks.report import protocols
 from tasks.report.html import ReportLimits, render
 from tasks.report.tables import KIND_LABELS, ReportTables, build_tables
 
 
-def _open(run: str | Path | RunStore) -> RunStore:
-    return run if isinstance(run, RunStore) else RunStore.open(str(run))
+def _open(run: str | Path | Run) -> Run:
+    return run if isinstance(run, Run) else Run.open(str(run))
 
 
 def write_tables(rt: ReportTables, folder: Path) -> None:
@@ -30,7 +30,7 @@ def write_tables(rt: ReportTables, folder: Path) -> None:
 
 
 def build_report(
-    run_id_or_path: str | Path | RunStore, compare: list | None = None, *, limits: ReportLimits | None = None
+    run_id_or_path: str | Path | Run, compare: list | None = None, *, limits: ReportLimits | None = None
 ) -> Path:
     """Build RUN's report under <run dir>/report/, compare's runs side by side; return index.html."""
     store = _open(run_id_or_path)
@@ -48,7 +48,7 @@ def _pct(k: int, n: int) -> str:
     return f"{k}/{n} ({100 * k / n:.0f}%)" if n else "0/0"
 
 
-def summary_markdown(store: RunStore | str | Path, rt: ReportTables | None = None) -> str:
+def summary_markdown(store: Run | str | Path, rt: ReportTables | None = None) -> str:
     """A short markdown summary: counts and rates per model x tier x method, top failures, headline scores."""
     store = _open(store)
     rt = rt or build_tables(store)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from audioprobe.schema import ItemOutcome
 from tasks import stats
-from tasks.records import RunStore
+from tasks.records import Run
 from tasks.repair import succeeded
 
 E = html.escape
@@ -54,12 +54,12 @@ def _system(run: str, model: str, several_runs: bool) -> str:
     return f"{model} ({run})" if several_runs else model
 
 
-def _grouped(stores: list[RunStore]):
+def _grouped(stores: list[Run]):
     """(run, model, tier, method) -> {(item_id, sample): {round: outcome}}, with each run's manifest."""
     groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
     manifests = {}
     for store in stores:
-        manifests[store.run_id] = store.manifest()
+        manifests[store.run_id] = store.manifest
         for o in store.outcomes(all_rounds=True):
             groups[(store.run_id, o.model, o.item.tier, o.method)][(o.item.id, o.sample)][o.round] = o
     return groups, manifests
@@ -240,7 +240,7 @@ def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     return lines
 
 
-def build(stores: list[RunStore]) -> dict[str, pd.DataFrame]:
+def build(stores: list[Run]) -> dict[str, pd.DataFrame]:
     groups, manifests = _grouped(stores)
     t = {"pass_at_k": pass_at_k_table(groups), "repair_curve": repair_curve_table(groups, manifests),
          "repair_fixes": repair_fixes_table(groups)}

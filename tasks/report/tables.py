@@ -1,4 +1,4 @@
-"""From run records to the report's numbers: a pure function of RunStores, returning pandas tables.
+"""From run records to the report's numbers: a pure function of Runs, returning pandas tables.
 
 Every count is derived from the ItemOutcome records themselves (generation, execution, gate,
 judgements) and FADResults, so a report can be rebuilt from a run directory at any time. Every rate
@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from audioprobe.schema import RunManifest
-from tasks.records import RunStore
+from tasks.records import Run
 from tasks.report.sections.common import GROUP, Row, frame, wilson
 from tasks.report.sections.distances import matched_n, per_note
 from tasks.report.sections.environmental import environmental
@@ -64,9 +64,9 @@ class ReportTables:
         return self.tables[name]
 
 
-def build_tables(store: RunStore, compare: list[RunStore] | None = None) -> ReportTables:
+def build_tables(store: Run, compare: list[Run] | None = None) -> ReportTables:
     stores = [store] + list(compare or [])
-    manifests = [s.manifest() for s in stores]
+    manifests = [s.manifest for s in stores]
     rows = [Row(s.run_id, s, o) for s in stores for o in s.outcomes()]
     families = {
         r.outcome.item.instrument_family

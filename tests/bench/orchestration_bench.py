@@ -123,14 +123,14 @@ def _new_run(limit: int, samples: int):
     return store, runs.items_for(store, TIER)
 
 
-def _one_item(run_id, item, sample, dataset_root):
+def _one_item(run, item, sample, dataset_root):
     from tasks import pipeline
 
     prompt = pipeline.render_prompt(item, METHOD)
     gen = pipeline.generate.fn(prompt, MODEL, sample)
     exe = pipeline.execute.fn(gen, prompt)
     gate, judgements = pipeline.evaluate.fn([exe], [item], dataset_root=dataset_root)[0]
-    return pipeline.record(run_id, item, MODEL, METHOD, sample, prompt, gen, exe, gate, judgements)
+    return pipeline.record(run, item, MODEL, METHOD, sample, prompt, gen, exe, gate, judgements)
 
 
 def run_loop(store, items, samples: int) -> None:
@@ -139,16 +139,13 @@ def run_loop(store, items, samples: int) -> None:
     from tasks import pipeline, runs
     from tasks.report import build_report
 
-    root = store.manifest().dataset_root
+    root = store.manifest.dataset_root
     work = [(item, s) for item in items for s in range(samples)]
     with ThreadPoolExecutor(get_settings().task_workers) as pool:
-        outcomes = list(pool.map(lambda w: _one_item(store.run_id, w[0], w[1], root), work))
-    fad = pipeline.fad_per_class.fn(outcomes)
-    for result in fad:
-        result.model, result.method = MODEL, METHOD
-    store.save_fad(fad)
+        outcomes = list(pool.map(lambda w: _one_item(store, w[0], w[1], root), work))
+    store.replace_fad(MODEL, METHOD, pipeline.fad_per_class.fn(outcomes, MODEL, METHOD))
     runs.write_table(store)
-    build_report(str(store.dir))
+    build_report(store)
     store.conclude(None)
 
 
@@ -175,7 +172,7 @@ def child(args) -> None:
     if args.arm == "prefect":
         from flows.benchmark import benchmark_flow
 
-        benchmark_flow(run_id=store.run_id)
+        benchmark_flow(run=store)
     else:
         run_loop(store, items, args.samples)
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from audioprobe.schema import ItemOutcome
-from tasks.records import RunStore, outcome_key
+from tasks.records import Run, outcome_key
 
 GROUP = ["run", "model", "tier", "method"]
 
@@ -18,7 +18,7 @@ class Row:
     """One outcome with where it came from: its run, store and key."""
 
     run: str
-    store: RunStore
+    store: Run
     outcome: ItemOutcome
 
     @property

@@ -14,7 +14,7 @@ import pandas as pd
 
 from audioprobe.schema import RunManifest
 from tasks.judges import frechet
-from tasks.records import RunStore
+from tasks.records import Run
 from tasks.report.sections.common import Row, frame, num
 
 MATCHED_SEED = 0
@@ -28,14 +28,14 @@ MATCHED_COLUMNS = [
 ]  # fmt: skip
 
 
-def _instrument_results(store: RunStore, families: set[str]):
+def _instrument_results(store: Run, families: set[str]):
     results = store.fad()
     if any(r.group == "instrument" for r in results):
         return [r for r in results if r.group == "instrument"]
     return [r for r in results if r.label in families]
 
 
-def per_note(stores: list[RunStore], rows: list[Row], families: set[str]) -> pd.DataFrame:
+def per_note(stores: list[Run], rows: list[Row], families: set[str]) -> pd.DataFrame:
     """One row per generated note that has a per-note score: its FAD and kernel score against its
     instrument's references, banded only where the paper's calibration holds."""
     by_path = {(r.run, r.outcome.audio_path): r for r in rows if r.outcome.audio_path}
@@ -66,7 +66,7 @@ def per_note(stores: list[RunStore], rows: list[Row], families: set[str]) -> pd.
     return frame(records, NOTE_COLUMNS)
 
 
-def matched_n(stores: list[RunStore], manifests: list[RunManifest], rows: list[Row], fad: pd.DataFrame,
+def matched_n(stores: list[Run], manifests: list[RunManifest], rows: list[Row], fad: pd.DataFrame,
               families: set[str]) -> pd.DataFrame:
     """FAD and KAD of each (run, model, method) on each instrument at the smallest n_gen among them."""
     if not len(fad):

@@ -7,14 +7,14 @@ import pandas as pd
 
 from audioprobe.schema import RunManifest
 from tasks.judges import frechet
-from tasks.records import RunStore
+from tasks.records import Run
 from tasks.report import paper
 from tasks.report.sections.common import Row, frame, judge_names, num, rate_cols, wav_produced
 
 PITCH_TOLERANCE_CENTS = 50.0  # nearest semitone right: the note a listener would name
 
 
-def fad_table(stores: list[RunStore], manifests: list[RunManifest]) -> pd.DataFrame:
+def fad_table(stores: list[Run], manifests: list[RunManifest]) -> pd.DataFrame:
     """One row per class score: FAD and KAD with CIs and same-N baselines, FAD-inf, the band only where
     the paper's calibration holds (else band_note says why)."""
     records = []

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.judges import controls
-from tasks.records import RunStore
+from tasks.records import Run
 from tasks.report.sections.common import frame, num, rate_cols
 
 CLIP_COLUMNS = [
@@ -24,7 +24,7 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
-def reference_point_clips(stores: list[RunStore]) -> pd.DataFrame:
+def reference_point_clips(stores: list[Run]) -> pd.DataFrame:
     records = []
     for store in stores:
         for p in controls.load(store.dir):
@@ -61,7 +61,7 @@ def reference_points(clips: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def empirical_chance(stores: list[RunStore]) -> pd.DataFrame:
+def empirical_chance(stores: list[Run]) -> pd.DataFrame:
     """Per run: each forced choice's accuracy on the non-speech controls, beside its nominal 20%."""
     records = []
     for store in stores:
