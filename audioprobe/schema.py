@@ -164,6 +164,7 @@ class ExecutionResult(Record):
     image: str | None = None
     signal: str | None = None  # e.g. SIGKILL, SIGXFSZ when a signal ended the program
     total_s: float | None = None  # wall time including the sandbox's own start and clean-up
+    cached: bool = False  # read back from the execution cache (tasks/executions.py), not run now
 
 
 # --------------------------------------------------------------------------- gate and judges

@@ -1,13 +1,14 @@
 """The pipeline of the paper's Figure 1 for a tier's items: prompt -> LLM -> code -> sandbox -> WAV ->
 gate -> judge -> record. Wiring only; the work is in tasks.pipeline.
 
-Items stream through the stages: each stage's task is submitted the moment the item's previous stage
-is done (evaluation takes executed items in batches of `judge_batch`, so a GPU judge runs at batch
-speed and the orchestration pays one task run per batch), and the item is recorded the moment it is
-evaluated. So records arrive steadily, the thread
-pool never holds a thread waiting on another task, and a killed client, server or machine loses only
-the items in flight. At most `generation_window` generations are in flight: enough to keep a hosted
-model busy, few enough that sandbox and judge tasks always find a free thread.
+Items stream through the stages. Generation is a task run per item; execution and evaluation each
+take the items that reached them in batches (`execute_batch` programs, `judge_batch` clips), so the
+orchestration pays one task run per batch and a GPU judge runs at batch speed. A batch goes as soon as
+it is full, when nothing upstream could still join it, or after BATCH_WAIT_S. The item is recorded by
+the flow the moment its evaluation returns, so records arrive steadily, the thread pool never holds a
+thread waiting on another task, and a killed client, server or machine loses only the items in flight.
+At most task_workers / 2 items are between asking the model and reaching the sandbox: enough to keep
+a hosted model busy, few enough that execute and evaluate tasks always find a free thread.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tasks.records import Run, outcome_key
 from tasks.taxonomy import is_final
 
 POLL_S = 0.05
-EVAL_WAIT_S = 5.0
+BATCH_WAIT_S = 5.0
 
 
 def pending_work(run: Run, model: str, method: str, items: list[ProbeItem], samples: int):
@@ -43,14 +44,18 @@ def pending_work(run: Run, model: str, method: str, items: list[ProbeItem], samp
 
 @dataclass(eq=False)
 class InFlight:
+    """One (item, sample) on its way through the stages. Execution and evaluation futures are shared by
+    the items of a batch; `index` is this item's place in the batch's result list."""
+
     item: ProbeItem
     sample: int
     prompt: RenderedPrompt
     generation: PrefectFuture
     execution: PrefectFuture | None = None
-    evaluation: PrefectFuture | None = None  # shared by the items of one batch
-    batch_index: int = 0
-    waiting_since: float = 0.0  # executed, waiting for its evaluation batch to fill
+    execution_index: int = 0
+    evaluation: PrefectFuture | None = None
+    evaluation_index: int = 0
+    waiting_since: float = 0.0  # its stage is done; waiting for the next stage's batch to fill
     round: int = 0
     repaired_from: str | None = None
 
@@ -60,7 +65,13 @@ class InFlight:
 
     @property
     def waiting(self) -> bool:
-        return self.waiting_since > 0 and self.evaluation is None
+        return self.waiting_since > 0
+
+    def executed(self):
+        return self.execution.result()[self.execution_index]
+
+    def evaluated(self):
+        return self.evaluation.result()[self.evaluation_index]
 
 
 def probe_items(run: Run, model: str, method: str, items: list[ProbeItem],
@@ -92,7 +103,6 @@ def _ensure_model(model: str, work: list[repair.Attempt], samples: int) -> None:
 
 
 def _probe_round(run: Run, model: str, method: str, work: deque, samples: int, refresh: str | None) -> None:
-    execute = pipeline.execute.with_options(refresh_cache=refresh == "execution")
     dataset_root = run.manifest.dataset_root
     settings = get_settings()
     window = max(1, settings.task_workers // 2)
@@ -115,34 +125,51 @@ def _probe_round(run: Run, model: str, method: str, work: deque, samples: int, r
                 _salvage(run, model, method, entry)
                 flying.remove(entry)
                 progress.advance()
-            elif entry.execution is None:
-                entry.execution = execute.submit(entry.generation, entry.prompt)
             elif entry.evaluation is None:
-                entry.waiting_since = time.monotonic()
+                entry.waiting_since = time.monotonic()  # for the next stage's batch
             else:
-                gate_result, judgements = entry.evaluation.result()[entry.batch_index]
-                _record(run, model, method, entry, entry.generation.result(), entry.execution.result(),
-                        gate_result, judgements)
+                gate_result, judgements = entry.evaluated()
+                _record(run, model, method, entry, entry.generation.result(), entry.executed(), gate_result,
+                        judgements)
                 flying.remove(entry)
                 progress.advance()
-        batch = _batch_ready(flying, settings.judge_batch)
-        if batch:
-            evaluation = pipeline.evaluate.submit([e.execution for e in batch], [e.item for e in batch], dataset_root)
-            for index, entry in enumerate(batch):
-                entry.evaluation, entry.batch_index = evaluation, index
-        elif not done:
+        started = _start_batches(flying, settings, refresh, dataset_root)
+        if not done and not started:
             time.sleep(POLL_S)
 
 
-def _batch_ready(flying: list[InFlight], size: int) -> list[InFlight]:
-    """The executed items to evaluate now: a full batch, or all that wait when no execution that could
-    join them is running, or when the oldest has waited EVAL_WAIT_S (a slow model feeds them one by one)."""
-    waiting = [f for f in flying if f.waiting]
+def _start_batches(flying: list[InFlight], settings, refresh: str | None, dataset_root: str | None) -> bool:
+    """Submit the execution and evaluation batches that are ready; True when one was."""
+    generated = [f for f in flying if f.waiting and f.execution is None]
+    batch = _batch_ready(generated, flying, settings.execute_batch, lambda f: f.execution is None)
+    if batch:
+        execution = pipeline.execute.submit([e.generation for e in batch], [e.prompt for e in batch],
+                                            refresh=refresh == "execution")
+        for index, entry in enumerate(batch):
+            entry.execution, entry.execution_index, entry.waiting_since = execution, index, 0.0
+        return True
+    executed = [f for f in flying if f.waiting and f.execution is not None]
+    batch = _batch_ready(executed, flying, settings.judge_batch,
+                         lambda f: f.execution is not None and f.evaluation is None)
+    if batch:
+        upstream = list({id(e.execution): e.execution for e in batch}.values())  # the UI's lineage
+        evaluation = pipeline.evaluate.submit([e.executed() for e in batch], [e.item for e in batch], dataset_root,
+                                              wait_for=upstream)
+        for index, entry in enumerate(batch):
+            entry.evaluation, entry.evaluation_index, entry.waiting_since = evaluation, index, 0.0
+        return True
+    return False
+
+
+def _batch_ready(waiting: list[InFlight], flying: list[InFlight], size: int, upstream) -> list[InFlight]:
+    """The items to send to the next stage now: a full batch; or all that wait when no item of the
+    stage before (`upstream`) is still running and could join them; or when the oldest has waited
+    BATCH_WAIT_S (a slow model feeds them one by one)."""
     if not waiting:
         return []
-    executing = any(f.execution is not None and f.evaluation is None and not f.waiting for f in flying)
+    could_join = any(upstream(f) and not f.waiting for f in flying)
     oldest = min(f.waiting_since for f in waiting)
-    if len(waiting) >= size or not executing or time.monotonic() - oldest > EVAL_WAIT_S:
+    if len(waiting) >= size or not could_join or time.monotonic() - oldest > BATCH_WAIT_S:
         return waiting[:size]
     return []
 
@@ -167,7 +194,7 @@ def _salvage(run, model, method, entry: InFlight) -> None:
     failed = entry.current
     reason = f"{failed.state.name}: {failed.state.message or ''}".strip(": ")
     generation = entry.generation.result() if entry.execution is not None else None
-    execution = entry.execution.result() if entry.evaluation is not None else None
+    execution = entry.executed() if entry.evaluation is not None else None
     if entry.execution is None:  # the generate task itself broke: still the model's stage
         kind = "llm_error"
     elif entry.evaluation is None:

@@ -1,10 +1,12 @@
-"""The Prefect tasks of one probe item: generate -> execute -> evaluate (gate + judges); then the record.
+"""The Prefect tasks of the pipeline: generate (per item) -> execute -> evaluate (gate + judges), the last two
+per batch of items; then the record.
 
 Each task is a small function of its inputs. Caching follows content, never the run id:
 - generation: the response store is the cache (content key: model, api_base, messages, params,
   sample); it keeps only real answers, so a failed call is asked again on the next run and a paid
   answer is never asked twice. Prefect's own cache would also keep failures, so it is off here.
-- execution: keyed by the program's hash, the expected output, the limits and the sandbox image.
+- execution (a batch of programs per task run): each program's result is cached by its code, the
+  expected output, the limits, the sandbox image and the runner (tasks/executions.py).
 - evaluation (gate and judges, a batch of clips per task run): each judge caches per clip content.
 Retries are for transient Docker failures only; the LLM client retries its own calls; a program that
 fails is a result, not a retry. The record is written by the flow, not a task, the moment an item is
@@ -13,11 +15,9 @@ evaluated: it must land even while the Prefect server is away.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import tempfile
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import task
@@ -37,13 +37,9 @@ from audioprobe.schema import (
 from audioprobe.console import warn
 from audioprobe.settings import get_settings
 from tasks import judging, limits, outcomes, prompting
+from tasks.executions import ExecutionCache, execution_key
 from tasks.generation import llm
 from tasks.records import Run, outcome_key
-
-TASK_VERSION = "1"
-def _digest(*parts: object) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
 
 
 def _is_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
@@ -81,32 +77,35 @@ def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | 
 # ----------------------------------------------------------------------------- execute
 
 
-def _execution_key(context, parameters) -> str:  # noqa: ANN001
-    gen: Generation | None = parameters["generation"]
-    prompt: RenderedPrompt = parameters["prompt"]
-    settings = get_settings()
-    code = gen.code if gen else ""
-    from sandbox.container import PROTOCOL  # the runner and normaliser that made the outputs
-
-    return "execute-" + _digest(
-        TASK_VERSION, code, prompt.output_name, settings.limits, settings.sandbox_image, PROTOCOL
-    )
-
-
 @task(
     name="execute",
-    cache_key_fn=_execution_key,
-    cache_expiration=timedelta(days=365),
-    persist_result=True,
+    cache_policy=NO_CACHE,  # cached program by program (tasks/executions.py), not batch by batch
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=3),
     retry_condition_fn=_is_transient,
     tags=["sandbox"],
 )
-def execute(generation: Generation | None, prompt: RenderedPrompt) -> ExecutionResult | None:
-    """Run the program in the sandbox; the WAV goes to a content-addressed audio store."""
+def execute(generations: list[Generation | None], prompts: list[RenderedPrompt],
+            refresh: bool = False) -> list[ExecutionResult | None]:
+    """A batch of programs through the sandbox, `sandbox_concurrency` at a time, one task run for all of
+    them. `refresh` runs them again instead of reading the execution cache (`retry --only execution`).
+    A retried batch reruns only the programs whose results were not stored yet."""
+    settings = get_settings()
+    cache = ExecutionCache()
+    with ThreadPoolExecutor(max(1, settings.sandbox_concurrency), thread_name_prefix="execute") as threads:
+        return list(threads.map(lambda pair: execute_one(*pair, cache=cache, refresh=refresh),
+                                zip(generations, prompts)))
+
+
+def execute_one(generation: Generation | None, prompt: RenderedPrompt, cache: ExecutionCache | None = None,
+                refresh: bool = False) -> ExecutionResult | None:
+    """Run one program in the sandbox (or read what it did); the WAV goes to a content-addressed store."""
     if generation is None or not generation.code:
         return None
+    cache = cache or ExecutionCache()
+    key = execution_key(generation, prompt)
+    if not refresh and (hit := cache.get(key)) is not None:
+        return hit
     from sandbox.client import run_program, shared_pool  # Docker is imported only where it is needed
 
     settings = get_settings()
@@ -123,6 +122,7 @@ def execute(generation: Generation | None, prompt: RenderedPrompt) -> ExecutionR
                 if not stored.exists():
                     shutil.move(output.path, stored)
                 output.path = str(stored)
+    cache.put(key, result)
     return result
 
 

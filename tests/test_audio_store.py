@@ -66,3 +66,23 @@ def test_gc_command(data_dir):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["clips_removed"] == 1 and out["clips_kept"] == 1 and out["containers_removed"] is None
+
+
+def test_an_execution_whose_clip_was_collected_runs_again(data_dir):
+    from audioprobe.schema import Generation, RenderedPrompt
+    from tasks.executions import ExecutionCache, execution_key
+
+    gen = Generation(response_id="r", model="m", code="import numpy", extraction_status="single_block")
+    prompt = RenderedPrompt(text="make a note", output_name="note.wav", method="paper",
+                            template="notes.paper.txt", template_sha256="0" * 64)
+    clip = audio_store.store_dir() / f"{'a' * 64}.wav"
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    clip.write_bytes(b"RIFF")
+    cache, key = ExecutionCache(), execution_key(gen, prompt)
+    cache.put(key, ExecutionResult(status="ok", files=[OutputFile(name="note.wav", bytes=4, sha256="a" * 64,
+                                                                   path=str(clip))]))
+    assert cache.get(key).cached and cache.get(key).files[0].path == str(clip)
+    tighter = key != execution_key(gen, prompt.model_copy(update={"output_name": "other.wav"}))
+    assert tighter, "what the program was asked to write is part of the key"
+    audio_store.collect(max_mb=0)  # no run references the clip: collected
+    assert not clip.exists() and cache.get(key) is None, "a miss, so the program runs again"

@@ -68,6 +68,8 @@ def test_second_run_reuses_responses_and_executions(cli):
     assert stored_responses(cli.data_dir) == before, "no new model call"
     again = outcomes_of(Path(second["run_dir"]))
     assert again and all(o["generation"]["cached"] for o in again.values())
+    executed = [o["execution"] for o in again.values() if o["execution"]]
+    assert executed and all(e["cached"] for e in executed), "no program runs twice"
     originals = outcomes_of(Path(first["run_dir"]))
     for key, outcome in again.items():
         assert outcome["failure"] == originals[key]["failure"], "cached work gives the same result"
