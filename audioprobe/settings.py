@@ -75,7 +75,6 @@ class Settings(BaseSettings):
     judge_device: str = "auto"
     judge_concurrency: int = 1
     judge_batch: int = 8  # executed clips evaluated per task run (flows/probe.py)
-    execute_batch: int = 8  # programs run per execute task run (flows/probe.py), sandbox_concurrency at a time
     # Off by default: this must run where only package registries are reachable, and must never
     # send traffic anywhere unasked. Turn on to fetch judge weights (VGGish) when online.
     allow_downloads: bool = False

@@ -56,6 +56,16 @@ def benchmark_flow(run: Run, refresh: str | None = None) -> State:
     return Completed(message=runs.counts_line(run.outcomes()))
 
 
+def run_benchmark(run: Run, refresh: str | None = None) -> State:
+    """The benchmark flow as `audioprobe run` and the benches start it: without flow-run heartbeats. They
+    only feed automations this project does not define (flows/orphans.py finds crashed runs), and each
+    costs up to a second at the end of every flow run (Prefect joins its one-second sleep loop)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return benchmark_flow(run=run, refresh=refresh, return_state=True)
+
+
 def _needs_calls(run: Run, model: str) -> bool:
     """Whether any pending item lacks a stored response: a replayed or resumed run that only needs the
     run must not load the local model (tens of seconds and a GiB of memory on a 2-core machine)."""
@@ -73,10 +83,10 @@ def _needs_calls(run: Run, model: str) -> bool:
 
 
 def build_and_publish_report(run: Run):
-    from tasks.report import build_report, summary_markdown
+    from tasks.report import build_report, report_summary
 
     path = build_report(run)
-    best_effort("publish the summary", create_markdown_artifact, summary_markdown(run), key="benchmark-summary",
+    best_effort("publish the summary", create_markdown_artifact, report_summary(run), key="benchmark-summary",
                 description=f"run {run.run_id}")
     best_effort("link the report", create_link_artifact, path.resolve().as_uri(),
                 link_text=f"report of {run.run_id}", key="benchmark-report")

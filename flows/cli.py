@@ -106,9 +106,9 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
     else end stderr with one line naming the cause and the command that resumes the run."""
     from audioprobe import prefect_server
     from flows import orphans
-    from flows.benchmark import benchmark_flow
+    from flows.benchmark import run_benchmark
     from tasks import limits, runs
-    from tasks.report import summary_markdown
+    from tasks.report import report_summary
 
     with orphans.run_lock(run):
         if limits.global_limits_on():
@@ -120,8 +120,7 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
         watcher = _ProgressWatcher(run)
         watcher.start()
         try:
-            outcome = _in_thread(lambda: _with_tag(orphans.client_tag(), benchmark_flow, run=run,
-                                                   refresh=refresh, return_state=True))
+            outcome = _in_thread(lambda: _with_tag(orphans.client_tag(), run_benchmark, run=run, refresh=refresh))
         finally:
             watcher.stop()
             watchdog.stop()
@@ -141,7 +140,7 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
             run.conclude(why)
             print(f"audioprobe: run {run.run_id} failed: {why}; resume: {resume}", file=sys.stderr)
             return 1
-    print(summary_markdown(run), file=sys.stderr)
+    print(report_summary(run), file=sys.stderr)
     manifest = run.manifest
     emit({"run_id": run.run_id, "run_dir": str(run.dir), "report": str(run.report_path),
           "complete": manifest.incomplete is None})

@@ -1,14 +1,15 @@
 """The pipeline of the paper's Figure 1 for a tier's items: prompt -> LLM -> code -> sandbox -> WAV ->
 gate -> judge -> record. Wiring only; the work is in tasks.pipeline.
 
-Items stream through the stages. Generation is a task run per item; execution and evaluation each
-take the items that reached them in batches (`execute_batch` programs, `judge_batch` clips), so the
-orchestration pays one task run per batch and a GPU judge runs at batch speed. A batch goes as soon as
-it is full, when nothing upstream could still join it, or after BATCH_WAIT_S. The item is recorded by
-the flow the moment its evaluation returns, so records arrive steadily, the thread pool never holds a
-thread waiting on another task, and a killed client, server or machine loses only the items in flight.
-At most task_workers / 2 items are between asking the model and reaching the sandbox: enough to keep
-a hosted model busy, few enough that execute and evaluate tasks always find a free thread.
+Items stream through the stages. Generation is a task run per item; execution and evaluation each take
+the items that reached them in batches (as many programs as the sandbox runs at once; `judge_batch`
+clips), so the orchestration pays one task run per batch and a GPU judge runs at batch speed. A stage
+that is idle gets what waits at once; a busy one gets a batch when it is full, when nothing upstream
+could still join it, or after BATCH_WAIT_S. The item is recorded by the flow the moment its evaluation
+returns, so records arrive steadily, the thread pool never holds a thread waiting on another task, and a
+killed client, server or machine loses only the items in flight. At most task_workers / 2 items are
+between asking the model and reaching the sandbox: enough to keep a hosted model busy, few enough that
+execute and evaluate tasks always find a free thread.
 """
 
 from __future__ import annotations
@@ -141,7 +142,12 @@ def _probe_round(run: Run, model: str, method: str, work: deque, samples: int, r
 def _start_batches(flying: list[InFlight], settings, refresh: str | None, dataset_root: str | None) -> bool:
     """Submit the execution and evaluation batches that are ready; True when one was."""
     generated = [f for f in flying if f.waiting and f.execution is None]
-    batch = _batch_ready(generated, flying, settings.execute_batch, lambda f: f.execution is None)
+    executing = [f for f in flying if f.execution is not None and f.evaluation is None and not f.waiting]
+    # An execute batch is what the sandbox runs at once: a bigger one would hold its first results back
+    # until its last program had waited for a slot.
+    slots = settings.sandbox_concurrency
+    batch = _batch_ready(generated, slots, busy=len(executing) >= slots,
+                         could_join=any(f.execution is None and not f.waiting for f in flying))
     if batch:
         execution = pipeline.execute.submit([e.generation for e in batch], [e.prompt for e in batch],
                                             refresh=refresh == "execution")
@@ -149,27 +155,27 @@ def _start_batches(flying: list[InFlight], settings, refresh: str | None, datase
             entry.execution, entry.execution_index, entry.waiting_since = execution, index, 0.0
         return True
     executed = [f for f in flying if f.waiting and f.execution is not None]
-    batch = _batch_ready(executed, flying, settings.judge_batch,
-                         lambda f: f.execution is not None and f.evaluation is None)
+    evaluations = {id(f.evaluation) for f in flying if f.evaluation is not None}
+    batch = _batch_ready(executed, settings.judge_batch, busy=len(evaluations) >= settings.judge_concurrency,
+                         could_join=bool(executing))
     if batch:
         upstream = list({id(e.execution): e.execution for e in batch}.values())  # the UI's lineage
         evaluation = pipeline.evaluate.submit([e.executed() for e in batch], [e.item for e in batch], dataset_root,
-                                              wait_for=upstream)
+                                              refresh=refresh == "judging", wait_for=upstream)
         for index, entry in enumerate(batch):
             entry.evaluation, entry.evaluation_index, entry.waiting_since = evaluation, index, 0.0
         return True
     return False
 
 
-def _batch_ready(waiting: list[InFlight], flying: list[InFlight], size: int, upstream) -> list[InFlight]:
-    """The items to send to the next stage now: a full batch; or all that wait when no item of the
-    stage before (`upstream`) is still running and could join them; or when the oldest has waited
-    BATCH_WAIT_S (a slow model feeds them one by one)."""
+def _batch_ready(waiting: list[InFlight], size: int, busy: bool, could_join: bool) -> list[InFlight]:
+    """The items to send to the next stage now. While that stage is idle, whatever waits goes at once (a
+    sandbox or judge with nothing to do is lost time); while it is busy, items gather into a batch that
+    goes when it is full, when nothing upstream could still join it, or after BATCH_WAIT_S."""
     if not waiting:
         return []
-    could_join = any(upstream(f) and not f.waiting for f in flying)
     oldest = min(f.waiting_since for f in waiting)
-    if len(waiting) >= size or not could_join or time.monotonic() - oldest > BATCH_WAIT_S:
+    if not busy or len(waiting) >= size or not could_join or time.monotonic() - oldest > BATCH_WAIT_S:
         return waiting[:size]
     return []
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prefect import flow, tags
+from prefect import flow
+from prefect.context import TagsContext
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
@@ -12,6 +13,13 @@ from flows.probe import probe_items
 from flows.ui import best_effort
 from tasks import pipeline, runs
 from tasks.records import Run
+
+
+def untagged_task_runs() -> TagsContext:
+    """Task runs carry no tags: for every tag of every task run Prefect asks the server for a tag-based
+    concurrency limit (one API call per task run, and this project sets none; its limits are global
+    ones, tasks/limits.py). The flow runs carry the model, tier and method tags the UI filters by."""
+    return TagsContext(current_tags=set())
 
 
 def _name(tier: str) -> str:
@@ -27,7 +35,7 @@ def _probe_tier(tier: str, run: Run, model: str, method: str, refresh: str | Non
 
 @flow(name="notes", flow_run_name=_name("notes"), log_prints=True)
 def notes_flow(run: Run, model: str, method: str = "paper", refresh: str | None = None) -> State:
-    with tags("tier:notes", f"model:{model}", f"method:{method}"):
+    with untagged_task_runs():
         outcomes = _probe_tier("notes", run, model, method, refresh)
         run.replace_fad(model, method, pipeline.fad_per_class(outcomes, model, method))
         return conclude(run, "notes", model, method, outcomes)
@@ -35,14 +43,14 @@ def notes_flow(run: Run, model: str, method: str = "paper", refresh: str | None 
 
 @flow(name="environmental", flow_run_name=_name("environmental"), log_prints=True)
 def environmental_flow(run: Run, model: str, method: str = "detailed", refresh: str | None = None) -> State:
-    with tags("tier:environmental", f"model:{model}", f"method:{method}"):
+    with untagged_task_runs():
         outcomes = _probe_tier("environmental", run, model, method, refresh)
         return conclude(run, "environmental", model, method, outcomes)
 
 
 @flow(name="speech", flow_run_name=_name("speech"), log_prints=True)
 def speech_flow(run: Run, model: str, method: str = "paper", refresh: str | None = None) -> State:
-    with tags("tier:speech", f"model:{model}", f"method:{method}"):
+    with untagged_task_runs():
         outcomes = _probe_tier("speech", run, model, method, refresh)
         return conclude(run, "speech", model, method, outcomes)
 

@@ -1,7 +1,9 @@
 """The Prefect tasks of the pipeline: generate (per item) -> execute -> evaluate (gate + judges), the last two
 per batch of items; then the record.
 
-Each task is a small function of its inputs. Caching follows content, never the run id:
+Each task is a small function of its inputs. Prefect keeps no task result (persist_result=False): the
+caches below are the project's own, per item and content, and outlive any batch. Caching follows content,
+never the run id:
 - generation: the response store is the cache (content key: model, api_base, messages, params,
   sample); it keeps only real answers, so a failed call is asked again on the next run and a paid
   answer is never asked twice. Prefect's own cache would also keep failures, so it is off here.
@@ -60,7 +62,7 @@ def render_prompt(item: ProbeItem, method: str) -> RenderedPrompt:
 # ----------------------------------------------------------------------------- generate
 
 
-@task(name="generate", cache_policy=NO_CACHE, tags=["llm"])
+@task(name="generate", cache_policy=NO_CACHE, persist_result=False)
 def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | None = None,
              samples: int = 1) -> Generation:
     """No task-level retries: llm.generate already retried with backoff, and a model that is still down
@@ -83,7 +85,7 @@ def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | 
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=3),
     retry_condition_fn=_is_transient,
-    tags=["sandbox"],
+    persist_result=False,
 )
 def execute(generations: list[Generation | None], prompts: list[RenderedPrompt],
             refresh: bool = False) -> list[ExecutionResult | None]:
@@ -143,32 +145,34 @@ def audio_of(execution: ExecutionResult | None) -> Path | None:
 # ----------------------------------------------------------------------------- gate and judge
 
 
-@task(name="evaluate", cache_policy=NO_CACHE, tags=["judge"])
-def evaluate(executions: list[ExecutionResult | None], items: list[ProbeItem],
-             dataset_root: str | None = None) -> list[tuple[GateResult | None, list[Judgement]]]:
+@task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
+def evaluate(executions: list[ExecutionResult | None], items: list[ProbeItem], dataset_root: str | None = None,
+             refresh: bool = False) -> list[tuple[GateResult | None, list[Judgement]]]:
     """The gate on each clip, then the tier's judges on the clips that passed, as one batch: a GPU judge
     runs at batch speed and the orchestration pays one task run per batch. Each judge caches per clip
-    content (tasks/judges/cache.py), so a rerun judges nothing twice."""
+    content (tasks/judges/cache.py), so a rerun judges nothing twice; `refresh` judges again."""
+    from tasks.judges.cache import refreshed
+
     audios = [audio_of(execution) for execution in executions]
     gates = [judging.gate_for_tier(audio, item.tier) if audio else None for audio, item in zip(audios, items)]
     passed = [i for i, gate_result in enumerate(gates) if gate_result is not None and gate_result.ok]
     results: list[tuple[GateResult | None, list[Judgement]]] = [(gate_result, []) for gate_result in gates]
     if passed:
-        with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
+        with limits.bound(limits.JUDGE, get_settings().judge_concurrency), refreshed(refresh):
             judged = judging.judge_items([audios[i] for i in passed], [items[i] for i in passed], dataset_root)
         for i, judgements in zip(passed, judged):
             results[i] = (gates[i], judgements)
     return results
 
 
-@task(name="fad", cache_policy=NO_CACHE, tags=["judge"])
+@task(name="fad", cache_policy=NO_CACHE, persist_result=False)
 def fad_per_class(outcomes: list[ItemOutcome], model: str, method: str) -> list[FADResult]:
     """Set-level: FAD of each instrument (and instrument x source) against its references."""
     with limits.bound(limits.JUDGE, get_settings().judge_concurrency):
         return judging.fad_for_outcomes(outcomes, model, method)
 
 
-@task(name="reference-points", cache_policy=NO_CACHE, tags=["judge"])
+@task(name="reference-points", cache_policy=NO_CACHE, persist_result=False)
 def reference_points(run: Run, tier: str, items: list[ProbeItem]) -> int:
     """Controls (silence, noise, sine or tone burst, a held-out real clip) through the tier's judges, once
     per run and tier (tasks/judges/controls.py). A failure here is logged, never fails the run."""

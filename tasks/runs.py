@@ -41,7 +41,7 @@ def config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repa
     for volatile in ("data_dir", "cache_dir", "prefect_api_url", "prefect_port", "local_threads", "local_host",
                      "local_port", "task_workers", "task_runner", "dask_address", "dask_workers",
                      "sandbox_concurrency", "judge_concurrency", "judge_device", "allow_downloads",
-                     "judge_batch", "execute_batch", "global_limits", "breaker_threshold", "audio_store_max_mb",
+                     "judge_batch", "global_limits", "breaker_threshold", "audio_store_max_mb",
                      "check_package_index", "sandbox_runtime"):
         snapshot.pop(volatile, None)
     identity = [sorted(models), sorted(tiers), methods, samples, limit, seed, dataset_root, snapshot]

@@ -283,6 +283,12 @@ def test_cache_hit_never_recomputes(tmp_path):
     cache.get_or_compute("ab" * 32, "x/y", "2", {"a": 1}, compute)  # new version: recomputed
     cache.get_or_compute("ab" * 32, "x/y", "1", {"a": 2}, compute)  # new params: recomputed
     assert len(calls) == 3
+    from tasks.judges.cache import refreshed
+
+    with refreshed():  # retry --only judging: judged again, and the new judgement is what is kept
+        again = cache.get_or_compute("ab" * 32, "x/y", "1", {"a": 1}, compute)
+    assert len(calls) == 4 and not again.cached
+    assert cache.get_or_compute("ab" * 32, "x/y", "1", {"a": 1}, compute).cached and len(calls) == 4
 
 
 # --------------------------------------------------------------------------- pitch

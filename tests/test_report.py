@@ -34,7 +34,7 @@ from audioprobe.schema import (
 )
 from tasks.judges import controls, frechet
 from tasks.records import Run, outcome_key
-from tasks.report import build_report, build_tables, classify_failure, summary_markdown
+from tasks.report import build_report, build_tables, stored_failure, summary_markdown
 from tasks.report.html import ReportLimits
 
 SR = 16000
@@ -567,7 +567,7 @@ def report(run) -> Path:
 
 
 def test_failure_taxonomy_covers_every_kind(run):
-    kinds = {o.item.id: classify_failure(o) for o in run.outcomes() if o.model == LOCAL}
+    kinds = {o.item.id: stored_failure(o) for o in run.outcomes() if o.model == LOCAL}
     assert kinds["fail-syn"] == ("syntax", "SyntaxError")
     assert kinds["fail-run"] == ("runtime", "ZeroDivisionError")
     assert kinds["fail-mod3"] == ("missing_module", "pydsmid")

@@ -11,12 +11,28 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from audioprobe.schema import Judgement
 from tasks.fileio import atomic_write
+
+
+_refreshing: ContextVar[bool] = ContextVar("refreshing_judgements", default=False)
+
+
+@contextmanager
+def refreshed(on: bool = True) -> Iterator[None]:
+    """Inside, judges judge again instead of reading the cache (and store the new judgement):
+    `audioprobe retry --only judging` after a judge was fixed, or its error was the machine's."""
+    token = _refreshing.set(on)
+    try:
+        yield
+    finally:
+        _refreshing.reset(token)
 
 
 def cache_key(audio_sha256: str, judge: str, judge_version: str, params: dict[str, Any]) -> str:
@@ -37,7 +53,7 @@ class JudgementCache:
 
     def get(self, audio_sha256: str, judge: str, judge_version: str, params: dict[str, Any]) -> Judgement | None:
         path = self.path(cache_key(audio_sha256, judge, judge_version, params), judge)
-        if not path.is_file():
+        if _refreshing.get() or not path.is_file():
             return None
         j = Judgement.model_validate_json(path.read_text())
         j.cached = True

@@ -32,16 +32,27 @@ def write_tables(rt: ReportTables, folder: Path) -> None:
 def build_report(
     run_id_or_path: str | Path | Run, compare: list | None = None, *, limits: ReportLimits | None = None
 ) -> Path:
-    """Build RUN's report under <run dir>/report/, compare's runs side by side; return index.html."""
+    """Build RUN's report under <run dir>/report/, compare's runs side by side; return index.html. The
+    tables are built once: the short summary (the console's and the Prefect UI's) is written beside it."""
     store = _open(run_id_or_path)
     rt = build_tables(store, [_open(c) for c in compare or []])
     folder = store.dir / "report"
     write_tables(rt, folder)
     index = folder / "index.html"
     atomic_write(index, render(rt, limits))
+    atomic_write(folder / SUMMARY, summary_markdown(store, rt))
     for path in folder.iterdir():  # temp files are 0600; a report is for reading and sharing
         path.chmod(0o644)
     return index
+
+
+SUMMARY = "summary.md"
+
+
+def report_summary(run: Run) -> str:
+    """The summary written with the run's last report; made now when there is none."""
+    path = run.dir / "report" / SUMMARY
+    return path.read_text() if path.exists() else summary_markdown(run)
 
 
 def _pct(k: int, n: int) -> str:

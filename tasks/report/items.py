@@ -11,7 +11,7 @@ from audioprobe.schema import TIERS
 from audioprobe.settings import get_settings
 from tasks.report import media
 from tasks.report.fmt import E, ReportLimits, _isnull, badge, table, who_columns
-from tasks.report.tables import KINDS, ReportTables, Row, classify_failure, resolve_audio
+from tasks.report.tables import KINDS, ReportTables, Row, stored_failure, resolve_audio
 
 
 def section_items(rt: ReportTables, limits: ReportLimits) -> str:
@@ -48,7 +48,7 @@ def section_items(rt: ReportTables, limits: ReportLimits) -> str:
     budget = int(limits.audio_mb * 2**20)
     opened = False
     for row in select_items(rt.rows, limits.items_per_group):
-        is_open = not opened and classify_failure(row.outcome)[0] == "ok"
+        is_open = not opened and stored_failure(row.outcome)[0] == "ok"
         opened |= is_open
         card, used = item_card(row, limits, budget - spent, several_runs=len(rt.runs) > 1, is_open=is_open)
         cards.append(card)
@@ -76,7 +76,7 @@ def select_items(rows: list[Row], per_group: int) -> list[Row]:
     chosen = []
     for key in sorted(groups, key=lambda k: (k[0], k[1], TIERS.index(k[2]), k[3])):
         ranked = sorted(groups[key], key=lambda r: (r.outcome.item.id, r.outcome.sample))
-        kinds = {id(r): classify_failure(r.outcome)[0] for r in ranked}
+        kinds = {id(r): stored_failure(r.outcome)[0] for r in ranked}
         frequency = Counter(kinds.values())
         first = []
         for kind in sorted(set(frequency) - {"ok"}, key=lambda k: (-frequency[k], KINDS.index(k))):
@@ -125,7 +125,7 @@ def item_card(
     row: Row, limits: ReportLimits, budget: int, several_runs: bool, is_open: bool = False
 ) -> tuple[str, int]:
     o = row.outcome
-    kind, detail = classify_failure(o)
+    kind, detail = stored_failure(o)
 
     def text_block(title: str, text: str | None) -> str:
         if not text:

@@ -27,7 +27,7 @@ from tasks.report.sections.notes import (
     notes_similarity,
     pitch,
 )
-from tasks.report.sections.overview import KIND_LABELS, KINDS, classify_failure, failures, overview
+from tasks.report.sections.overview import KIND_LABELS, KINDS, stored_failure, failures, overview
 from tasks.report.sections.provenance import items, provenance, sandbox_packages, usage
 from tasks.report.sections.reference_points import (
     empirical_chance,
@@ -47,7 +47,7 @@ __all__ = [
     "ReportTables",
     "Row",
     "build_tables",
-    "classify_failure",
+    "stored_failure",
     "instrument_rows",
     "resolve_audio",
     "wilson",

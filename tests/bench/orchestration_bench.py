@@ -143,10 +143,11 @@ def run_loop(store, items, samples: int) -> None:
     work = [(item, s) for item in items for s in range(samples)]
     with ThreadPoolExecutor(get_settings().task_workers) as pool:
         outcomes = list(pool.map(lambda w: _one_item(store, w[0], w[1], root), work))
+    pipeline.reference_points.fn(store, TIER, items)  # the controls: judging work the tier flow does too
     store.replace_fad(MODEL, METHOD, pipeline.fad_per_class.fn(outcomes, MODEL, METHOD))
     runs.write_table(store)
-    build_report(store)
     store.conclude(None)
+    build_report(store)  # with the summary the flow publishes as an artifact
 
 
 def child(args) -> None:
@@ -170,9 +171,11 @@ def child(args) -> None:
     load0 = load_avg()
     t0, cpu0 = time.monotonic(), time.process_time()
     if args.arm == "prefect":
-        from flows.benchmark import benchmark_flow
+        from flows.benchmark import run_benchmark
 
-        benchmark_flow(run=store)
+        state = run_benchmark(store)
+        if not state.is_completed():
+            raise RuntimeError(f"the benchmark flow ended {state.name}: {state.message}")
     else:
         run_loop(store, items, args.samples)
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from audioprobe.schema import ItemOutcome
+from tasks import stats
 from tasks.records import Run, outcome_key
 
 GROUP = ["run", "model", "tier", "method"]
@@ -28,13 +29,8 @@ class Row:
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float | None, float | None]:
-    if n <= 0:
-        return None, None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    """tasks.stats.wilson as a table's two columns: (None, None) where there is nothing to count."""
+    return stats.wilson(k, n, z) or (None, None)
 
 
 def stages(o: ItemOutcome) -> tuple[bool, bool, bool]:

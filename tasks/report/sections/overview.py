@@ -35,7 +35,7 @@ KIND_LABELS = {
 }
 
 
-def classify_failure(o: ItemOutcome) -> tuple[str, str]:
+def stored_failure(o: ItemOutcome) -> tuple[str, str]:
     """(kind, detail) as the outcome writer stored them when the record was written (tasks/outcomes.py)."""
     return o.row["status"], o.failure_detail
 
@@ -65,7 +65,7 @@ def overview(rows: list[Row]) -> pd.DataFrame:
             "generated": sum(f[0] for f in flags),
             "executed_ok": sum(f[1] for f in flags),
             "valid_audio": sum(f[2] for f in flags),
-            "pending": sum(classify_failure(o)[0] == "pending" for o in outs),
+            "pending": sum(stored_failure(o)[0] == "pending" for o in outs),
         }
         for name in ("generated", "executed_ok", "valid_audio"):
             rate_cols(rec, rec[name], n, name)
@@ -89,7 +89,7 @@ def failures(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     details: Counter = Counter()
     for r in rows:
         o = r.outcome
-        kind, detail = classify_failure(o)
+        kind, detail = stored_failure(o)
         base = (r.run, o.model, o.item.tier, o.method)
         kinds[base + (kind,)] += 1
         if kind == "missing_module":

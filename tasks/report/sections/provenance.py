@@ -10,14 +10,14 @@ import pandas as pd
 
 from audioprobe.schema import TIERS, RunManifest
 from tasks.report.sections.common import Row, frame
-from tasks.report.sections.overview import classify_failure
+from tasks.report.sections.overview import stored_failure
 
 
 def items(rows: list[Row]) -> pd.DataFrame:
     records = []
     for r in rows:
         o = r.outcome
-        kind, detail = classify_failure(o)
+        kind, detail = stored_failure(o)
         g, e, gate = o.generation, o.execution, o.gate
         rec = {
             "run": r.run,
