@@ -133,10 +133,28 @@ def orchestration_lost() -> str | None:
     return _watchdog.lost if _watchdog is not None else None
 
 
+# Prefect's task-run recorder writes each task-run state in its own transaction by default (batch 1):
+# 28 ms of server CPU per task run here, against 9 ms when it reads and writes 50 at a time (measured
+# on 300 task runs; docs/orchestration.md). A one-second flush keeps the UI current. Set any of these
+# in the environment to override them.
+SERVER_TUNING = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "50",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "50",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
+}
+
+
+def server_environment(base: dict[str, str]) -> dict[str, str]:
+    """`base` with the server tuning above wherever it does not set those keys itself."""
+    return SERVER_TUNING | base
+
+
 def _start(port: int) -> None:
     home = prefect_home()
     home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env = server_environment({k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")})
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",

@@ -162,5 +162,25 @@ def test_compose_file_validates():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_compose_server_has_the_embedded_server_s_tuning():
+    import yaml
+
+    from audioprobe.prefect_server import SERVER_TUNING
+
+    root = Path(__file__).resolve().parent.parent
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    server_env = compose["services"]["prefect-server"]["environment"]
+    assert {k: server_env.get(k) for k in SERVER_TUNING} == SERVER_TUNING
+
+
+def test_embedded_server_tuning_yields_to_the_environment():
+    from audioprobe.prefect_server import server_environment
+
+    env = server_environment({"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "1", "HOME": "/root"})
+    assert env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "1"
+    assert env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE"] == "50"
+    assert env["HOME"] == "/root"
+
+
 def cli_args(cli) -> list[str]:
     return [sys.executable, "-m", "audioprobe"]

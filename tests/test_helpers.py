@@ -52,13 +52,19 @@ def test_one_list_of_the_35_words():
 def test_bench_headline_lines_are_the_issue_s_wording():
     import re
 
-    from tests.bench.orchestration_bench import headline
+    from tests.bench.orchestration_bench import extrapolate, headline
     from tests.bench.run_all import HEADLINES
 
+    cli_runs = [{"n": 40, "wall_s": 50.0, "load_before": [2.1, 2.0, 1.9]},
+                {"n": 120, "wall_s": 110.0, "load_before": [2.0, 2.0, 1.9]}]
     m = {"rounds": 1, "items": 24, "samples": 1, "overhead_pct_of_run": 8.4,
-         "cli_run": {"n": 40, "extrapolated_1500_s": 1110.0, "load_before": [2.1, 2.0, 1.9]}}
+         "cli_runs": cli_runs, "cli_run": extrapolate(cli_runs)}
     lines = headline(m)
     assert lines[0] == "orchestration overhead: 8% (24 items)"
-    assert re.fullmatch(r"replayed 1,500-note run: 18\.5 min \(extrapolated from 40 replayed item-samples, .*\)", lines[1])
+    # 0.75 s per item through the two runs, 20 s fixed: 20 + 0.75 * 1500 = 1145 s
+    assert re.fullmatch(r"replayed 1,500-note run: 19\.1 min \(extrapolated from replayed runs of 40 and 120 "
+                        r"item-samples: 20 s fixed \+ 0\.75 s per item; load \[2\.1, 2\.0, 1\.9\]\)", lines[1])
+    measured = extrapolate([{"n": 1500, "wall_s": 1200.0, "load_before": [2.0]}])
+    assert measured["how"] == "measured" and measured["extrapolated_1500_s"] == 1200.0
     assert all(line.startswith(HEADLINES) for line in lines)
     assert headline({"rounds": 0}) == []

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from audioprobe.prefect_server import server_environment
 from tests.fixtures_flows import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ def pg_database():
 def pg_server(pg_database, tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-pg")
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env = server_environment({k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")})
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
                PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://{PG}/{pg_database}")
     log = home / "server.log"
