@@ -67,4 +67,6 @@ def test_bench_headline_lines_are_the_issue_s_wording():
     measured = extrapolate([{"n": 1500, "wall_s": 1200.0, "load_before": [2.0]}])
     assert measured["how"] == "measured" and measured["extrapolated_1500_s"] == 1200.0
     assert all(line.startswith(HEADLINES) for line in lines)
+    rounds = headline(m | {"overhead_pct_by_round": [8.4, 12.6, 3.1]})
+    assert rounds[0] == "orchestration overhead: 8% (24 items; rounds 3 to 13%)"
     assert headline({"rounds": 0}) == []
