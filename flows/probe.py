@@ -9,7 +9,9 @@ could still join it, or after BATCH_WAIT_S. The item is recorded by the flow the
 returns, so records arrive steadily, the thread pool never holds a thread waiting on another task, and a
 killed client, server or machine loses only the items in flight. At most task_workers / 2 items are
 between asking the model and reaching the sandbox: enough to keep a hosted model busy, few enough that
-execute and evaluate tasks always find a free thread.
+execute and evaluate tasks always find a free thread. Task arguments go through `no_futures`: they are
+finished values (the loop waited for them), and Prefect would otherwise walk every field of every item,
+prompt and execution looking for futures, twice per task run; `wait_for` keeps the UI's lineage.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from audioprobe.console import warn
 from audioprobe.prefect_server import orchestration_lost
 from audioprobe.schema import ItemOutcome, ProbeItem, RenderedPrompt
 from audioprobe.settings import get_settings
+from flows.runners import no_futures
 from flows.ui import Progress
 from tasks import pipeline, repair
 from tasks.records import Run, outcome_key
@@ -114,7 +117,8 @@ def _probe_round(run: Run, model: str, method: str, work: deque, samples: int, r
     while work or flying:
         while work and sum(f.execution is None for f in flying) < window and not orchestration_lost():
             a = work.popleft()
-            generation = pipeline.generate.submit(a.prompt, model, a.sample, a.item, samples)
+            generation = pipeline.generate.submit(no_futures(a.prompt), model, a.sample, no_futures(a.item),
+                                                  samples)
             flying.append(InFlight(a.item, a.sample, a.prompt, generation, round=a.round,
                                    repaired_from=a.repaired_from))
         if not flying:
@@ -149,8 +153,9 @@ def _start_batches(flying: list[InFlight], settings, refresh: str | None, datase
     batch = _batch_ready(generated, slots, busy=len(executing) >= slots,
                          could_join=any(f.execution is None and not f.waiting for f in flying))
     if batch:
-        execution = pipeline.execute.submit([e.generation for e in batch], [e.prompt for e in batch],
-                                            refresh=refresh == "execution")
+        execution = pipeline.execute.submit(no_futures([e.generation.result() for e in batch]),
+                                            no_futures([e.prompt for e in batch]), refresh=refresh == "execution",
+                                            wait_for=[e.generation for e in batch])
         for index, entry in enumerate(batch):
             entry.execution, entry.execution_index, entry.waiting_since = execution, index, 0.0
         return True
@@ -160,7 +165,8 @@ def _start_batches(flying: list[InFlight], settings, refresh: str | None, datase
                          could_join=bool(executing))
     if batch:
         upstream = list({id(e.execution): e.execution for e in batch}.values())  # the UI's lineage
-        evaluation = pipeline.evaluate.submit([e.executed() for e in batch], [e.item for e in batch], dataset_root,
+        evaluation = pipeline.evaluate.submit(no_futures([e.executed() for e in batch]),
+                                              no_futures([e.item for e in batch]), dataset_root,
                                               refresh=refresh == "judging", wait_for=upstream)
         for index, entry in enumerate(batch):
             entry.evaluation, entry.evaluation_index, entry.waiting_since = evaluation, index, 0.0

@@ -311,7 +311,8 @@ def measure(items: int, samples: int, rounds: int, good_share: float, run_limit:
         out["server_start_s"] = time.monotonic() - t0
         try:
             # Both arms warmed: the image paged in, judge models and refs cached, and the flows and the
-            # server's first writes done (the first Prefect run of a fresh server was 3-5 points slower).
+            # server's first writes done (in three benches the first round on a fresh server was 3-11 points
+            # above the other two).
             for arm in ("loop", "prefect"):
                 run_arm(arm, tmp, api_url, 2, 1, 1.0, "warmup")
             out["load_at_start"] = load_avg()
