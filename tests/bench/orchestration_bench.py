@@ -317,7 +317,8 @@ def measure(items: int, samples: int, rounds: int, good_share: float, run_limit:
                 run_arm(arm, tmp, api_url, 2, 1, 1.0, "warmup")
             out["load_at_start"] = load_avg()
             for r in range(rounds):
-                for arm in ("loop", "prefect"):
+                # Alternate which arm goes first, so load that drifts over the bench favours neither.
+                for arm in ("loop", "prefect") if r % 2 == 0 else ("prefect", "loop"):
                     out["arms"].append(run_arm(arm, tmp, api_url, items, samples, good_share, str(r)))
             if run_limit:
                 # Two sizes, so the run's fixed costs (CLI and flow start, the last FAD and report) are not

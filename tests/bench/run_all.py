@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BENCHES = ("sandbox", "judges", "orchestration")
 HEADLINES = ("orchestration overhead:", "replayed 1,500-note run:")  # orchestration_bench.headline's lines
-SMALL = {"sandbox_runs": 5, "judge_clips": 8, "orch_items": 48, "orch_rounds": 3, "run_limit": 120, "run_samples": 1}
-LARGE = {"sandbox_runs": 20, "judge_clips": 24, "orch_items": 96, "orch_rounds": 3, "run_limit": 375, "run_samples": 4}
+SMALL = {"sandbox_runs": 5, "judge_clips": 8, "orch_items": 48, "orch_rounds": 5, "run_limit": 120, "run_samples": 1}
+LARGE = {"sandbox_runs": 20, "judge_clips": 24, "orch_items": 96, "orch_rounds": 5, "run_limit": 375, "run_samples": 4}
 
 
 def load() -> str:
