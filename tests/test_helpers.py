@@ -70,3 +70,24 @@ def test_bench_headline_lines_are_the_issue_s_wording():
     rounds = headline(m | {"overhead_pct_by_round": [8.4, 12.6, 3.1]})
     assert rounds[0] == "orchestration overhead: 8% (24 items; rounds 3 to 13%)"
     assert headline({"rounds": 0}) == []
+
+
+def test_bench_replay_fills_the_key_a_multi_sample_run_asks_for(tmp_path, monkeypatch):
+    from audioprobe.schema import ProbeItem
+    from audioprobe.settings import get_settings
+    from tasks import pipeline
+    from tasks.generation.llm import is_answered
+    from tests.bench.orchestration_bench import METHOD, MODEL, populate
+
+    monkeypatch.setenv("AUDIOPROBE_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        item = ProbeItem(id="notes/x/flute_acoustic_001-060-100", tier="notes", label="flute_acoustic",
+                         dataset="x", pitch=60, note_name="C4", velocity=100, amplitude=0.787,
+                         instrument_family="flute", instrument_source="acoustic")
+        populate([item], samples=3, good_share=0.5)
+        prompt = pipeline.render_prompt(item, METHOD)
+        assert all(is_answered(prompt, MODEL, sample, samples=3) for sample in range(3))
+        assert not is_answered(prompt, MODEL, 0, samples=1)  # another temperature: another key
+    finally:
+        get_settings.cache_clear()

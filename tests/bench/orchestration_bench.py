@@ -97,7 +97,9 @@ def populate(items, samples: int, good_share: float, seed: int = 0) -> dict[str,
     for item in items:
         prompt = pipeline.render_prompt(item, METHOD)
         for sample in range(samples):
-            target, _ms, params, key = request_of(prompt, MODEL, sample)
+            # keyed as the run asks: with samples > 1 the temperature, and so the key, differ
+            request = request_of(prompt, MODEL, sample, samples=samples)
+            target, params, key = request.target, request.params, request.key
             answer = replay_answer(item, prompt, sample, rng, good_share, recorded)
             raw = answer["raw_text"].replace("```python\n", f"```python\n# replay sample {sample}\n", 1)
             ex = extract(raw)
