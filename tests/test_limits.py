@@ -55,8 +55,13 @@ def _run_children(api_url: str, name: str, n_procs: int, threads: int, rounds: i
 
 @pytest.fixture()
 def api(prefect_server, monkeypatch):
+    # Prefect reads its settings from the environment once, when first imported: an earlier test that
+    # imported it would keep this process on another server, so the setting is entered as a context too.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
-    return prefect_server
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        yield prefect_server
 
 
 def test_ensure_limits_creates_and_updates_from_settings(api):
