@@ -91,3 +91,10 @@ def test_bench_replay_fills_the_key_a_multi_sample_run_asks_for(tmp_path, monkey
         assert not is_answered(prompt, MODEL, 0, samples=1)  # another temperature: another key
     finally:
         get_settings.cache_clear()
+
+
+def test_bench_a_b_undoes_every_server_setting_the_project_tunes():
+    from audioprobe.prefect_server import SERVER_TUNING
+    from tests.bench.orchestration_bench import PREFECT_DEFAULTS
+
+    assert PREFECT_DEFAULTS.keys() == SERVER_TUNING.keys()

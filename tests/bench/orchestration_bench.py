@@ -369,7 +369,8 @@ def table(m: dict) -> str:
             name = "plain loop (.fn, same width)" if arm == "loop" else "Prefect flow (real server)"
             rows.append(f"| {name} | {wall:.1f} s | {wall / n:.2f} s | {cpu:.2f} s | {server:.2f} s | {last['tally']} |")
         rows += ["", (f"Overhead: **{m['overhead_per_item_s']:.3f} s per item**, **{m['overhead_pct_of_run']:.1f}%** "
-                      f"of the Prefect run (median over rounds{_rounds(m)}; target < 10%). Server start: {m['server_start_s']:.1f} s; server settings: "
+                      f"of the Prefect run (median over rounds{_rounds(m)}; target < 10%). "
+                      f"Server start: {m['server_start_s']:.1f} s; server settings: "
                       f"{m.get('server_tuning', 'not recorded')}."),
                  ""]
     if "cli_run" in m:
