@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import math
+import struct
 import threading
 import time
 from pathlib import Path
@@ -170,14 +171,14 @@ class Sandbox:
 
         def pump() -> None:
             try:
-                for o, e in api.exec_start(eid, stream=True, demux=True):
-                    if o:
-                        out.extend(o)
+                for stream, data in exec_frames(api, eid):
+                    if stream == STDOUT:
+                        out.extend(data)
                         if len(out) > max_stdout:
                             state["problem"] = "too_much_output"
                             return
-                    if e and len(err) < 1 << 20:
-                        err.extend(e)
+                    elif len(err) < 1 << 20:
+                        err.extend(data)
             except Exception as exc:  # the stream breaks when the container is killed under it
                 state["error"] = exc
 
@@ -275,6 +276,39 @@ class Sandbox:
         except Exception as exc:
             if "No such container" not in str(exc) and "is already in progress" not in str(exc):
                 raise SandboxError(f"could not remove sandbox {self.id[:12]}: {exc}") from None
+
+
+STDOUT, STDERR = 1, 2
+
+
+def exec_frames(api, exec_id: str):
+    """Start an exec and yield its output as (stream, bytes) frames of Docker's multiplexed stream.
+
+    docker-py's `exec_start` reads the frames from the raw socket, behind the buffer http.client read
+    the response headers through: when the first frames arrive with the headers (a busy machine, a fast
+    program) they sit in that buffer and are skipped, and the stream falls out of step ("247 is not a
+    valid stream", docker/docker-py#3160) or silently loses output. This reads through that buffer."""
+    response = api._post_json(api._url("/exec/{0}/start", exec_id), data={"Tty": False, "Detach": False},
+                              headers={"Connection": "Upgrade", "Upgrade": "tcp"}, stream=True)
+    try:
+        api._raise_for_status(response)
+        buffered = response.raw._fp.fp
+        api._disable_socket_timeout(buffered.raw)  # a quiet program is no reason to give up on it
+        yield from read_frames(buffered)
+    finally:
+        response.close()
+
+
+def read_frames(stream):
+    """(stream id, payload) of each 8-byte-header frame, until end of stream."""
+    while len(header := stream.read(8)) == 8:
+        kind, size = struct.unpack(">BxxxL", header)
+        if kind not in (STDOUT, STDERR):
+            raise SandboxError(f"the exec stream is out of step: frame type {kind}")
+        data = stream.read(size) if size else b""
+        yield kind, data
+        if len(data) < size:
+            return
 
 
 def check_name(name: str) -> None:
