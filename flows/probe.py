@@ -1,23 +1,27 @@
 """The pipeline of the paper's Figure 1 for a tier's items: prompt -> LLM -> code -> sandbox -> WAV ->
 gate -> judge -> record. Wiring only; the work is in tasks.pipeline.
 
-Items stream through the stages. Generation is a task run per item; execution and evaluation each take
-the items that reached them in batches (as many programs as the sandbox runs at once; `judge_batch`
-clips), so the orchestration pays one task run per batch and a GPU judge runs at batch speed. A stage
-that is idle gets what waits at once; a busy one gets a batch when it is full, when nothing upstream
-could still join it, or after BATCH_WAIT_S. The item is recorded by the flow the moment its evaluation
-returns, so records arrive steadily, the thread pool never holds a thread waiting on another task, and a
-killed client, server or machine loses only the items in flight. At most task_workers / 2 items are
-between asking the model and reaching the sandbox: enough to keep a hosted model busy, few enough that
-execute and evaluate tasks always find a free thread. Task arguments go through `no_futures`: they are
-finished values (the loop waited for them), and Prefect would otherwise walk every field of every item,
-prompt and execution looking for futures, twice per task run; `wait_for` keeps the UI's lineage.
+Items stream through the stages. Generation is a task run per item that asks the model; answers the
+response store already holds (a replayed or resumed run) are recalled RECALL_BATCH at a time, one task run
+per batch, since nothing is asked. Execution and evaluation each take the items that reached them in
+batches (as many programs as the sandbox runs at once; `judge_batch` clips), so the orchestration pays
+one task run per batch and a GPU judge runs at batch speed. A stage that is idle gets what waits at once;
+a busy one gets a batch when it is full, when nothing upstream could still join it, or after
+BATCH_WAIT_S. The item is recorded by the flow the moment its evaluation returns, so records arrive
+steadily, the thread pool never holds a thread waiting on another task, and a killed client, server or
+machine loses only the items in flight. Threads stay free for every stage: at most task_workers / 2
+questions to the model at once (enough to keep a hosted model busy), one recall, and two execution
+batches (one in the sandbox, the next queued for its slots). The flow wakes the moment a task ends, not
+on a timer, so a stage never idles waiting to be noticed. Task arguments go through `no_futures`: they
+are finished values (the loop waited for them), and Prefect would otherwise walk every field of every
+item, prompt and execution looking for futures, twice per task run; `wait_for` keeps the UI's lineage.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
 from prefect.futures import PrefectFuture
@@ -32,8 +36,10 @@ from tasks import pipeline, repair
 from tasks.records import Run, outcome_key
 from tasks.taxonomy import is_final
 
-POLL_S = 0.05
+POLL_S = 0.05  # where the task runner's futures cannot be waited on together (Dask)
+WAKE_S = 0.2  # the longest the flow sleeps while a batch is gathering (BATCH_WAIT_S counts in these)
 BATCH_WAIT_S = 5.0
+RECALL_BATCH = 32
 
 
 def pending_work(run: Run, model: str, method: str, items: list[ProbeItem], samples: int):
@@ -48,13 +54,15 @@ def pending_work(run: Run, model: str, method: str, items: list[ProbeItem], samp
 
 @dataclass(eq=False)
 class InFlight:
-    """One (item, sample) on its way through the stages. Execution and evaluation futures are shared by
-    the items of a batch; `index` is this item's place in the batch's result list."""
+    """One (item, sample) on its way through the stages. Recall, execution and evaluation futures are
+    shared by the items of a batch; `*_index` is this item's place in the batch's result list (None: a
+    generate task run of its own)."""
 
     item: ProbeItem
     sample: int
     prompt: RenderedPrompt
     generation: PrefectFuture
+    generation_index: int | None = None
     execution: PrefectFuture | None = None
     execution_index: int = 0
     evaluation: PrefectFuture | None = None
@@ -70,6 +78,10 @@ class InFlight:
     @property
     def waiting(self) -> bool:
         return self.waiting_since > 0
+
+    def generated(self):
+        result = self.generation.result()
+        return result if self.generation_index is None else result[self.generation_index]
 
     def executed(self):
         return self.execution.result()[self.execution_index]
@@ -109,18 +121,14 @@ def _ensure_model(model: str, work: list[repair.Attempt], samples: int) -> None:
 def _probe_round(run: Run, model: str, method: str, work: deque, samples: int, refresh: str | None) -> None:
     dataset_root = run.manifest.dataset_root
     settings = get_settings()
-    window = max(1, settings.task_workers // 2)
     round_ = work[0].round
     progress = Progress(f"{model} {method}: items recorded" + (f" (repair round {round_})" if round_ else ""),
                         total=len(work))
+    ask, stored = _split_by_store(work, model, samples)
     flying: list[InFlight] = []
-    while work or flying:
-        while work and sum(f.execution is None for f in flying) < window and not orchestration_lost():
-            a = work.popleft()
-            generation = pipeline.generate.submit(no_futures(a.prompt), model, a.sample, no_futures(a.item),
-                                                  samples)
-            flying.append(InFlight(a.item, a.sample, a.prompt, generation, round=a.round,
-                                   repaired_from=a.repaired_from))
+    while ask or stored or flying:
+        if not orchestration_lost():
+            _start_generations(flying, ask, stored, model, samples, max(1, settings.task_workers // 2))
         if not flying:
             break  # the Prefect server is gone: nothing more is started; the caller says why
         done = [f for f in flying if not f.waiting and _finished(f.current)]
@@ -134,13 +142,42 @@ def _probe_round(run: Run, model: str, method: str, work: deque, samples: int, r
                 entry.waiting_since = time.monotonic()  # for the next stage's batch
             else:
                 gate_result, judgements = entry.evaluated()
-                _record(run, model, method, entry, entry.generation.result(), entry.executed(), gate_result,
-                        judgements)
+                _record(run, model, method, entry, entry.generated(), entry.executed(), gate_result, judgements)
                 flying.remove(entry)
                 progress.advance()
         started = _start_batches(flying, settings, refresh, dataset_root)
         if not done and not started:
-            time.sleep(POLL_S)
+            _wait_for_a_task(flying)
+
+
+def _split_by_store(work: deque, model: str, samples: int) -> tuple[deque, deque]:
+    """The attempts that need the model, and those whose answers the response store already holds."""
+    from tasks.generation.llm import is_answered
+
+    ask, stored = deque(), deque()
+    for attempt in work:
+        (stored if is_answered(attempt.prompt, model, attempt.sample, samples) else ask).append(attempt)
+    return ask, stored
+
+
+def _start_generations(flying: list[InFlight], ask: deque, stored: deque, model: str, samples: int,
+                       at_once: int) -> None:
+    """Ask the model for the next items while fewer than `at_once` questions are out; recall the next
+    RECALL_BATCH stored answers, in one task run, when fewer than half a batch wait for the sandbox."""
+    asking = sum(f.generation_index is None and f.execution is None and not f.waiting for f in flying)
+    while ask and asking < at_once:
+        a = ask.popleft()
+        generation = pipeline.generate.submit(no_futures(a.prompt), model, a.sample, no_futures(a.item), samples)
+        flying.append(InFlight(a.item, a.sample, a.prompt, generation, round=a.round, repaired_from=a.repaired_from))
+        asking += 1
+    recalling = any(f.generation_index is not None and not f.waiting and f.execution is None for f in flying)
+    queued = sum(f.waiting and f.execution is None for f in flying)
+    if stored and not recalling and queued < RECALL_BATCH // 2:
+        batch = [stored.popleft() for _ in range(min(RECALL_BATCH, len(stored)))]
+        recalled = pipeline.recall.submit(no_futures([a.prompt for a in batch]), model, [a.sample for a in batch],
+                                          no_futures([a.item for a in batch]), samples)
+        flying += [InFlight(a.item, a.sample, a.prompt, recalled, index, round=a.round, repaired_from=a.repaired_from)
+                   for index, a in enumerate(batch)]
 
 
 def _start_batches(flying: list[InFlight], settings, refresh: str | None, dataset_root: str | None) -> bool:
@@ -148,14 +185,16 @@ def _start_batches(flying: list[InFlight], settings, refresh: str | None, datase
     generated = [f for f in flying if f.waiting and f.execution is None]
     executing = [f for f in flying if f.execution is not None and f.evaluation is None and not f.waiting]
     # An execute batch is what the sandbox runs at once: a bigger one would hold its first results back
-    # until its last program had waited for a slot.
+    # until its last program had waited for a slot. Two at most: one running, the next queued for its slots.
     slots = settings.sandbox_concurrency
-    batch = _batch_ready(generated, slots, busy=len(executing) >= slots,
-                         could_join=any(f.execution is None and not f.waiting for f in flying))
+    batch = []
+    if len({id(f.execution) for f in executing}) < 2:
+        batch = _batch_ready(generated, slots, busy=len(executing) >= slots,
+                             could_join=any(f.execution is None and not f.waiting for f in flying))
     if batch:
-        execution = pipeline.execute.submit(no_futures([e.generation.result() for e in batch]),
+        execution = pipeline.execute.submit(no_futures([e.generated() for e in batch]),
                                             no_futures([e.prompt for e in batch]), refresh=refresh == "execution",
-                                            wait_for=[e.generation for e in batch])
+                                            wait_for=list({id(e.generation): e.generation for e in batch}.values()))
         for index, entry in enumerate(batch):
             entry.execution, entry.execution_index, entry.waiting_since = execution, index, 0.0
         return True
@@ -193,6 +232,16 @@ def _finished(future: PrefectFuture) -> bool:
     return future.state.is_final()
 
 
+def _wait_for_a_task(flying: list[InFlight]) -> None:
+    """Until one of the running tasks ends, or WAKE_S has passed (a gathering batch may be due). The
+    thread pool's futures are waited on together; others (Dask's) are polled."""
+    running = {id(f.current): getattr(f.current, "wrapped_future", None) for f in flying if not f.waiting}
+    if running and all(isinstance(w, Future) for w in running.values()):
+        wait(list(running.values()), timeout=WAKE_S, return_when=FIRST_COMPLETED)
+    else:
+        time.sleep(POLL_S)
+
+
 def _record(run, model, method, entry: InFlight, generation, execution, gate_result, judgements,
             **fields) -> ItemOutcome:
     return pipeline.record(run, entry.item, model, method, entry.sample, entry.prompt, generation,
@@ -205,9 +254,9 @@ def _salvage(run, model, method, entry: InFlight) -> None:
     that failed, and lose nothing. The model's own failures never get here (they are results)."""
     failed = entry.current
     reason = f"{failed.state.name}: {failed.state.message or ''}".strip(": ")
-    generation = entry.generation.result() if entry.execution is not None else None
+    generation = entry.generated() if entry.execution is not None else None
     execution = entry.executed() if entry.evaluation is not None else None
-    if entry.execution is None:  # the generate task itself broke: still the model's stage
+    if entry.execution is None:  # the generate or recall task itself broke: still the model's stage
         kind = "llm_error"
     elif entry.evaluation is None:
         kind = "infrastructure"  # Docker or the orchestration, after execute's retries

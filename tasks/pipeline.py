@@ -1,5 +1,5 @@
-"""The Prefect tasks of the pipeline: generate (per item) -> execute -> evaluate (gate + judges), the last two
-per batch of items; then the record.
+"""The Prefect tasks of the pipeline: generate (per item; `recall` for a batch of stored answers) -> execute
+-> evaluate (gate + judges), the last two per batch of items; then the record.
 
 Each task is a small function of its inputs. Prefect keeps no task result (persist_result=False): the
 caches below are the project's own, per item and content, and outlive any batch. Caching follows content,
@@ -74,6 +74,16 @@ def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | 
     if baseline.is_baseline(model):
         return baseline.generate(item, prompt, model, sample)
     return llm.generate(prompt, model, sample, raise_transient=False, samples=samples)
+
+
+@task(name="recall", cache_policy=NO_CACHE, persist_result=False)
+def recall(prompts: list[RenderedPrompt], model: str, samples_of: list[int], items: list[ProbeItem],
+           samples: int = 1) -> list[Generation]:
+    """`generate` for a batch of items whose answers the response store already holds (a replayed or
+    resumed run): the same stored answers, one task run for the batch, since no model is asked. An answer
+    gone from the store since the flow looked is asked for here, as `generate` would."""
+    return [generate.fn(prompt, model, sample, item, samples)
+            for prompt, sample, item in zip(prompts, samples_of, items, strict=True)]
 
 
 # ----------------------------------------------------------------------------- execute

@@ -32,6 +32,19 @@ def flow_runs(cli, name_like: str) -> list[dict]:
     return cli.api("/flow_runs/filter", {"flow_runs": {"name": {"like_": name_like}}, "limit": 50})
 
 
+def task_run_names(cli, run_id: str) -> set[str]:
+    """The names (without their counters) of the task runs of a run's tier flows, once the server has
+    recorded every one of them in a final state (its recorder writes them within seconds)."""
+    (parent,) = cli.api("/flow_runs/filter", {"flow_runs": {"name": {"any_": [f"benchmark-{run_id}"]}}})
+    tiers = cli.api("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [parent["id"]]}}})
+
+    def recorded():
+        runs = cli.api("/task_runs/filter", {"flow_runs": {"id": {"any_": [f["id"] for f in tiers]}}, "limit": 200})
+        return runs if runs and all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED") for r in runs) else None
+
+    return {r["name"].rsplit("-", 1)[0] for r in wait_for(recorded, 60, f"the task runs of {run_id}")}
+
+
 def test_run_records_every_item_and_the_ui_shows_it(cli):
     proc = cli("run", "--tier", "notes", "--model", "local", "--limit", "2", "--new")
     result = cli.last_json(proc)
@@ -58,6 +71,7 @@ def test_run_records_every_item_and_the_ui_shows_it(cli):
     assert artifacts and artifacts[0]["type"] == "table"
     rows = json.loads(artifacts[0]["data"]) if isinstance(artifacts[0]["data"], str) else artifacts[0]["data"]
     assert {row["item_id"] for row in rows} == {i["id"] for i in items}
+    assert {"generate", "execute", "evaluate"} <= task_run_names(cli, result["run_id"]), "the model was asked"
 
 
 def test_second_run_reuses_responses_and_executions(cli):
@@ -73,6 +87,8 @@ def test_second_run_reuses_responses_and_executions(cli):
     originals = outcomes_of(Path(first["run_dir"]))
     for key, outcome in again.items():
         assert outcome["failure"] == originals[key]["failure"], "cached work gives the same result"
+    names = task_run_names(cli, second["run_id"])
+    assert "recall" in names and "generate" not in names, f"stored answers are recalled in batches: {names}"
 
 
 def test_killed_run_resumes_without_repeating_model_calls(cli):
@@ -151,7 +167,8 @@ def test_flows_run_on_a_local_two_worker_dask_cluster(cli):
 
     runs = wait_for(task_runs_final, 120, "the Dask task runs' final states")
     assert all(r["state_type"] == "COMPLETED" for r in runs), [(r["name"], r["state_type"]) for r in runs]
-    assert {"generate", "execute", "evaluate"} <= {r["name"].split("-")[0] for r in runs}
+    names = {r["name"].split("-")[0] for r in runs}
+    assert {"execute", "evaluate"} <= names and names & {"generate", "recall"}, names
 
 
 def test_compose_file_validates():
