@@ -185,6 +185,7 @@ def test_sandbox_write_exec_read():
 def test_frames_that_arrived_with_the_headers_are_read():
     """The bytes after the response headers sit in the reader's buffer once the headers are parsed:
     docker-py read past them (the raw socket); exec_frames reads through the buffer."""
+    import io
     import struct
 
     from sandbox.container import SandboxError, read_frames
@@ -197,7 +198,7 @@ def test_frames_that_arrived_with_the_headers_are_read():
     assert buffered.readline() == b"HTTP/1.1 101 UPGRADED\r\n" and buffered.readline() == b"\r\n"
     assert list(read_frames(buffered)) == frames
     with pytest.raises(SandboxError, match="out of step: frame type 247"):
-        list(read_frames(__import__("io").BytesIO(b"\xf7\x00\x00\x00\x00\x00\x00\x01x")))
+        list(read_frames(io.BytesIO(b"\xf7\x00\x00\x00\x00\x00\x00\x01x")))
 
 
 def test_exec_output_is_whole_on_a_busy_client():
