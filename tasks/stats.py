@@ -10,6 +10,10 @@ Pure functions of numbers; no I/O. Why each choice:
   continuity correction. Only the discordant pairs carry information about a paired difference.
 - Intervals and the paired bootstrap resample *items*: samples and repair rounds of one item are not
   independent draws, so resampling clips would make intervals too narrow.
+- No interval is ever zero-wide. A percentile bootstrap over items that all agree (every item passed,
+  or none did) returns [p, p], and under ~10 items it undercovers. There, rates in [0, 1] fall back to
+  Wilson's score interval on the item count (an item with several clips counts once, at its mean);
+  paired differences in [-1, 1] to Wilson's on (d + 1) / 2 mapped back. Each interval says which it is.
 - Holm's step-down keeps the family-wise error across instruments and classes without Bonferroni's cost.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -93,26 +98,52 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def item_bootstrap_ci(
-    per_item: Sequence[Sequence[float]], *, resamples: int = DEFAULT_RESAMPLES, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """(mean, low, high) of a per-clip value whose clips are grouped by item; items are resampled whole.
+MIN_BOOTSTRAP_ITEMS = 10  # below this a percentile bootstrap undercovers: Wilson on the item count instead
 
-    The mean weights each item by its clips (the pooled mean), as the point estimate does.
+
+def _bounded(values: np.ndarray, low: float, high: float) -> bool:
+    return bool(np.all((values >= low - 1e-12) & (values <= high + 1e-12)))
+
+
+def item_interval(
+    per_item: Sequence[Sequence[float]], *, resamples: int = DEFAULT_RESAMPLES, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float, str]:
+    """(mean, low, high, method) of a per-clip value whose clips are grouped by item.
+
+    method is "bootstrap" (items resampled whole; the mean weights each item by its clips, as the
+    point estimate does) or "wilson" (fewer than MIN_BOOTSTRAP_ITEMS items, or every item agrees: a
+    rate in [0, 1] on the item count). A value outside [0, 1] that cannot be bootstrapped has no
+    interval (nan, "none"), never a zero-wide one.
     """
     groups = [np.asarray(g, dtype=float) for g in per_item if len(g)]
     if not groups:
-        return float("nan"), float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan"), "none"
     sums = np.array([g.sum() for g in groups])
     counts = np.array([len(g) for g in groups])
     point = float(sums.sum() / counts.sum())
-    if len(groups) < 2:
-        return point, float("nan"), float("nan")
+    item_means = sums / counts
+    if len(groups) < MIN_BOOTSTRAP_ITEMS or np.all(item_means == item_means[0]):
+        if not _bounded(item_means, 0.0, 1.0):
+            return point, float("nan"), float("nan"), "none"
+        z = _z(level)
+        low, high = wilson(float(item_means.sum()), len(groups), z)  # type: ignore[misc]
+        return point, min(low, point), max(high, point), "wilson"
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(groups), size=(resamples, len(groups)))
     means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
     alpha = (1 - level) / 2
-    return point, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    return point, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), "bootstrap"
+
+
+def item_bootstrap_ci(
+    per_item: Sequence[Sequence[float]], *, resamples: int = DEFAULT_RESAMPLES, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, low, high) of item_interval, for callers that do not show the method."""
+    return item_interval(per_item, resamples=resamples, level=level, seed=seed)[:3]
+
+
+def _z(level: float) -> float:
+    return NormalDist().inv_cdf(1 - (1 - level) / 2)
 
 
 @dataclass(frozen=True)
@@ -122,6 +153,7 @@ class PairedBootstrap:
     high: float
     p_value: float  # two-sided: how often the resampled difference falls on the other side of zero
     n: int
+    method: str = "bootstrap"  # or "wilson" (few items, or all equal: see the module's docstring), "none"
 
 
 def paired_bootstrap(
@@ -138,11 +170,14 @@ def paired_bootstrap(
     diffs = diffs[~np.isnan(diffs)]
     n = len(diffs)
     if n == 0:
-        return PairedBootstrap(float("nan"), float("nan"), float("nan"), 1.0, 0)
+        return PairedBootstrap(float("nan"), float("nan"), float("nan"), 1.0, 0, "none")
     observed = float(diffs.mean())
     p = sign_flip_p(diffs, resamples=resamples, seed=seed)
-    if n < 2 or np.all(diffs == diffs[0]):
-        return PairedBootstrap(observed, observed, observed, p, n)
+    if n < MIN_BOOTSTRAP_ITEMS or np.all(diffs == diffs[0]):
+        if not _bounded(diffs, -1.0, 1.0):
+            return PairedBootstrap(observed, float("nan"), float("nan"), p, n, "none")
+        low, high = wilson(float(((diffs + 1) / 2).sum()), n, _z(level))  # type: ignore[misc]
+        return PairedBootstrap(observed, min(2 * low - 1, observed), max(2 * high - 1, observed), p, n, "wilson")
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     alpha = (1 - level) / 2
@@ -176,10 +211,11 @@ def verdict(name_a: str, name_b: str, diff: float, p_adjusted: float, alpha: flo
     return f"{better} better than {worse} at p<{threshold:g}"
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float] | None:
     """Wilson score interval for k successes in n trials (95 % at z = 1.96); None when n is 0.
 
-    No trials is no interval, not (None, None) and not (0, 1): the caller says "no data".
+    No trials is no interval, not (None, None) and not (0, 1): the caller says "no data". k may be
+    fractional (items with several clips count once, at their mean).
     """
     if n < 0 or not 0 <= k <= n:
         raise ValueError(f"wilson: need 0 <= k <= n, got k={k}, n={n}")

@@ -271,3 +271,34 @@ def test_a_retried_first_answer_takes_its_repair_rounds_along(tmp_path):
     runs.prepare_retry(store, [failed])
     assert store.outcomes(all_rounds=True) == []
     assert len(list((store.dir / "outcomes.retried").glob("*.json"))) == 2
+
+
+def test_protocol_intervals_are_never_zero_wide(tmp_path):
+    """A real run's pass_at_k.csv showed pass@1 = 0 with CI [0.0, 0.0] on 2 items."""
+    items = [NOTE.model_copy(update={"id": f"notes/n{i}"}) for i in range(2)]
+    store = _store_with(tmp_path, [outcome(i, execution=ExecutionResult(status="timeout")) for i in items])
+    t = protocols.build([store])
+    row = t["pass_at_k"].query("stage == 'valid_audio'").iloc[0]
+    assert row["pass_at_1_rate"] == 0.0 and row["pass_at_1_ci_method"] == "wilson"
+    assert row["pass_at_1_ci_hi"] > 0.5, "0 of 2 items: Wilson's upper bound is 0.66"
+    for _, r in t["pass_at_k"].iterrows():
+        assert r["pass_at_1_ci_hi"] > r["pass_at_1_ci_lo"]
+
+
+def test_one_judged_correct_definition_and_holm_over_the_whole_report(tmp_path):
+    """An unmeasurable note (valid audio, no verdict) is left out of "judged correct" everywhere, as the
+    pitch table leaves it; Holm's family is every test of the report, its size beside each."""
+    items = [NOTE.model_copy(update={"id": f"notes/n{i}"}) for i in range(6)]
+    unmeasurable = Judgement(judge="pitch/x", judge_version="1", audio_sha256="s", correct=None,
+                             values={"measurable": False})
+    good = dict(execution=OK_EXE, gate=GateResult(ok=True), judgements=[pitch(True)])
+    odd = dict(execution=OK_EXE, gate=GateResult(ok=True), judgements=[unmeasurable])
+    records = [outcome(i, **(odd if n < 2 else good)) for n, i in enumerate(items)]
+    records += [outcome(i, model="baseline/template", **good) for i in items]
+    t = protocols.build([_store_with(tmp_path, records)])
+    local = t["pass_at_k"].query("model == 'local' and stage == 'correct'").iloc[0]
+    assert (local["items"], local["pass_at_1"]) == (4, 1.0), "2 unmeasurable notes: left out, not failed"
+    paired = t["paired"].set_index("stage")
+    assert paired.loc["correct", "items"] == 4 and paired.loc["correct", "a_only"] + paired.loc["correct", "b_only"] == 0
+    family = len(t["paired"]) + len(t["paired_labels"])
+    assert set(t["paired"]["family_size"]) == {family} and set(t["paired_labels"]["family_size"]) == {family}

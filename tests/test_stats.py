@@ -76,11 +76,14 @@ def test_holm_matches_hand_computed_and_keeps_order():
 def test_item_bootstrap_resamples_items_not_clips():
     # Two items, each with many identical clips: clip resampling would give a near-zero width; items
     # resampled whole can only give the two item means, so the interval spans them.
+    # Two items of 50 identical clips each: 2 votes, not 100. Clip resampling would give a near-zero width.
     per_item = [[0.0] * 50, [1.0] * 50]
-    mean, low, high = stats.item_bootstrap_ci(per_item, resamples=500)
-    assert mean == pytest.approx(0.5)
-    assert low == 0.0 and high == 1.0
-    assert all(math.isnan(x) for x in stats.item_bootstrap_ci([[1.0, 0.0]])[1:])
+    mean, low, high, method = stats.item_interval(per_item, resamples=500)
+    assert mean == pytest.approx(0.5) and method == "wilson"
+    assert (low, high) == pytest.approx(stats.wilson(1, 2), abs=1e-4)  # z 1.95996 against 1.96
+    many = [[0.0] * 5, [1.0] * 5] * 10  # 20 items: the bootstrap over whole items
+    mean, low, high, method = stats.item_interval(many, resamples=500)
+    assert method == "bootstrap" and low < 0.5 < high and high - low > 0.2
 
 
 def test_paired_bootstrap_sees_a_consistent_difference_and_not_noise():
@@ -107,3 +110,40 @@ def test_paired_scores_on_two_items_never_show_a_difference():
     ten = paired_bootstrap([0.9] * 10, [0.0] * 10)
     assert ten.p_value == 2 / 2**10  # only all-plus and all-minus are as extreme
     assert verdict("A", "B", ten.mean_diff, ten.p_value) == "A better than B at p<0.01"
+
+
+@pytest.mark.parametrize(
+    ("per_item", "k", "n"),
+    [
+        ([[0.0]], 0, 1),  # n = 1
+        ([[1.0]], 1, 1),
+        ([[0.0], [0.0]], 0, 2),  # the real run's pass@1 = 0 on 2 items, once shown as [0.0, 0.0]
+        ([[1.0], [0.0], [1.0], [1.0], [0.0]], 3, 5),
+        ([[1.0]] * 40, 40, 40),  # all pass: the bootstrap could only return [1, 1]
+        ([[0.0]] * 40, 0, 40),  # all fail
+        ([[1.0, 1.0, 1.0]] * 30, 30, 30),  # clips of one item count once
+    ],
+)
+def test_item_interval_is_never_zero_wide_and_falls_back_to_wilson_on_items(per_item, k, n):
+    mean, low, high, method = stats.item_interval(per_item)
+    assert method == "wilson" and mean == pytest.approx(k / n)
+    assert (low, high) == pytest.approx(stats.wilson(k, n), abs=1e-4)
+    assert high - low > 0.05 and low <= mean <= high
+    assert stats.item_bootstrap_ci(per_item) == (mean, low, high)
+
+
+def test_wilson_fallback_matches_statsmodels_wilson():
+    proportion = pytest.importorskip("statsmodels.stats.proportion")
+    for k, n in [(0, 1), (0, 2), (3, 5), (40, 40)]:
+        want = proportion.proportion_confint(k, n, alpha=0.05, method="wilson")
+        got = stats.item_interval([[1.0]] * k + [[0.0]] * (n - k))[1:3]
+        assert got == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("diffs", [[0.0], [1.0, 1.0], [0.5] * 5, [0.0] * 30, [1.0, -1.0, 0.0]])
+def test_paired_interval_is_never_zero_wide(diffs):
+    result = stats.paired_bootstrap(diffs, [0.0] * len(diffs))
+    assert result.method == "wilson" and result.high - result.low > 0.05
+    assert result.low <= result.mean_diff <= result.high and -1 <= result.low and result.high <= 1
+    unbounded = stats.paired_bootstrap([5.0, 5.0], [0.0, 0.0])  # no bounded fallback: no interval, said so
+    assert unbounded.method == "none" and math.isnan(unbounded.low)

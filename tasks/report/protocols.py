@@ -17,7 +17,7 @@ import pandas as pd
 from audioprobe.schema import ItemOutcome
 from tasks import stats
 from tasks.records import Run
-from tasks.repair import succeeded
+from tasks.report.sections.common import judged_correct
 
 E = html.escape
 STAGES = ("code", "executed", "valid_audio", "correct")
@@ -26,21 +26,35 @@ ALPHA = 0.05
 TABLES = ("pass_at_k", "repair_curve", "repair_fixes", "truncation", "generation_settings", "paired", "paired_labels")
 
 
-def stage_flags(o: ItemOutcome) -> dict[str, bool]:
+def stage_flags(o: ItemOutcome) -> dict[str, bool | None]:
+    """Each stage passed or not; "correct" is None where valid audio got no verdict (left out, not failed)."""
     gen, exe, gate = o.generation, o.execution, o.gate
     return {
         "code": bool(gen and gen.code) and o.failure not in ("llm_error", "no_code", "truncated"),
         "executed": bool(exe and exe.status == "ok"),
         "valid_audio": bool(gate and gate.ok),
-        "correct": succeeded(o),
+        "correct": judged_correct(o),
     }
+
+
+def _decided(values: list) -> list[float]:
+    return [float(v) for v in values if v is not None]
+
+
+def _by_round(flags: list) -> bool | None:
+    """Success by round r: any round right; None only when no round got a verdict."""
+    if any(f for f in flags):
+        return True
+    return None if all(f is None for f in flags) else False
 
 
 def item_score(o: ItemOutcome) -> float:
     """A per-item judge score in [0, 1] for the paired bootstrap: 0 without valid audio."""
     judged = next((j for j in o.judgements if j.correct is not None), None)
-    if judged is None or not stage_flags(o)["valid_audio"]:
+    if not stage_flags(o)["valid_audio"] or o.failure is not None:
         return 0.0
+    if judged is None:  # valid audio, no verdict: left out of the pair, as "judged correct" leaves it
+        return float("nan")
     if "target_probability" in judged.values:  # 5-way classifiers: the probability given to the target
         return float(judged.values["target_probability"])
     return float(bool(judged.correct))
@@ -66,8 +80,8 @@ def _grouped(stores: list[Run]):
 
 
 def _ci_cols(record: dict, per_item: list[list[float]], name: str) -> None:
-    mean, low, high = stats.item_bootstrap_ci(per_item)
-    record.update({f"{name}_rate": mean, f"{name}_ci_lo": low, f"{name}_ci_hi": high})
+    mean, low, high, method = stats.item_interval(per_item)
+    record.update({f"{name}_rate": mean, f"{name}_ci_lo": low, f"{name}_ci_hi": high, f"{name}_ci_method": method})
 
 
 def pass_at_k_table(groups) -> pd.DataFrame:
@@ -81,11 +95,14 @@ def pass_at_k_table(groups) -> pd.DataFrame:
             continue
         k = min(len(v) for v in by_item.values())
         for stage in STAGES:
-            per_item = [[float(stage_flags(o)[stage]) for o in outs] for outs in by_item.values()]
+            per_item = [v for v in (_decided([stage_flags(o)[stage] for o in outs]) for outs in by_item.values()) if v]
+            if not per_item:
+                continue
             counts = [(len(v), int(sum(v))) for v in per_item]
+            k_stage = min(k, *(n for n, _ in counts))  # samples with no verdict are left out of "correct"
             record = {"run": run, "model": model, "tier": tier, "method": method, "stage": stage,
-                      "items": len(per_item), "k": k, "pass_at_1": stats.mean_pass_at_k(counts, 1),
-                      "pass_at_k": stats.mean_pass_at_k(counts, k),
+                      "items": len(per_item), "k": k_stage, "pass_at_1": stats.mean_pass_at_k(counts, 1),
+                      "pass_at_k": stats.mean_pass_at_k(counts, k_stage),
                       "always": sum(c == n for n, c in counts), "sometimes": sum(0 < c < n for n, c in counts),
                       "never": sum(c == 0 for n, c in counts)}
             _ci_cols(record, per_item, "pass_at_1")
@@ -107,8 +124,9 @@ def repair_curve_table(groups, manifests) -> pd.DataFrame:
             record = {"run": run, "model": model, "tier": tier, "method": method, "round": r,
                       "answers": sum(1 for chains_ in by_item.values() for c in chains_ if r in c)}
             for stage in ("valid_audio", "correct"):
-                per_item = [[float(any(stage_flags(c[q])[stage] for q in range(r + 1) if q in c)) for c in chains_]
-                            for chains_ in by_item.values()]
+                per_item = [v for v in (
+                    _decided([_by_round([stage_flags(c[q])[stage] for q in range(r + 1) if q in c]) for c in chains_])
+                    for chains_ in by_item.values()) if v]
                 _ci_cols(record, per_item, stage)
                 record[f"{stage}_n"] = sum(len(v) for v in per_item)
                 record[f"{stage}_k"] = int(sum(sum(v) for v in per_item))
@@ -127,7 +145,7 @@ def repair_fixes_table(groups) -> pd.DataFrame:
                     continue
                 key = (run, model, tier, o.repaired_from)
                 flags = stage_flags(o)
-                tallies[key].update(attempts=1, valid_audio=int(flags["valid_audio"]), correct=int(flags["correct"]))
+                tallies[key].update(attempts=1, valid_audio=int(flags["valid_audio"]), correct=int(bool(flags["correct"])))
                 after[key][o.failure or ("correct" if flags["correct"] else "wrong_sound")] += 1
     records = []
     for (run, model, tier, kind), t in sorted(tallies.items()):
@@ -178,15 +196,26 @@ def truncation_and_settings(groups, manifests) -> tuple[pd.DataFrame, pd.DataFra
     return truncation, settings
 
 
+def _mcnemar_row(base: dict, a: dict, b: dict, ids: list, flag) -> dict:
+    """McNemar on the items where both systems have a verdict (flag None leaves an item out)."""
+    pairs = [(flag(a[i]), flag(b[i])) for i in ids]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+    test = stats.mcnemar([x for x, _ in pairs], [y for _, y in pairs])
+    return base | {"items": len(pairs), "a_only": test.b, "b_only": test.c,
+                   "diff": (test.b - test.c) / len(pairs) if pairs else float("nan"), "p": test.p_value,
+                   "test": f"McNemar ({test.method})"}
+
+
 def paired_tables(groups) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """McNemar per stage (Holm over the stages) and per class (Holm over classes), plus a paired bootstrap
-    of per-item scores, for every two systems that answered the same items of a tier and method."""
+    """McNemar per stage and per class, plus a paired bootstrap of per-item scores, for every two systems
+    that answered the same items of a tier and method. Holm's correction runs over every test of the
+    report at once (all pairs, tiers, methods, stages and classes): the family size is in each row."""
     several_runs = len({k[0] for k in groups}) > 1
     firsts: dict[tuple, dict[tuple, dict[str, ItemOutcome]]] = defaultdict(dict)
     for (run, model, tier, method), chains in groups.items():
         items = {item_id: chain[0] for (item_id, sample), chain in chains.items() if sample == 0 and 0 in chain}
         firsts[(tier, method)][(run, model)] = items
-    overall, per_label = [], []
+    overall, per_label, names = [], [], []
     for (tier, method), systems in sorted(firsts.items()):
         for (sa, a), (sb, b) in combinations(sorted(systems.items()), 2):
             common = sorted(set(a) & set(b))
@@ -194,29 +223,19 @@ def paired_tables(groups) -> tuple[pd.DataFrame, pd.DataFrame]:
                 continue
             name_a, name_b = _system(*sa, several_runs), _system(*sb, several_runs)
             base = {"tier": tier, "method": method, "a": name_a, "b": name_b, "items": len(common)}
-            rows = []
             for stage in STAGES:
-                test = stats.mcnemar([stage_flags(a[i])[stage] for i in common], [stage_flags(b[i])[stage] for i in common])
-                rows.append(base | {"test": f"McNemar ({test.method})", "stage": stage, "a_only": test.b,
-                                    "b_only": test.c, "diff": (test.b - test.c) / len(common), "p": test.p_value})
+                overall.append(_mcnemar_row(base, a, b, common, lambda o, s=stage: stage_flags(o)[s]) | {"stage": stage})
             boot = stats.paired_bootstrap([item_score(a[i]) for i in common], [item_score(b[i]) for i in common])
-            rows.append(base | {"test": "paired bootstrap", "stage": "judge score", "a_only": None, "b_only": None,
-                                "diff": boot.mean_diff, "ci_lo": boot.low, "ci_hi": boot.high, "p": boot.p_value})
-            for row, adjusted in zip(rows, stats.holm([r["p"] for r in rows])):
-                row["p_holm"] = adjusted
-                row["verdict"] = stats.verdict(name_a, name_b, row["diff"], adjusted, ALPHA)
-            overall += rows
-            labels = sorted({_label_of(a[i]) for i in common})
-            label_rows = []
-            for label in labels:
+            overall.append(base | {"items": boot.n, "test": "paired bootstrap", "stage": "judge score", "a_only": None,
+                                   "b_only": None, "diff": boot.mean_diff, "ci_lo": boot.low, "ci_hi": boot.high,
+                                   "ci_method": boot.method, "p": boot.p_value})
+            for label in sorted({_label_of(a[i]) for i in common}):
                 ids = [i for i in common if _label_of(a[i]) == label]
-                test = stats.mcnemar([succeeded(a[i]) for i in ids], [succeeded(b[i]) for i in ids])
-                label_rows.append(base | {"label": label, "items": len(ids), "a_only": test.b, "b_only": test.c,
-                                          "diff": (test.b - test.c) / len(ids), "p": test.p_value})
-            for row, adjusted in zip(label_rows, stats.holm([r["p"] for r in label_rows])):
-                row["p_holm"] = adjusted
-                row["verdict"] = stats.verdict(name_a, name_b, row["diff"], adjusted, ALPHA)
-            per_label += label_rows
+                per_label.append(_mcnemar_row(base, a, b, ids, judged_correct) | {"label": label})
+    family = overall + per_label
+    for row, adjusted in zip(family, stats.holm([r["p"] for r in family])):
+        row["p_holm"], row["family_size"] = adjusted, len(family)
+        row["verdict"] = stats.verdict(row["a"], row["b"], row["diff"], adjusted, ALPHA)
     return pd.DataFrame(overall), pd.DataFrame(per_label)
 
 
@@ -234,9 +253,11 @@ def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
         shown = paired[~paired["verdict"].str.startswith("no difference")]
         for _, r in shown.iterrows():
             stage = STAGE_LABELS.get(r["stage"], r["stage"])
-            lines.append(f"**Paired, {r['tier']} / {stage}:** {r['verdict']} ({r['test']}, {r['items']} items)")
+            lines.append(f"**Paired, {r['tier']} / {stage}:** {r['verdict']} ({r['test']}, {r['items']} items, "
+                         f"Holm over {r['family_size']} tests)")
         if not len(shown):
-            lines.append(f"**Paired tests:** {len(paired)} run, none shows a difference after Holm's correction")
+            lines.append(f"**Paired tests:** {len(paired)} run, none shows a difference after Holm's correction "
+                         f"over the report's {int(paired['family_size'].iloc[0])} tests")
     return lines
 
 
@@ -277,7 +298,7 @@ def section(rt) -> str:
     if len(passk):
         passk = passk.assign(stage=passk["stage"].map(STAGE_LABELS))
     pass_html = table(passk, who + [
-        ("stage", "stage"), ("items", "items"), ("k", "k"), ("pass@1 [95% CI, items resampled]", lambda r: _rate(r, "pass_at_1")),
+        ("stage", "stage"), ("items", "items"), ("k", "k"), ("pass@1 [95% CI over items]", lambda r: _rate(r, "pass_at_1")),
         ("pass@k", lambda r: pct(r["pass_at_k"], 0)), ("always / sometimes / never", lambda r: f"{r['always']} / {r['sometimes']} / {r['never']}"),
     ], numeric={"items", "k"}, empty="No first answers recorded.")
     curve_html = table(t["repair_curve"], who + [
@@ -305,12 +326,14 @@ def section(rt) -> str:
         ("tier", "tier"), ("method", "method"), ("A", "a"), ("B", "b"), ("items", "items"), ("stage", "stage"),
         ("test", "test"), ("A only / B only", lambda r: "—" if pd.isna(r["a_only"]) else f"{int(r['a_only'])} / {int(r['b_only'])}"),
         ("A − B", lambda r: num(r["diff"]) + ("" if pd.isna(r.get("ci_lo")) else f" <span class=ci>[{num(r['ci_lo'])}–{num(r['ci_hi'])}]</span>")),
-        ("p", lambda r: _p(r["p"])), ("p (Holm)", lambda r: _p(r["p_holm"])), ("verdict", lambda r: E(r["verdict"])),
+        ("p", lambda r: _p(r["p"])), ("p (Holm over the report)", lambda r: _p(r["p_holm"])),
+        ("tests in the family", "family_size"), ("verdict", lambda r: E(r["verdict"])),
     ], numeric={"items"}, empty="One system only: a second model in the run, or --compare OTHER_RUN, gives paired tests.")
     labels_html = table(t["paired_labels"], [
         ("tier", "tier"), ("A", "a"), ("B", "b"), ("class", "label"), ("items", "items"),
         ("A only / B only", lambda r: f"{int(r['a_only'])} / {int(r['b_only'])}"),
-        ("p", lambda r: _p(r["p"])), ("p (Holm over classes)", lambda r: _p(r["p_holm"])), ("verdict", lambda r: E(r["verdict"])),
+        ("p", lambda r: _p(r["p"])), ("p (Holm over the report)", lambda r: _p(r["p_holm"])),
+        ("tests in the family", "family_size"), ("verdict", lambda r: E(r["verdict"])),
     ], numeric={"items"}, empty="No paired classes.")
     return (
         "<section id=protocols><h2>8. Beyond single shot: samples, repair rounds, paired comparisons</h2>"
@@ -318,7 +341,8 @@ def section(rt) -> str:
         "(HumanEval's unbiased estimator), repair rounds where the model is told what went wrong (the "
         "sandbox's error, the gate's problems, the judge's verdict) and answers again in the same "
         "conversation, and paired tests between systems that answered the same items. Intervals resample "
-        "whole items, never clips. Sections 1-7 show first answers only (round 0).</p>"
+        f"whole items, never clips; under {stats.MIN_BOOTSTRAP_ITEMS} items, or where every item agrees, they are "
+        "Wilson's on the item count (a bootstrap would be too narrow, or zero-wide). Sections 1-7 show first answers only (round 0).</p>"
         "<h3>pass@1 and pass@k per stage (first answers)</h3>" + pass_html
         + "<h3>repair@r: success by round r</h3><p class=note>Round 0 is the paper's single shot; round r "
         "counts an (item, sample) as a success when any of its first r+1 answers succeeded. Program "
@@ -327,7 +351,8 @@ def section(rt) -> str:
         + "<h3>Truncation</h3>" + trunc_html
         + "<h3>Generation settings</h3>" + settings_html
         + "<h3>Paired comparisons</h3><p class=note>McNemar's test on per-item success of sample 0's first "
-        "answer (exact binomial below 25 discordant items), Holm-corrected over the stages and the score test; "
-        f"a paired bootstrap of per-item judge scores. A direction is named only where the corrected p &lt; {ALPHA}.</p>"
+        "answer (exact binomial below 25 discordant items), on the items where both have a verdict, "
+        "Holm-corrected over every test in this report (every pair, tier, method, stage and class: the "
+        "family size is beside each); a paired bootstrap of per-item judge scores. A direction is named only where the corrected p &lt; {ALPHA}.</p>"
         + paired_html + "<h4>Per class (judged correct)</h4>" + labels_html + "</section>"
     )

@@ -41,6 +41,18 @@ def stages(o: ItemOutcome) -> tuple[bool, bool, bool]:
     return generated, executed, valid
 
 
+def judged_correct(o: ItemOutcome) -> bool | None:
+    """"Judged correct", one definition for every table: False without valid audio or when a judge said
+    wrong; None when the audio is valid but no judge decided (a pitch outside the tracker's range): such
+    an item is left out of the denominator, as the pitch table leaves it, never counted as a failure."""
+    if not stages(o)[2] or o.failure is not None:
+        return False
+    verdicts = [j.correct for j in o.judgements if j.correct is not None]
+    if not verdicts:
+        return None
+    return any(verdicts)
+
+
 def wav_produced(o: ItemOutcome) -> bool:
     """The program wrote a WAV (gated or not): the paper's denominator ("generated .WAV files")."""
     e = o.execution
