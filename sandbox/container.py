@@ -34,6 +34,7 @@ from sandbox.engine import (
     image_name,
     owner_labels,
 )
+from sandbox.seccomp import PROFILE_JSON, PROFILE_SHA256
 
 PROGRAM_UID = "10001:10001"
 RUNNER_UID = "0:0"
@@ -44,7 +45,15 @@ HERE = Path(__file__).resolve().parent
 # One program, passed as `python3 -c`: the work dir's file checks, then the runner that uses them.
 RUNNER_SRC = (HERE / "runner_files.py").read_text() + "\n\n" + (HERE / "runner.py").read_text()
 NORMALISE_SRC = (HERE / "normalise.py").read_text()
-PROTOCOL = hashlib.sha256((RUNNER_SRC + NORMALISE_SRC).encode()).hexdigest()[:12]  # in execution cache keys
+# In execution cache keys: what runs the program inside, and the syscalls it may make.
+PROTOCOL = hashlib.sha256((RUNNER_SRC + NORMALISE_SRC + PROFILE_JSON).encode()).hexdigest()[:12]
+SECCOMP_LABEL = "audioprobe.sandbox.seccomp-sha256"
+# Memory above the program's limit: the runner's own interpreter, the clean-up and the report need it
+# after a program that filled its limit. What a program can leave behind without a process (tmpfs,
+# /dev/shm, System V shm, message queues) is capped below, and removed after the run.
+RUNNER_MARGIN_MB = 64
+IPC_MSG_QUEUES = 16  # System V message queues, 16 KiB each at most (msgmnb)
+IPC_SEM_SETS = 32
 INLINE_CODE_MAX = 64 * 1024  # larger programs are written in chunks first (one exec argument is <= 128 KiB)
 NORMALISE_TIMEOUT_S = 20.0  # decoding and re-encoding the outputs, inside the container
 GRACE_S = 15.0 + NORMALISE_TIMEOUT_S  # host's margin: start-up, normalising, output transfer
@@ -80,10 +89,21 @@ def create_kwargs(image: str, limits: ExecutionLimits, expires_in_s: float) -> d
         # Only the runner (root in the container, no other capability) uses these, to start the
         # program as 10001; a process that becomes 10001 loses them, and no-new-privileges keeps it so.
         cap_add=["SETUID", "SETGID"],
-        security_opt=["no-new-privileges"],
+        security_opt=["no-new-privileges", f"seccomp={PROFILE_JSON}"],
+        ipc_mode="private",
+        # IPC namespace limits: System V shared memory in all at most tmp_mb (like /dev/shm).
+        sysctls={
+            "kernel.shmmax": str(limits.tmp_mb * mb),
+            "kernel.shmall": str(limits.tmp_mb * mb // 4096),
+            "kernel.shmmni": "64",
+            "kernel.msgmni": str(IPC_MSG_QUEUES),
+            "kernel.msgmnb": "16384",
+            "kernel.sem": f"250 {250 * IPC_SEM_SETS} 32 {IPC_SEM_SETS}",
+            "fs.mqueue.queues_max": "16",
+        },
         pids_limit=limits.pids,
-        mem_limit=limits.memory_mb * mb,
-        memswap_limit=limits.memory_mb * mb,  # equal: no swap on top
+        mem_limit=(limits.memory_mb + RUNNER_MARGIN_MB) * mb,
+        memswap_limit=(limits.memory_mb + RUNNER_MARGIN_MB) * mb,  # equal: no swap on top
         nano_cpus=int(limits.cpus * 1e9),
         ulimits=[
             Ulimit(name="fsize", soft=limits.workdir_mb * mb, hard=limits.workdir_mb * mb),
@@ -92,7 +112,7 @@ def create_kwargs(image: str, limits: ExecutionLimits, expires_in_s: float) -> d
         ],
         hostname="sandbox",
         log_config={"type": "none"},
-        labels=owner_labels(expires_in_s),
+        labels={**owner_labels(expires_in_s), SECCOMP_LABEL: PROFILE_SHA256},
         detach=True,
     )
     runtime = get_settings().sandbox_runtime
@@ -323,7 +343,11 @@ def clean_text(value: object) -> str:
 
 def parse_report(out: bytes, err: bytes, problem, max_bytes) -> tuple[dict, dict[str, bytes]]:
     """Split the runner's output into its JSON report and the named file bodies, trusting only the framing."""
-    head, sep, body = out.partition(b"\n")
+    # Views, not copies: the host holds the exec's output and one copy of each file, no more.
+    nl = out.find(b"\n", 0, REPORT_MAX_BYTES + 1)
+    sep = nl >= 0
+    head = bytes(out[:nl]) if sep else out[: REPORT_MAX_BYTES + 1]
+    body = memoryview(out)[nl + 1 :] if sep else memoryview(b"")
     report = None
     if sep and len(head) <= REPORT_MAX_BYTES:
         try:
@@ -356,7 +380,7 @@ def parse_report(out: bytes, err: bytes, problem, max_bytes) -> tuple[dict, dict
         ):
             report["rejected"].append(f"{clean_text(name)}: malformed transfer from the sandbox")
             break
-        blobs[name] = body[offset : offset + size]
+        blobs[name] = bytes(body[offset : offset + size])
         offset += size
         files.append(f)
     report["files"] = files

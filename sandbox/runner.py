@@ -28,9 +28,11 @@ NOBODY = 65534  # no process of the container runs as nobody: kill_uid's real ui
 MAX_REJECTED = 50
 KILL_ROUNDS = 50
 VENV_PYTHON = "/opt/venv/bin/python"
+SCRATCH = ("/tmp", "/dev/shm", "/dev/mqueue")  # what the program may fill besides the work dir
+IPC_RMID = 0
 
 if __name__ != "__main__":  # imported on the host; in the sandbox runner_files.py's source precedes this
-    from sandbox.runner_files import MAX_FILES, WORK, already_normal, collect
+    from sandbox.runner_files import MAX_FILES, WORK, already_normal, collect, trim_to_riff, wanted
 
 
 class RunnerError(Exception):
@@ -109,6 +111,76 @@ def kill_uid(uid):
     raise RunnerError("processes of uid %d survived %d kill rounds" % (uid, KILL_ROUNDS))
 
 
+def set_oom_score_adj(value):
+    """The program starts with 1000, so the OOM killer takes it before the runner. Raising needs no
+    capability; the runner then comes back down to 0, the floor an unprivileged process may reach."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError:
+        pass  # a runtime without it (gVisor): the memory margin still holds
+
+
+def sysv_objects():
+    """[(kind, id, owner uids)] of every System V IPC object in the container's IPC namespace."""
+    found = []
+    for kind, id_col in (("shm", "shmid"), ("msg", "msqid"), ("sem", "semid")):
+        try:
+            with open("/proc/sysvipc/" + kind) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:  # a runtime without System V IPC (or without its /proc view)
+            continue
+        cols = lines[0].split() if lines else []
+        for line in lines[1:]:
+            row = dict(zip(cols, line.split()))
+            found.append((kind, int(row[id_col]), (int(row["cuid"]), int(row["uid"]))))
+    return found
+
+
+def release_ipc():
+    """Remove every System V IPC object: they outlive their processes and hold memory the container is
+    charged for. IPC_RMID needs the owner's or creator's euid (the runner has no CAP_IPC_OWNER), so
+    each is removed as its creator, which only the program can be. Returns how many were left."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctl = {"shm": lambda i: libc.shmctl(i, IPC_RMID, None), "msg": lambda i: libc.msgctl(i, IPC_RMID, None),
+           "sem": lambda i: libc.semctl(i, 0, IPC_RMID, 0)}
+    for kind, ident, uids in sysv_objects():
+        for uid in uids:
+            os.seteuid(uid)
+            try:
+                if ctl[kind](ident) == 0:
+                    break
+            finally:
+                os.seteuid(0)
+    return len(sysv_objects())
+
+
+def wipe(d):
+    for name in os.listdir(d):
+        p = os.path.join(d, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            os.chmod(p, 0o700)
+            wipe(p)
+            os.rmdir(p)
+        else:
+            os.unlink(p)
+
+
+def release_scratch():
+    """Empty /tmp, /dev/shm and /dev/mqueue (as the program: root here has no DAC override) and remove
+    the System V IPC objects: nothing the program made outlives it but its work dir."""
+    as_program()
+    try:
+        for d in SCRATCH:
+            if os.path.isdir(d):
+                wipe(d)
+    finally:
+        as_root()
+    return release_ipc()
+
+
 def copy_tree(src, dst):
     """shutil.copytree without importing shutil (start-up time counts here); errors are ignored."""
     try:
@@ -146,6 +218,7 @@ def supervise(argv, env, timeout_s, tail):
     """Run argv as PROGRAM_UID (cwd: the work dir, inherited); stop it at the timeout, then kill its uid."""
     t0 = time.monotonic()
     deadline = t0 + timeout_s
+    set_oom_score_adj(1000)
     proc = subprocess.Popen(
         argv,
         env=env,
@@ -157,6 +230,7 @@ def supervise(argv, env, timeout_s, tail):
         group=PROGRAM_UID,
         extra_groups=[],
     )
+    set_oom_score_adj(0)
     fds = (proc.stdout.fileno(), proc.stderr.fileno())
     bufs = {fd: bytearray() for fd in fds}
     counts = dict.fromkeys(fds, 0)
@@ -223,6 +297,7 @@ def run(cfg):
         as_root()
     oom_before = oom_kills()
     got = supervise([sys.executable, cfg["program"]], program_env(cfg), cfg["timeout_s"], tail)
+    ipc_left = release_scratch()
     return {
         "exit_code": got["exit_code"],
         "signal": got["signal"],
@@ -233,6 +308,7 @@ def run(cfg):
         "stdout_bytes": got["stdout_bytes"],
         "stderr_bytes": got["stderr_bytes"],
         "oom_kills": oom_kills() - oom_before,
+        "ipc_left": ipc_left,
     }
 
 
@@ -265,6 +341,10 @@ def collect_outputs(cfg, report):
     exclude = {cfg["program"]}
     as_program()
     try:
+        trimmed = {}
+        for name in wanted(cfg["expect"], exclude):
+            if name.lower().endswith(".wav"):
+                trimmed[name] = trim_to_riff(os.path.join(WORK, name))
         files, rejected = collect(cfg["expect"], cfg["max_bytes"], exclude)
     finally:
         as_root()
@@ -278,9 +358,11 @@ def collect_outputs(cfg, report):
     verdicts = normalise(cfg, audio)
     failed = {n: v["error"] for n, v in verdicts.items() if "error" in v}
     report["normalised"] = [
-        "%s: %s" % (n, "; ".join(str(c) for c in v.get("changes", [])[:8]))
+        "%s: %d bytes after the RIFF chunk dropped" % (n, dropped) for n, dropped in sorted(trimmed.items()) if dropped
+    ] + [
+        "%s: %s" % (n, "; ".join(str(c) for c in v["changes"][:8]) or "re-encoded: its sizes did not match the file")
         for n, v in verdicts.items()
-        if v.get("changes")
+        if "changes" in v
     ]
     as_program()
     try:
@@ -294,27 +376,14 @@ def collect_outputs(cfg, report):
 def reset():
     """Kill every process of the program's uid and empty what it could write; reports what IPC is left."""
     kill_uid(PROGRAM_UID)
-
-    def wipe(d):
-        for name in os.listdir(d):
-            p = os.path.join(d, name)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-                wipe(p)
-                os.rmdir(p)
-            else:
-                os.unlink(p)
-
     as_program()
     try:
         os.chmod(WORK, 0o700)
-        for d in (WORK, "/tmp", "/dev/shm", "/dev/mqueue"):
-            if os.path.isdir(d):
-                wipe(d)
+        wipe(WORK)
     finally:
         as_root()
-    ipc = [f for f in ("shm", "msg", "sem") if len(open("/proc/sysvipc/" + f).read().splitlines()) > 1]
-    return {"reset": "dirty " + " ".join(ipc) if ipc else "clean"}
+    left = release_scratch()
+    return {"reset": "dirty: %d System V IPC objects left" % left if left else "clean"}
 
 
 def main():

@@ -19,6 +19,46 @@ def printable(name):
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def wanted(patterns, exclude):
+    """Names in the work dir that match the patterns (nothing checked about them yet)."""
+    try:
+        names = sorted(os.listdir(WORK))
+    except OSError:
+        return []
+    return [n for n in names if n not in exclude and any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def riff_end(size, riff):
+    """Where a RIFF chunk of declared size riff ends, its pad byte allowed when the file has it."""
+    end = 8 + riff
+    return end + 1 if riff & 1 and size > end else end
+
+
+def trim_to_riff(path):
+    """Cut a RIFF/WAVE file to the end of its RIFF chunk; returns how many bytes went.
+
+    Bytes after the chunk are no part of the audio, and would otherwise travel to the host whole.
+    Only a regular file is touched (opened without following links, checked after opening)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    try:
+        st = os.fstat(fd)
+        head = os.pread(fd, 12, 0) if stat.S_ISREG(st.st_mode) else b""
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return 0
+        end = riff_end(st.st_size, struct.unpack("<I", head[4:8])[0])
+        if st.st_size <= end:
+            return 0
+        os.ftruncate(fd, end)
+        return st.st_size - end
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
 def collect(patterns, max_bytes, exclude):
     """Regular files in the work dir matching the patterns; everything else is refused with a reason.
 
@@ -96,8 +136,8 @@ def already_normal(path):
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
             return False
-        if struct.unpack("<I", head[4:8])[0] + 8 > size:
-            return False
+        if riff_end(size, struct.unpack("<I", head[4:8])[0]) != size:
+            return False  # plain only when the file is its RIFF chunk, nothing before or after
         fmt, pos = None, 12
         for _ in range(64):
             f.seek(pos)

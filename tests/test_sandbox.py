@@ -135,6 +135,7 @@ def test_audio_stack_imports():
 
 def test_hardening_is_on_by_default(monkeypatch):
     from sandbox.client import Sandbox
+    from sandbox.container import RUNNER_MARGIN_MB
 
     monkeypatch.setenv("AUDIOPROBE_TEST_SECRET", "must-not-leak")
     limits = ExecutionLimits()
@@ -147,7 +148,8 @@ def test_hardening_is_on_by_default(monkeypatch):
         assert {c.removeprefix("CAP_") for c in host["CapAdd"]} == {"SETUID", "SETGID"}
         assert "no-new-privileges" in host["SecurityOpt"] and host["Init"] is True
         assert host["PidsLimit"] == limits.pids
-        assert host["Memory"] == host["MemorySwap"] == limits.memory_mb * 1024 * 1024
+        # the program's limit plus the runner's margin (sandbox/container.py RUNNER_MARGIN_MB)
+        assert host["Memory"] == host["MemorySwap"] == (limits.memory_mb + RUNNER_MARGIN_MB) * 1024 * 1024
         assert host["NanoCpus"] == int(limits.cpus * 1e9)
         assert {u["Name"] for u in host["Ulimits"]} >= {"fsize", "nofile"}
         assert (
@@ -355,7 +357,7 @@ def test_no_network_not_even_the_hosts_loopback():
     listener.close()
     seen = json.loads(result.stdout_tail.strip().splitlines()[-1])
     assert "CONNECTED" not in seen.values(), seen
-    assert seen["127.0.0.1"] == "ConnectionRefusedError"
+    assert seen["127.0.0.1"] == "PermissionError"  # socket(AF_INET) itself: the seccomp profile
 
 
 def test_host_environment_is_invisible(monkeypatch):
