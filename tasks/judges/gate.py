@@ -5,6 +5,12 @@ any FATAL problem is present: those make every judge's answer meaningless (or, f
 known way: pocketsphinx decodes silence as "dog"). The other problems record that the program did not
 follow the brief (wrong rate, length, channels) or made poor audio (clipping, DC offset); the clip is
 still judged, and the report can count them.
+
+Every check is made on what the judges will hear: samples cleaned (NaN/inf counted, then 0) and
+downmixed in float64, where the judges' float32 downmix would overflow ±3e38 to inf and hear 0. A
+peak far above full scale is fatal (`overflow`). Silence is the downmix's peak-to-peak (a DC level
+or channels that cancel are silence), checked on the whole file and on the first seconds each judge
+reads (JUDGE_WINDOWS): a file silent there is silence to that judge, whatever comes later.
 """
 
 from __future__ import annotations
@@ -17,11 +23,18 @@ from audioprobe.schema import GateResult
 from tasks.judges import wavfile
 from tasks.judges.audio import PREPROCESS_VERSION, sha256_file
 
-GATE_VERSION = f"gate-v2+{PREPROCESS_VERSION}"  # v2: the strict RIFF/WAVE reader, streamed statistics
+# v2: the strict RIFF/WAVE reader, streamed statistics; v3: float64 downmix, overflow, judge windows
+GATE_VERSION = f"gate-v3+{PREPROCESS_VERSION}"
 
 FATAL = frozenset(
-    {"missing", "unreadable", "empty", "nan", "inf", "silent", "absurd_length", "absurd_sample_rate"}
+    {"missing", "unreadable", "empty", "nan", "inf", "silent", "silent_window", "overflow", "absurd_length",
+     "absurd_sample_rate"}
 )
+# The judges read from the start of a clip: the embedding judges (VGGish FAD, offline 5-way) a window of
+# the references' median length, 4 s for NSynth notes (tasks/judges/distance.py reference_window);
+# CLAP its first 10 s (clap.MAX_SECONDS); the speech judge its first 30 s (speech.py).
+JUDGE_WINDOWS = ((4.0, "the embedding judges"), (10.0, "CLAP"), (30.0, "the speech judge"))
+OVERFLOW_PEAK = 16.0  # +24 dBFS: no rendering mistake, and the judges' float32 sums overflow or clip it
 SILENCE_PEAK = 10 ** (-60 / 20)  # -60 dBFS: nothing a listener or a judge would call a sound
 CLIP_LEVEL = 0.999
 CLIP_FRACTION = 1e-3  # more than 0.1 % of samples at full scale
@@ -93,10 +106,17 @@ def check(
         problems.append(f"inf: {stats['inf']} samples")
     peak, n = stats["peak"], frames * file_ch
     rms = float(np.sqrt(stats["sumsq"] / n))
-    fields.update(peak=round(peak, 6), rms=round(rms, 6))
-    if peak < SILENCE_PEAK:
-        problems.append(f"silent: peak {peak:.2e}")
+    fields.update(peak=round(min(peak, 1e30), 6), rms=round(min(rms, 1e30), 6))
+    swing = stats["swing"]["whole"]
+    if peak > OVERFLOW_PEAK:
+        problems.append(f"overflow: peak {peak:.3g}, far beyond full scale (the judges clip or overflow it)")
+    elif swing < SILENCE_PEAK:
+        problems.append(f"silent: peak {peak:.2e}, downmix swing {swing:.2e}")
     else:
+        for window_s, who in reversed(JUDGE_WINDOWS):  # the longest silent window says the most
+            if window_s < duration and stats["swing"][window_s] < SILENCE_PEAK:
+                problems.append(f"silent_window: the first {window_s:g} s, all that {who} hear, are silent")
+                break
         clipped = stats["clipped"] / n
         if peak > 1.0:
             problems.append(f"clipping: peak {peak:.3f} beyond full scale")
@@ -109,17 +129,29 @@ def check(
 
 
 def _stats(path: Path, info: wavfile.WavInfo) -> dict:
-    """NaN/inf counts, peak, sum of squares, full-scale count and per-channel sums over finite samples."""
+    """Over cleaned float64 samples: NaN/inf counts, peak, sum of squares, full-scale count, per-channel
+    sums, and the downmix's swing (max - min, halved) over the whole file and each judge's window."""
     acc = {"nan": 0, "inf": 0, "peak": 0.0, "sumsq": 0.0, "clipped": 0, "sums": np.zeros(info.channels)}
+    ends = {"whole": info.frames, **{w: round(w * info.sample_rate) for w, _ in JUDGE_WINDOWS}}
+    lows, highs = dict.fromkeys(ends, np.inf), dict.fromkeys(ends, -np.inf)
+    pos = 0
     for block in wavfile.iter_blocks(path, info):
+        block = block.astype(np.float64)
         finite = np.isfinite(block)
         if not finite.all():
             acc["nan"] += int(np.isnan(block).sum())
             acc["inf"] += int(np.isinf(block).sum())
-            block = np.where(finite, block, np.float32(0))
-        mag = np.abs(block).astype(np.float64)
+            block[~finite] = 0.0
+        mag = np.abs(block)
         acc["peak"] = max(acc["peak"], float(mag.max()))
         acc["sumsq"] += float(np.square(mag).sum())
         acc["clipped"] += int((mag >= CLIP_LEVEL).sum())
-        acc["sums"] += block.sum(axis=0, dtype=np.float64)
+        acc["sums"] += block.sum(axis=0)
+        mono = block.mean(axis=1)
+        for key, end in ends.items():
+            part = mono[: max(0, end - pos)]
+            if part.size:
+                lows[key], highs[key] = min(lows[key], float(part.min())), max(highs[key], float(part.max()))
+        pos += len(block)
+    acc["swing"] = {k: max(0.0, (highs[k] - lows[k]) / 2) for k in ends}
     return acc
