@@ -215,9 +215,14 @@ class FADResult(Record):
     kad: float | None = None  # unbiased KAD x100 (tasks.judges.distance), bandwidth from the references
     kad_ci: tuple[float, float] | None = None
     kad_baseline: float | None = None
-    fad_inf: float | None = None  # fadtk's extrapolation of FAD to infinitely many generated frames
-    baseline_n_gen: int | None = None  # the sizes the same-distribution baselines were drawn at
+    fad_inf: float | None = None  # fadtk's score_inf: frames drawn with replacement, 25 sizes from 500
+    baseline_n_gen: int | None = None  # the sizes the same-distribution baselines stand for: (n_gen, n_ref)
     baseline_n_ref: int | None = None
+    # issue 21: the baselines' spread (middle 95 % of same-distribution scores at that N) and how they were
+    # had: "drawn" at exactly that N, or "extrapolated" by the 1/N form (the note gives the fit)
+    baseline_range: tuple[float, float] | None = None
+    kad_baseline_range: tuple[float, float] | None = None
+    baseline_method: str = ""
     window_s: float | None = None  # every clip cut or padded to this length before embedding
     band_note: str = ""  # why there is no band, where there is none
     per_note: dict[str, dict] = Field(default_factory=dict)  # audio path -> {"fad", "kad", "band"}

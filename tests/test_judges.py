@@ -134,7 +134,9 @@ def test_kad_is_unbiased_at_small_n_and_fad_is_not():
     f = distance.distance("fad", gen, ref, embedding="test", n_boot=200)
     assert k.ci[0] < 0 < k.ci[1] and abs(k.value) < k.ci[1] - k.ci[0]
     assert f.ci[0] > 0.5 and f.value > 1.0  # the small-N bias: ~dim^2/frames, nothing real
-    assert (k.baseline_n_gen, k.baseline_n_ref) == (10, 10)  # a pool of 20 gives two disjoint 10s
+    # the baselines stand for the comparison's own 20/20, extrapolated: a pool of 20 cannot give two 20s
+    assert (k.baseline_n_gen, k.baseline_n_ref, k.baseline_method) == (20, 20, "extrapolated")
+    assert f.baseline_low <= f.value <= f.baseline_high and k.baseline_low <= k.value <= k.baseline_high
     far = distance.distance("kad", [c + 1.0 for c in gen], ref, embedding="test", n_boot=100)
     assert far.ci[0] > k.ci[1]
     inf = distance.fad_inf(gen, ref)
@@ -144,9 +146,10 @@ def test_kad_is_unbiased_at_small_n_and_fad_is_not():
 def test_same_n_baseline_and_matched_subsets():
     rng = np.random.default_rng(1)
     ref = [rng.standard_normal((2, 3)) for _ in range(50)]
-    value, n_gen, n_ref = distance.same_n_baseline("fad", ref, 10, 30)
-    assert (n_gen, n_ref) == (10, 30) and value > 0
-    assert distance.same_n_baseline("fad", ref, 40, 50)[1:] == (25, 25)  # pool too small: as close as it allows
+    drawn = distance.same_n_baseline("fad", ref, 10, 30)
+    assert (drawn.n_gen, drawn.n_ref, drawn.method) == (10, 30, "drawn") and 0 < drawn.low < drawn.value < drawn.high
+    far = distance.same_n_baseline("fad", ref, 40, 50)  # pool too small: extrapolated, never drawn at 25/25
+    assert (far.n_gen, far.n_ref, far.method) == (40, 50, "extrapolated") and "1/N form" in far.note
     sub = distance.matched(ref, 7, seed=3)
     assert len(sub) == 7 and [id(x) for x in sub] == [id(x) for x in distance.matched(ref, 7, seed=3)]
     with pytest.raises(distance.DistanceError):
@@ -564,7 +567,19 @@ def test_cli_gate_pitch_fad(tmp_path, wavs):
                    "logmel-stats", "--boot", "50", env_dir=tmp_path)
     assert rc == 0 and kad["metric"] == "kad" and kad["n_ref"] == 6 and kad["n_gen"] == 6 and kad["window_s"] > 0
     assert kad["ci"][0] > kad["baseline"] and kad["bandwidth"] > 0 and kad["embedding"] == "logmel-stats-v1"
-    assert (kad["baseline_n_gen"], kad["baseline_n_ref"]) == (3, 3) and "cannot give two disjoint" in kad["note"]
+    assert (kad["baseline_n_gen"], kad["baseline_n_ref"]) == (6, 6) and "extrapolated" in kad["note"]
+    # one path: judge fad, judge distance and the run's per-class scores agree on the same folders
+    rc, dist = _cli("distance", str(tmp_path / "ref"), str(tmp_path / "gen"), "--metric", "fad", "--embedding",
+                    "logmel-stats", env_dir=tmp_path)
+    from tasks.judges.fad import fad_per_class
+
+    (report,), _ = fad_per_class({"c": sorted((tmp_path / "gen").glob("*.wav"))},
+                                 {"c": sorted((tmp_path / "ref").glob("*.wav"))}, embedding="logmel-stats")
+    assert rc == 0 and far["window_s"] == dist["window_s"] == report.window_s
+    for cli_fad in (far, {"fad": dist["value"], "ci": dist["ci"], "baseline": dist["baseline"]}):
+        assert cli_fad["fad"] == pytest.approx(report.fad, rel=1e-9)
+        assert cli_fad["ci"] == pytest.approx(list(report.ci), rel=1e-9)
+        assert cli_fad["baseline"] == pytest.approx(report.baseline, rel=1e-9)
 
 
 # --------------------------------------------------------------------------- per-class FAD and validation helpers

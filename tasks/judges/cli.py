@@ -37,6 +37,8 @@ def register(subparsers) -> None:
                    help="seconds every clip is cut or padded to (default: the references' median length)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the CI")
+    d.add_argument("--kad-convention", choices=("clips", "kadtk"), default="clips",
+                   help="KAD: clips (bandwidth from the references, pairs within a clip left out) or kadtk's score")
     d.set_defaults(func=cmd_distance)
 
     s = sub.add_parser("speech", help="5-way forced choice and free decoding (pocketsphinx)")
@@ -111,8 +113,9 @@ def _wavs(folder: str) -> list[Path]:
 
 
 def cmd_fad(args) -> int:
-    from tasks.judges import frechet, gate
-    from tasks.judges.embeddings import embed_files, get_embedding
+    from tasks.judges import gate
+    from tasks.judges.embeddings import embed_files, get_embedding, reference_window
+    from tasks.judges.fad import score_class
     from tasks.judges.vggish import CheckpointError
 
     gen_all, ref = _wavs(args.gen_dir), _wavs(args.ref_dir)
@@ -121,8 +124,9 @@ def cmd_fad(args) -> int:
         backend = get_embedding(args.embedding)
     except (CheckpointError, ValueError) as exc:
         raise UserError(str(exc)) from exc
-    result = frechet.score_sets(embed_files(backend, gen), embed_files(backend, ref),
-                                label=Path(args.gen_dir).name, embedding=backend.version)
+    window = reference_window(ref)  # the report's path: same window, baseline and interval (fad.score_class)
+    result = score_class(gen, embed_files(backend, gen, window_s=window), embed_files(backend, ref, window_s=window),
+                         label=Path(args.gen_dir).name, embedding=backend.version, window_s=window)
     if len(gen) < len(gen_all):
         result.note += f"; {len(gen_all) - len(gen)} generated files refused by the gate"
     emit(result)
@@ -143,7 +147,7 @@ def cmd_distance(args) -> int:
     window = args.window or reference_window(ref)
     result = distance.distance(args.metric, embed_files(backend, gen, window_s=window),
                                embed_files(backend, ref, window_s=window), embedding=backend.version,
-                               seed=args.seed, n_boot=args.boot)
+                               seed=args.seed, n_boot=args.boot, convention=args.kad_convention)
     out = {**result.as_dict(), "window_s": window, "seed": args.seed}
     if len(gen) < len(gen_all):
         out["note"] = "; ".join(x for x in (out["note"], f"{len(gen_all) - len(gen)} generated files refused by the gate") if x)

@@ -88,11 +88,39 @@ def _kernels(gen: list[np.ndarray], ref: list[np.ndarray], bandwidth: float):
     return _clip_kernel(gen, gen, gamma), _clip_kernel(ref, ref, gamma), _clip_kernel(gen, ref, gamma)
 
 
-def kad(gen_clips: Sequence[np.ndarray], ref_clips: Sequence[np.ndarray], bandwidth: float | None = None) -> float:
-    """Unbiased KAD (x100) of two sets of clips; the bandwidth defaults to the references' median distance."""
+KAD_CONVENTIONS = ("clips", "kadtk")
+
+
+def kadtk_bandwidth(frames: np.ndarray) -> float:
+    """kadtk's median_pairwise_distance: torch.median over torch.pdist, which is the lower middle value."""
+    d = np.sqrt(_sq_dists(frames, frames)[np.triu_indices(len(frames), 1)])
+    return float(np.sort(d)[(len(d) - 1) // 2])
+
+
+def kad_kadtk(gen_clips: Sequence[np.ndarray], ref_clips: Sequence[np.ndarray], bandwidth: float | None = None) -> float:
+    """kadtk's calc_kernel_audio_distance as its score(baseline, eval) calls it: frames pooled, every pair of
+    distinct frames kept (pairs within a clip too), bandwidth from the *evaluated* (generated) frames."""
+    x, y = _stack(ref_clips), _stack(gen_clips)  # kadtk: x = background (references), y = eval
+    width = bandwidth or kadtk_bandwidth(y)
+    gamma = 1.0 / (2.0 * width * width + 1e-8)
+    kxx, kyy = np.exp(-gamma * _sq_dists(x, x)), np.exp(-gamma * _sq_dists(y, y))
+    m, n = len(x), len(y)
+    within_x = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    within_y = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+    return float(KAD_SCALE * (within_x + within_y - 2.0 * np.exp(-gamma * _sq_dists(x, y)).mean()))
+
+
+def kad(gen_clips: Sequence[np.ndarray], ref_clips: Sequence[np.ndarray], bandwidth: float | None = None,
+        convention: str = "clips") -> float:
+    """KAD (x100). `clips` (ours): bandwidth from the references, pairs within a clip left out (unbiased
+    over clips); `kadtk`: kadtk's score, as kad_kadtk."""
     gen, ref = list(gen_clips), list(ref_clips)
     if len(gen) < 2 or len(ref) < 2:
         raise DistanceError(f"KAD needs at least 2 clips a side, got {len(gen)} generated, {len(ref)} reference")
+    if convention == "kadtk":
+        return kad_kadtk(gen, ref, bandwidth)
+    if convention != "clips":
+        raise DistanceError(f"unknown KAD convention {convention!r}; choose from {', '.join(KAD_CONVENTIONS)}")
     width = bandwidth or median_bandwidth(ref)
     kgg, krr, kgr = _kernels(gen, ref, width)
     return _kad_from(kgg, krr, kgr, np.ones(len(gen)), np.ones(len(ref)))
@@ -102,28 +130,35 @@ def fad(gen_clips: Sequence[np.ndarray], ref_clips: Sequence[np.ndarray]) -> flo
     return frechet.fd_embeddings(_stack(gen_clips), _stack(ref_clips))
 
 
+FAD_INF_STEPS, FAD_INF_MIN_N = 25, 500  # fadtk's score_inf defaults
+
+
 def fad_inf(
-    gen_clips: Sequence[np.ndarray], ref_clips: Sequence[np.ndarray], steps: int = 10, seed: int = 0
+    gen_clips: Sequence[np.ndarray], ref_clips: Sequence[np.ndarray], steps: int = FAD_INF_STEPS,
+    min_n: int = FAD_INF_MIN_N, seed: int = 0,
 ) -> dict:
-    """fadtk's FAD-inf: FAD of random subsets of the generated frames against 1/n, extrapolated to 1/n = 0."""
-    gen, ref = _stack(gen_clips), _stack(ref_clips)
+    """fadtk's FAD-inf (FrechetAudioDistance.score_inf): the generated frames of every clip pooled, n frames
+    drawn *with* replacement for n in linspace(min_n, all frames, steps), FAD of each against the
+    references, a line fitted against 1/n, its intercept. fadtk draws with np.random.choice; we draw the
+    same indices from np.random.RandomState(seed). With fewer than min_n frames the sizes run downwards,
+    as in fadtk."""
+    embeds, ref = _stack(gen_clips), _stack(ref_clips)
     mu_r, s_r = frechet.stats(ref)
     root = frechet.psd_sqrt(s_r)
-    n_max = len(gen)
-    sizes = np.unique(np.linspace(max(3, n_max // 4), n_max, steps).astype(int))
-    if len(sizes) < 3:
-        raise DistanceError(f"FAD-inf needs at least 3 subset sizes; {n_max} generated frames give {len(sizes)}")
-    rng = np.random.default_rng(seed)
+    ns = [int(n) for n in np.linspace(min_n, len(embeds), steps)]
+    if len(set(ns)) < 3:
+        raise DistanceError(f"FAD-inf needs at least 3 distinct sizes; {len(embeds)} frames give {len(set(ns))}")
+    rng = np.random.RandomState(seed)
     scores = [
-        frechet.frechet_distance(*frechet.stats(gen[rng.choice(n_max, n, replace=False)]), mu_r, s_r, sqrt_s2=root)
-        for n in sizes
+        frechet.frechet_distance(*frechet.stats(embeds[rng.choice(embeds.shape[0], size=n, replace=True)]),
+                                 mu_r, s_r, sqrt_s2=root)
+        for n in ns
     ]
-    x = 1.0 / sizes
-    slope, intercept = np.polyfit(x, scores, 1)
-    fitted = slope * x + intercept
+    xs = 1 / np.array(ns)
+    slope, intercept = np.polyfit(xs, scores, 1)
     ss_tot = float(np.sum((scores - np.mean(scores)) ** 2))
-    r2 = 1.0 - float(np.sum((scores - fitted) ** 2)) / ss_tot if ss_tot > 0 else 1.0
-    return {"value": float(intercept), "slope": float(slope), "r2": r2, "frames": [int(n) for n in sizes]}
+    r2 = 1 - float(np.sum((scores - (slope * xs + intercept)) ** 2)) / ss_tot if ss_tot > 0 else 1.0
+    return {"value": float(intercept), "slope": float(slope), "r2": r2, "frames": ns}
 
 
 @dataclass
@@ -136,23 +171,29 @@ class Distance:
     n_ref: int
     n_gen: int
     embedding: str
-    baseline: float | None  # the same metric between two disjoint draws of references
-    baseline_n_gen: int | None  # the sizes it was drawn at: (n_gen, n_ref) when the pool allows
+    baseline: float | None  # the same metric between two disjoint sets of references at (n_gen, n_ref)
+    baseline_n_gen: int | None  # the sizes it stands for: always the comparison's own
     baseline_n_ref: int | None
     bandwidth: float | None = None  # KAD's kernel bandwidth (from the references)
     extra: dict | None = None  # FAD-inf's fit
     note: str = ""
+    baseline_low: float | None = None  # the middle 95 % of same-distribution scores at that N
+    baseline_high: float | None = None
+    baseline_method: str = ""  # drawn, extrapolated (baseline_fit says how) or none
+    baseline_fit: dict | None = None
+    convention: str = "clips"  # KAD: ours, or kadtk's
     version: str = DISTANCE_VERSION
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _point(metric: str, gen: list, ref: list, bandwidth: float | None, seed: int) -> tuple[float, dict | None]:
+def _point(metric: str, gen: list, ref: list, bandwidth: float | None, seed: int,
+           convention: str = "clips") -> tuple[float, dict | None]:
     if metric == "fad":
         return fad(gen, ref), None
     if metric == "kad":
-        return kad(gen, ref, bandwidth), None
+        return kad(gen, ref, bandwidth if convention == "clips" else None, convention), None
     fit = fad_inf(gen, ref, seed=seed)
     return fit["value"], fit
 
@@ -171,13 +212,17 @@ def _draw(rng: np.random.Generator, n: int, groups: Sequence[str] | None) -> np.
 
 def bootstrap_ci(
     metric: str, gen: list, ref: list, *, bandwidth: float | None = None, n_boot: int = 200, seed: int = 0,
-    groups: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None, convention: str = "clips",
 ) -> tuple[float, float] | None:
-    """95% interval, both sets resampled with replacement (generated clips by item when `groups` names them)."""
+    """95% interval, both sets resampled with replacement (generated clips by item when `groups` names them).
+
+    Ours KAD leaves out the pairs of a clip with its own copy, so its percentile interval is used as it is.
+    Every other estimator is inflated by repeated clips (FAD's small-sample bias; kadtk's KAD counts a
+    copy's frames as a pair), so its bootstrap distribution is re-centred on the estimate."""
     if len(gen) < 2 or len(ref) < 2 or (groups is not None and len(set(groups)) < 2):
         return None
     rng = np.random.default_rng(seed)
-    if metric == "kad":
+    if metric == "kad" and convention == "clips":
         kgg, krr, kgr = _kernels(gen, ref, bandwidth or median_bandwidth(ref))
         scores = []
         for _ in range(n_boot):
@@ -188,39 +233,113 @@ def bootstrap_ci(
             scores.append(_kad_from(kgg, krr, kgr, wg, wr))
         lo, hi = np.quantile(scores, [0.025, 0.975])
         return float(lo), float(hi)
-    point = fad(gen, ref) if metric == "fad" else fad_inf(gen, ref, seed=seed)["value"]
+    point = _point(metric, gen, ref, bandwidth, seed, convention)[0]
     scores = []
     for _ in range(n_boot):
         g = [gen[i] for i in _draw(rng, len(gen), groups)]
         r = [ref[i] for i in rng.integers(0, len(ref), len(ref))]
         try:
-            scores.append(fad(g, r) if metric == "fad" else fad_inf(g, r, seed=seed)["value"])
+            scores.append(_point(metric, g, r, bandwidth, seed, convention)[0])
         except (frechet.FrechetError, DistanceError):
             continue
     lo, hi = np.quantile(scores, [0.025, 0.975]) - (np.mean(scores) - point)
     return (max(float(lo), 0.0) if metric == "fad" else float(lo)), float(hi)
 
 
+@dataclass
+class Baseline:
+    """What two disjoint sets of real references score at the comparison's own (n_gen, n_ref).
+
+    `drawn`: disjoint draws at exactly (n_gen, n_ref). `extrapolated`: the pool is too small for that (it
+    always is when the comparison uses every reference), so draws at several smaller sizes are fitted
+    with FAD's first-order small-sample form, value = c0 + c1 * (1/n_a + 1/n_b), and the fit is read at
+    (n_gen, n_ref). Where the pool can reach the comparison's 1/n_gen + 1/n_ref the draws bracket it and
+    the line is fitted freely; beyond the pool's reach (n_ref is every reference and n_gen is large) the
+    line goes through 0, the score of a distribution against itself with infinitely many clips (KAD is
+    unbiased: its c1 comes out near 0 either way). Same-distribution scores spread in proportion to their bias, so the spread is the
+    draws' residuals scaled by (1/n_gen + 1/n_ref) / (1/n_a + 1/n_b). low/high bound the middle 95 %.
+    """
+
+    value: float | None
+    low: float | None
+    high: float | None
+    n_gen: int | None
+    n_ref: int | None
+    method: str  # "drawn", "extrapolated" or "none"
+    fit: dict | None = None  # c0, c1, the sizes drawn, draws per size
+    note: str = ""
+
+
+BASELINE_DRAWS = 100  # disjoint draws in all: enough for a 95 % range
+BASELINE_SIZES = 5  # pair sizes the fit is drawn at
+
+
+def _pair_sizes(pool: int, target: float) -> list[tuple[int, int]]:
+    """Disjoint (n_a, n_b) pairs whose 1/n_a + 1/n_b brackets the target where the pool can reach it
+    (a fit read inside its own range); else balanced pairs of 60-100 % of the pool, the nearest it gets."""
+    lowest = 1 / (pool // 2) + 1 / (pool - pool // 2)
+    if target >= lowest:
+        xs = np.clip(target * np.geomspace(0.8, 1.25, BASELINE_SIZES), lowest, 1.0)
+        # 1/a + 1/(pool - a) = x has its smaller root at a = (pool - sqrt(pool^2 - 4 pool / x)) / 2
+        roots = [(pool - np.sqrt(max(pool * pool - 4 * pool / x, 0.0))) / 2 for x in xs]
+        sizes = [(a, pool - a) for a in (min(max(2, int(round(r))), pool // 2) for r in roots)]
+    else:
+        sizes = [(t // 2, t - t // 2) for t in (int(round(f * pool)) for f in np.linspace(0.6, 1.0, BASELINE_SIZES))]
+    return sorted({(a, b) for a, b in sizes if a >= 2 and b >= 2})
+
+
 def same_n_baseline(
-    metric: str, ref: list, n_gen: int, n_ref: int, *, bandwidth: float | None = None, seed: int = 0, repeats: int = 5
-) -> tuple[float | None, int | None, int | None]:
-    """Median of the metric between disjoint random draws of references at (n_gen, n_ref), or as close as
-    the pool allows (the generated side first, at most half the pool): (value, n_gen used, n_ref used)."""
+    metric: str, ref: list, n_gen: int, n_ref: int, *, bandwidth: float | None = None, seed: int = 0,
+    draws: int = BASELINE_DRAWS, convention: str = "clips",
+) -> Baseline:
     pool = len(ref)
-    a = min(n_gen, pool // 2)
-    b = min(n_ref, pool - a)
-    if a < 2 or b < 2:
-        return None, None, None
+    if n_gen < 2 or n_ref < 2 or pool < 4:
+        return Baseline(None, None, None, None, None, "none", note=f"{pool} references: no disjoint draws")
     rng = np.random.default_rng(seed)
-    scores = []
-    for _ in range(repeats):
-        order = rng.permutation(pool)
-        g, r = [ref[i] for i in order[:a]], [ref[i] for i in order[a : a + b]]
-        try:
-            scores.append(_point(metric, g, r, bandwidth, seed)[0])
-        except (frechet.FrechetError, DistanceError):
-            continue
-    return (float(np.median(scores)) if scores else None), a, b
+    score = _scorer(metric, ref, bandwidth, seed, convention)
+    exact = pool >= n_gen + n_ref
+    target = 1 / n_gen + 1 / n_ref
+    sizes = [(n_gen, n_ref)] if exact else _pair_sizes(pool, target)
+    points: list[tuple[float, float]] = []  # (1/n_a + 1/n_b, value)
+    per_size = max(2, draws // len(sizes)) if sizes else 0
+    for a, b in sizes:
+        for _ in range(per_size):
+            order = rng.permutation(pool)
+            try:
+                points.append((1 / a + 1 / b, score(order[:a], order[a:a + b])))
+            except (frechet.FrechetError, DistanceError):
+                continue
+    if len(points) < 3:
+        return Baseline(None, None, None, None, None, "none", note="too few same-distribution draws scored")
+    x, y = np.array(points).T
+    floor = 0.0 if metric == "fad" else -np.inf
+    if exact:
+        lo, mid, hi = np.quantile(y, [0.025, 0.5, 0.975])
+        return Baseline(float(mid), float(lo), float(hi), n_gen, n_ref, "drawn",
+                        {"sizes": [list(s) for s in sizes], "draws": len(y)})
+    if metric == "fad" and x.min() <= target <= x.max() and len(set(x)) >= 2:
+        c1, c0 = (float(v) for v in np.polyfit(x, y, 1))  # read inside its range: the line's local slope
+    else:  # beyond the draws, the asymptote: the same distribution scores 0 with infinitely many clips
+        c0, c1 = 0.0, float(x @ y / (x @ x))
+    scaled = (y - (c0 + c1 * x)) / x * target
+    centre = c0 + c1 * target
+    lo, mid, hi = centre + np.quantile(scaled, [0.025, 0.5, 0.975])
+    fit = {"form": "c0 + c1 * (1/n_gen + 1/n_ref)", "c0": c0, "c1": c1,
+           "sizes": [list(s) for s in sizes], "draws": len(y)}
+    note = (f"baseline extrapolated to n_gen={n_gen}, n_ref={n_ref} from disjoint draws at "
+            f"{', '.join(f'{a}/{b}' for a, b in sizes)} ({pool} references) by the 1/N form "
+            f"{c0:.4g} + {c1:.4g} * (1/n_gen + 1/n_ref)")
+    return Baseline(float(max(mid, floor)), float(max(lo, floor)), float(max(hi, floor)), n_gen, n_ref,
+                    "extrapolated", fit, note)
+
+
+def _scorer(metric: str, ref: list, bandwidth: float | None, seed: int, convention: str):
+    """score(indices_a, indices_b): the metric between two subsets of the pool (KAD's kernels computed once)."""
+    if metric == "kad" and convention == "clips":
+        krr = _clip_kernel(ref, ref, 1.0 / (2.0 * (bandwidth or median_bandwidth(ref)) ** 2))
+        ones = lambda n: np.ones(n)
+        return lambda a, b: _kad_from(krr[np.ix_(a, a)], krr[np.ix_(b, b)], krr[np.ix_(a, b)], ones(len(a)), ones(len(b)))
+    return lambda a, b: _point(metric, [ref[i] for i in a], [ref[i] for i in b], bandwidth, seed, convention)[0]
 
 
 def distance(
@@ -232,23 +351,26 @@ def distance(
     seed: int = 0,
     n_boot: int = 200,
     groups: Sequence[str] | None = None,
+    convention: str = "clips",
 ) -> Distance:
+    """The one path every set distance takes (judge fad, judge distance, the run's per-class scores and
+    the report's matched-N table): the value, its bootstrap interval, and the same-distribution baseline
+    at the comparison's own (n_gen, n_ref) with its spread."""
     if metric not in METRICS:
         raise DistanceError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     gen, ref = list(gen_clips), list(ref_clips)
-    bandwidth = median_bandwidth(ref) if metric == "kad" and len(ref) >= 2 else None
+    bandwidth = median_bandwidth(ref) if metric == "kad" and convention == "clips" and len(ref) >= 2 else None
     try:
-        value, extra = _point(metric, gen, ref, bandwidth, seed)
+        value, extra = _point(metric, gen, ref, bandwidth, seed, convention)
     except (frechet.FrechetError, DistanceError) as exc:
-        return Distance(metric, None, None, len(ref), len(gen), embedding, None, None, None, note=str(exc))
-    base, bn_gen, bn_ref = same_n_baseline(metric, ref, len(gen), len(ref), bandwidth=bandwidth, seed=seed)
-    note = ""
-    if bn_gen is not None and (bn_gen, bn_ref) != (len(gen), len(ref)):
-        note = (f"baseline drawn at n_gen={bn_gen}, n_ref={bn_ref}: {len(ref)} references cannot give two "
-                f"disjoint sets of {len(gen)} and {len(ref)}")
+        return Distance(metric, None, None, len(ref), len(gen), embedding, None, None, None, note=str(exc),
+                        convention=convention)
+    base = same_n_baseline(metric, ref, len(gen), len(ref), bandwidth=bandwidth, seed=seed, convention=convention)
+    ci = bootstrap_ci(metric, gen, ref, bandwidth=bandwidth, n_boot=n_boot, seed=seed, groups=groups,
+                      convention=convention)
     return Distance(
-        metric, value, bootstrap_ci(metric, gen, ref, bandwidth=bandwidth, n_boot=n_boot, seed=seed, groups=groups),
-        len(ref), len(gen), embedding, base, bn_gen, bn_ref, bandwidth, extra, note,
+        metric, value, ci, len(ref), len(gen), embedding, base.value, base.n_gen, base.n_ref, bandwidth, extra,
+        base.note, base.low, base.high, base.method, base.fit, convention,
     )
 
 

@@ -2,7 +2,8 @@
 
 `fad_per_class({"guitar_acoustic": [gen wavs]}, {"guitar_acoustic": [ref wavs]})` -> one FADResult per
 class and the macro average. Each FADResult carries FAD and KAD with 95% CIs (clips of both sets
-resampled), same-distribution baselines at the class's own (n_gen, n_ref) where the pool allows, FAD-inf,
+resampled), same-distribution baselines at the class's own (n_gen, n_ref) with their spread (drawn, or
+extrapolated by the 1/N form where the pool is too small: distance.same_n_baseline), fadtk's FAD-inf,
 the fixed window every clip was cut to (the references' median length: one clip, one weight), and each
 generated note's own FAD and kernel score, banded only where the paper's calibration holds (per-note
 VGGish FAD at 4 s). Classes are whatever the caller groups by: instrument, or instrument x source.
@@ -38,9 +39,11 @@ def score_class(
         res.note += "; fewer frames than dimensions: covariance is singular, expect a large small-sample bias"
     res.fad, res.ci, res.baseline = fad.value, fad.ci, fad.baseline
     res.baseline_n_gen, res.baseline_n_ref = fad.baseline_n_gen, fad.baseline_n_ref
+    res.baseline_range, res.baseline_method = _range(fad), fad.baseline_method
     if len(gen) >= 2 and len(ref) >= 2:
         kad = distance.distance("kad", gen, ref, embedding=embedding, seed=seed, n_boot=n_boot, groups=groups)
         res.kad, res.kad_ci, res.kad_baseline = kad.value, kad.ci, kad.baseline
+        res.kad_baseline_range = _range(kad)
         try:
             res.fad_inf = distance.fad_inf(gen, ref, seed=seed)["value"]
         except (distance.DistanceError, frechet.FrechetError):
@@ -54,6 +57,10 @@ def score_class(
             "band": frechet.band(note.fad, embedding, scale="note", window_s=window_s),
         }
     return res
+
+
+def _range(d: distance.Distance) -> tuple[float, float] | None:
+    return None if d.baseline_low is None else (d.baseline_low, d.baseline_high)
 
 
 def fad_per_class(

@@ -8,8 +8,9 @@ badly conditioned: we retry with eps on both diagonals (as the reference code do
 loudly. Shapes are asserted: a 1-D embedding must give a 1x1
 covariance, never a scalar mistaken for one.
 
-FAD on small samples is biased upwards; every score is shown beside the same-distribution baseline
-(the references split in halves) and a bootstrap interval over generated clips.
+FAD on small samples is biased upwards; every score is shown beside a same-distribution baseline at the
+comparison's own N and a bootstrap interval (tasks.judges.distance). `baseline` below, the references split
+in halves, serves only `judge validate`'s ranking of classes.
 """
 
 from __future__ import annotations
@@ -172,24 +173,13 @@ def score_sets(
     n_boot: int = 200,
     groups: Sequence[str] | None = None,
 ) -> FADResult:
-    """FAD of generated against reference clips; each clip is an (examples, dim) array of frame embeddings."""
-    n_gen, n_ref = len(gen_clips), len(ref_clips)
-    if n_gen == 0 or n_ref == 0:
-        return FADResult(label=label, fad=None, n_gen=n_gen, n_ref=n_ref, embedding=embedding,
-                         note="no generated clips" if n_gen == 0 else "no reference clips")
-    gen, ref = _stack(gen_clips), _stack(ref_clips)
-    note = f"frames: {gen.shape[0]} generated, {ref.shape[0]} reference; dim {gen.shape[1]}"
-    if gen.shape[0] < 2 or ref.shape[0] < 2:
-        return FADResult(label=label, fad=None, n_gen=n_gen, n_ref=n_ref, embedding=embedding,
-                         note=note + "; fewer than 2 frames on a side")
-    fad = fd_embeddings(gen, ref)
-    if min(gen.shape[0], ref.shape[0]) <= gen.shape[1]:
-        note += "; fewer frames than dimensions: covariance is singular, expect a large small-sample bias"
-    return FADResult(
-        label=label, fad=fad, n_gen=n_gen, n_ref=n_ref, embedding=embedding,
-        baseline=baseline(ref_clips, seed=seed), ci=bootstrap_ci(gen_clips, ref, n_boot=n_boot, seed=seed, groups=groups),
-        band=None, note=note,
-    )
+    """FAD of generated against reference clips (each an (examples, dim) array of frame embeddings), by the
+    one path every set distance takes (fad.score_class -> distance.distance): the same baseline at the
+    comparison's own N and the same interval as the report."""
+    from tasks.judges.fad import score_class
+
+    return score_class([], list(gen_clips), list(ref_clips), label=label, embedding=embedding, window_s=None,
+                       seed=seed, n_boot=n_boot, groups=groups)
 
 
 def macro_average(results: Sequence[FADResult]) -> dict:

@@ -13,8 +13,17 @@ def section_notes(rt: ReportTables) -> str:
     who = who_columns(rt)
     families = {r.outcome.item.instrument_family for r in rt.rows if r.outcome.item.tier == "notes"} - {None}
     labels = sorted(set(instrument_rows(fad, families)["label"])) if len(fad) else []
-    baseline_n = lambda r: "" if _isnull(r["baseline_n_gen"]) else (
-        f" <span class=ci>at {int(r['baseline_n_gen'])}/{int(r['baseline_n_ref'])}</span>")  # fmt: skip
+    def baseline(r, key: str = "") -> str:
+        """The baseline with its same-distribution spread, the N it stands for, and how it was had."""
+        value, lo, hi = r.get(f"{key}baseline"), r.get(f"{key}baseline_lo"), r.get(f"{key}baseline_hi")
+        if _isnull(value):
+            return "—"
+        spread = "" if _isnull(lo) else f" <span class=ci>[{num(lo)}–{num(hi)}]</span>"
+        at = "" if _isnull(r.get("baseline_n_gen")) else (
+            f" <span class=ci>at {int(r['baseline_n_gen'])}/{int(r['baseline_n_ref'])}"
+            + (f", {r['baseline_method']}" if not _isnull(r.get("baseline_method")) and r.get("baseline_method") else "")
+            + "</span>")  # fmt: skip
+        return num(value) + spread + at
     fad_cols = (
         who
         + [
@@ -22,17 +31,18 @@ def section_notes(rt: ReportTables) -> str:
             ("class", "label"),
             ("group", "group"),
             ("FAD [95% CI]", fad_cell),
-            ("FAD baseline", lambda r: num(r["baseline"]) + baseline_n(r)),
+            ("FAD baseline [same-distribution 95 %]", baseline),
             ("FAD∞", lambda r: num(r["fad_inf"])),
             ("KAD [95% CI]", kad_cell),
-            ("KAD baseline", lambda r: num(r["kad_baseline"])),
+            ("KAD baseline [same-distribution 95 %]", lambda r: baseline(r, "kad_")),
             ("N gen / N ref", lambda r: f"{int(r['n_gen'])} / {int(r['n_ref'])}"),
             ("embedding, window", lambda r: f"{r['embedding']}" + ("" if _isnull(r["window_s"]) else f", {r['window_s']:g} s")),
             ("band (paper's)", lambda r: r["band"] if not _isnull(r["band"]) else f"<span class=ci>{r['band_note']}</span>"),
         ]
         + ([("note", "note")] if len(fad) and (fad["note"].fillna("") != "").any() else [])
     )  # fmt: skip
-    fad_numeric = {"FAD [95% CI]", "FAD baseline", "FAD∞", "KAD [95% CI]", "KAD baseline", "N gen / N ref"}
+    fad_numeric = {"FAD [95% CI]", "FAD baseline [same-distribution 95 %]", "FAD∞", "KAD [95% CI]",
+                   "KAD baseline [same-distribution 95 %]", "N gen / N ref"}
     no_fad = "No FAD results (fad.json) in this run."
     band_cell = lambda r, key: "—" if _isnull(r[f"{key}_classes"]) else (
         f"{int(r[f'{key}_classes'])} ({pct(r[f'{key}_share'], 0)})")  # fmt: skip
@@ -51,8 +61,8 @@ def section_notes(rt: ReportTables) -> str:
     ]
     m_cols = [
         ("class", "label"), ("model", "model"), ("method", "method"), ("N gen → matched", lambda r: f"{int(r['n_gen'])} → {int(r['matched_n'])}"),
-        ("FAD [95% CI]", lambda r: kad_cell(r, "fad")), ("FAD baseline", lambda r: num(r["fad_baseline"])),
-        ("KAD [95% CI]", kad_cell), ("KAD baseline", lambda r: num(r["kad_baseline"])), ("N ref", "n_ref"),
+        ("FAD [95% CI]", lambda r: kad_cell(r, "fad")), ("FAD baseline", lambda r: baseline(r, "fad_")),
+        ("KAD [95% CI]", kad_cell), ("KAD baseline", lambda r: baseline(r, "kad_")), ("N ref used", "n_ref"),
         ("embedding", "embedding"), ("note", "note"),
     ]  # fmt: skip
     pit_cols = who + [
@@ -73,10 +83,15 @@ def section_notes(rt: ReportTables) -> str:
         "<h3>FAD and KAD per instrument (the paper's Figure 2)</h3>"
         "<p class=note>Each model's valid clips of a class against that class's reference clips, every clip "
         "cut or padded to the references' length (one clip, one weight). FAD: Fréchet Audio Distance, biased "
-        "upward at small N; its baseline is what two disjoint draws of real references score at the same "
-        "(N gen, N ref), or as close as the pool allows (shown). FAD∞: fadtk's extrapolation to infinite N. "
-        "KAD: the unbiased kernel distance (x100, bandwidth from the references; 'KAD: No More FAD!', 2025), "
-        "0 in expectation for the same distribution at any N. Intervals: bootstrap over clips, both sets "
+        "upward at small N; its baseline is what two disjoint sets of real references score at the "
+        "comparison's own (N gen, N ref), with the middle 95 % of such scores: drawn at that N where the pool "
+        "allows, else <i>extrapolated</i> from draws at smaller N by FAD's 1/N form (the note gives the fit). "
+        "A value inside that range is as close as real recordings are to each other. FAD∞: fadtk's score_inf "
+        "(generated frames drawn with replacement at 25 sizes from 500, a line against 1/n, its intercept). "
+        "KAD: the unbiased kernel distance (x100; 'KAD: No More FAD!', 2025), with this project's convention: "
+        "bandwidth from the references and pairs within a clip left out, so it is 0 in expectation for the "
+        "same distribution at any N (kadtk's score takes the bandwidth from the evaluated set and keeps those "
+        "pairs; `judge distance --kad-convention kadtk` computes it). Intervals: bootstrap over clips, both sets "
         "resampled. The paper's bands were calibrated on single notes' VGGish FAD at 4 s: class scores "
         "carry no band, and the figure is shaded only when every score shown is one of those.</p>"
         + fig(media.figure_fad(fad, labels), "FAD per instrument")
@@ -84,8 +99,9 @@ def section_notes(rt: ReportTables) -> str:
         + f"<div class=scroll>{table(fad, fad_cols, numeric=fad_numeric, empty=no_fad)}</div>"
         + "<h3>Models at matched N</h3><p class=note>Each model's clips of a class subsampled (seeded) to "
         "the smallest N among the models compared, so no model is favoured by FAD's small-N bias; FAD and "
-        "KAD recomputed from the cached embeddings.</p>"
-        + table(matched, m_cols, numeric={"FAD [95% CI]", "KAD [95% CI]", "FAD baseline", "KAD baseline"},
+        "KAD recomputed from the cached embeddings against one reference set per class, the same for every "
+        "model (every reference of the class in the run), whose size is N ref used.</p>"
+        + table(matched, m_cols, numeric={"FAD [95% CI]", "KAD [95% CI]", "FAD baseline", "KAD baseline", "N ref used"},
                 empty="One model per class in this run: nothing to match.")
         + "<h3>Highly similar notes (the paper's Figure 3)</h3>"
         "<p class=note>Per-note scores: each valid note alone against its instrument's references (fadtk's "

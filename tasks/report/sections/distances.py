@@ -3,7 +3,9 @@
 Per-note scores come from the FAD records (FADResult.per_note, written when the run judged its notes).
 The matched-N table compares models on the same class at the same n_gen: each model's clips are
 subsampled (seeded) to the smallest n_gen among them, then FAD and KAD are recomputed from the cached
-embeddings. Where audio or embeddings are not at hand, the row says so instead of a number.
+embeddings against one reference set per class, the same for every model: every reference of every item
+of that class in the runs compared, never only the items a model happened to answer with valid audio
+(a model with no valid clip of an item would otherwise lose that item's references). Where audio or embeddings are not at hand, the row says so instead of a number.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ NOTE_COLUMNS = [
 ]  # fmt: skip
 MATCHED_COLUMNS = [
     "run", "label", "model", "method", "n_gen", "matched_n", "n_ref", "fad", "fad_ci_lo", "fad_ci_hi",
-    "fad_baseline", "kad", "kad_ci_lo", "kad_ci_hi", "kad_baseline", "embedding", "window_s", "seed", "note",
+    "fad_baseline", "fad_baseline_lo", "fad_baseline_hi", "kad", "kad_ci_lo", "kad_ci_hi", "kad_baseline",
+    "kad_baseline_lo", "kad_baseline_hi", "baseline_n_gen", "baseline_n_ref", "baseline_method", "embedding",
+    "window_s", "seed", "note",
 ]  # fmt: skip
 
 
@@ -78,11 +82,19 @@ def matched_n(stores: list[Run], manifests: list[RunManifest], rows: list[Row], 
         if g[["run", "model", "method"]].drop_duplicates().shape[0] < 2:
             continue
         n = int(g["n_gen"].min())
-        records += _matched_rows(label, g, n, rows)
+        records += _matched_rows(label, g, n, rows, class_references(rows, label))
     return frame(records, MATCHED_COLUMNS)
 
 
-def _matched_rows(label: str, g: pd.DataFrame, n: int, rows: list[Row]) -> list[dict]:
+def class_references(rows: list[Row], label: str) -> list[str]:
+    """Every reference file of the class's items in the runs, whatever any model made of them."""
+    return sorted({
+        p for x in rows if x.outcome.item.tier == "notes" and label in (x.outcome.item.instrument_family, x.outcome.item.label)
+        for p in x.outcome.item.references if Path(p).is_file()
+    })  # fmt: skip
+
+
+def _matched_rows(label: str, g: pd.DataFrame, n: int, rows: list[Row], refs: list[str]) -> list[dict]:
     from tasks.judges import distance
     from tasks.judges.embeddings import embed_files, get_embedding
     from tasks.judges.vggish import CheckpointError
@@ -92,7 +104,7 @@ def _matched_rows(label: str, g: pd.DataFrame, n: int, rows: list[Row]) -> list[
     for _, r in g.iterrows():
         rec = {c: None for c in MATCHED_COLUMNS} | {
             "run": r["run"], "label": label, "model": r["model"], "method": r["method"], "n_gen": int(r["n_gen"]),
-            "matched_n": n, "n_ref": int(r["n_ref"]), "embedding": r["embedding"], "window_s": r["window_s"],
+            "matched_n": n, "n_ref": len(refs), "embedding": r["embedding"], "window_s": r["window_s"],
             "seed": MATCHED_SEED, "note": "",
         }  # fmt: skip
         mine = [
@@ -102,7 +114,6 @@ def _matched_rows(label: str, g: pd.DataFrame, n: int, rows: list[Row]) -> list[
             and label in (x.outcome.item.instrument_family, x.outcome.item.label)
         ]  # fmt: skip
         gen = [p for p in (resolve_audio(x) for x in mine) if p is not None]
-        refs = sorted({p for x in mine for p in x.outcome.item.references if Path(p).is_file()})
         if len(gen) < n or len(refs) < 2:
             rec["note"] = f"not recomputed: {len(gen)} generated and {len(refs)} reference files at hand"
             out.append(rec)
@@ -117,9 +128,12 @@ def _matched_rows(label: str, g: pd.DataFrame, n: int, rows: list[Row]) -> list[
         g_emb = distance.matched(embed_files(backend, gen, window_s=window), n, seed=MATCHED_SEED)
         r_emb = embed_files(backend, refs, window_s=window)
         for metric in ("fad", "kad"):
-            d = distance.distance(metric, g_emb, r_emb, embedding=backend.version, seed=MATCHED_SEED, n_boot=100)
+            d = distance.distance(metric, g_emb, r_emb, embedding=backend.version, seed=MATCHED_SEED)
             rec[metric], rec[f"{metric}_baseline"] = d.value, d.baseline
             rec[f"{metric}_ci_lo"], rec[f"{metric}_ci_hi"] = d.ci if d.ci else (None, None)
+            rec[f"{metric}_baseline_lo"], rec[f"{metric}_baseline_hi"] = d.baseline_low, d.baseline_high
+            rec["baseline_n_gen"], rec["baseline_n_ref"], rec["baseline_method"] = (
+                d.baseline_n_gen, d.baseline_n_ref, d.baseline_method)
         rec["note"] = f"subsampled {n} of {len(gen)} clips (seed {MATCHED_SEED})" if n < len(gen) else "all clips"
         out.append(rec)
     return out

@@ -15,8 +15,9 @@ PITCH_TOLERANCE_CENTS = 50.0  # nearest semitone right: the note a listener woul
 
 
 def fad_table(stores: list[Run], manifests: list[RunManifest]) -> pd.DataFrame:
-    """One row per class score: FAD and KAD with CIs and same-N baselines, FAD-inf, the band only where
-    the paper's calibration holds (else band_note says why)."""
+    """One row per class score: FAD and KAD with CIs and same-N baselines (with the middle 95 % of
+    same-distribution scores at that N, and whether drawn or extrapolated), fadtk's FAD-inf, the band only
+    where the paper's calibration holds (else band_note says why)."""
     records = []
     for store, manifest in zip(stores, manifests):
         for r in store.fad():
@@ -27,6 +28,8 @@ def fad_table(stores: list[Run], manifests: list[RunManifest]) -> pd.DataFrame:
                 model = manifest.models[0]
             lo, hi = r.ci if r.ci else (None, None)
             klo, khi = r.kad_ci if r.kad_ci else (None, None)
+            blo, bhi = r.baseline_range or (None, None)
+            kblo, kbhi = r.kad_baseline_range or (None, None)
             band_note = r.band_note or (
                 "" if r.band else frechet.no_band_reason(r.embedding, "set", r.window_s) or ""
             )
@@ -41,10 +44,15 @@ def fad_table(stores: list[Run], manifests: list[RunManifest]) -> pd.DataFrame:
                     "ci_lo": num(lo),
                     "ci_hi": num(hi),
                     "baseline": num(r.baseline),
+                    "baseline_lo": num(blo),
+                    "baseline_hi": num(bhi),
                     "kad": num(r.kad),
                     "kad_ci_lo": num(klo),
                     "kad_ci_hi": num(khi),
                     "kad_baseline": num(r.kad_baseline),
+                    "kad_baseline_lo": num(kblo),
+                    "kad_baseline_hi": num(kbhi),
+                    "baseline_method": r.baseline_method,
                     "fad_inf": num(r.fad_inf),
                     "n_gen": r.n_gen,
                     "n_ref": r.n_ref,
@@ -61,8 +69,8 @@ def fad_table(stores: list[Run], manifests: list[RunManifest]) -> pd.DataFrame:
 
 
 FAD_COLUMNS = [
-    "run", "model", "method", "label", "group", "fad", "ci_lo", "ci_hi", "baseline", "kad", "kad_ci_lo",
-    "kad_ci_hi", "kad_baseline", "fad_inf", "n_gen", "n_ref", "baseline_n_gen", "baseline_n_ref", "window_s",
+    "run", "model", "method", "label", "group", "fad", "ci_lo", "ci_hi", "baseline", "baseline_lo", "baseline_hi",
+    "kad", "kad_ci_lo", "kad_ci_hi", "kad_baseline", "kad_baseline_lo", "kad_baseline_hi", "baseline_method", "fad_inf", "n_gen", "n_ref", "baseline_n_gen", "baseline_n_ref", "window_s",
     "embedding", "band", "band_note", "note",
 ]  # fmt: skip
 
