@@ -24,15 +24,40 @@ class UserError(Exception):
 
 
 def emit(obj: Any) -> None:
-    """Print one JSON object on stdout: the contract of every inspection command."""
+    """Print one JSON object on stdout: the contract of every inspection command. ASCII only: U+2028 and
+    friends from a program's output would split the line for a line-based reader."""
     if hasattr(obj, "model_dump"):
         obj = obj.model_dump(mode="json")
-    print(json.dumps(obj, ensure_ascii=False, default=str))
+    print(json.dumps(obj, ensure_ascii=True, default=str))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes end in one line naming the option and the reason, and where to read more."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audioprobe", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    from importlib import metadata
+
+    parser = OneLineParser(prog="audioprobe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"audioprobe {metadata.version('audioprobe')}")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -48,9 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = list(argv)  # the command as typed: a run that stops early prints how to resume it
+    from audioprobe.settings import ConfigError, get_settings
+
     try:
+        get_settings()  # a bad config file or variable is named before any command starts work
         result = args.func(args)
-    except UserError as exc:
+    except (UserError, ConfigError) as exc:
         print(f"audioprobe: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

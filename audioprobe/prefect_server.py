@@ -40,7 +40,11 @@ def configure_environment(api_url: str) -> None:
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(home / "storage"))
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Flow runs log at INFO to the server, so every flow run's Logs tab shows its final line; the console
+    # stays at WARNING, and task runs (one API call per log line, hundreds per run) log only warnings.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
     # A restarted embedded server takes ~10-30 s to answer again: the client's retries must outlast it.
     os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
 

@@ -277,6 +277,21 @@ class ItemOutcome(Record):
         return f"{self.model}|{self.method}|{self.item.id}|{self.sample}" + (f"|r{self.round}" if self.round else "")
 
 
+class RunRequest(Record):
+    """What a user asks a run to do: the same fields from `audioprobe run`, the nightly deployment's
+    parameters and the UI's form, checked by `tasks.runs.check_request` before a run directory exists."""
+
+    models: list[str]
+    tiers: list[str]
+    methods: list[str] | None = None  # None: every method of each tier
+    limit: int | None = None  # items per tier; None: all (or the offline default size)
+    samples: int = 1
+    repair_rounds: int = 0
+    seed: int = 0
+    dataset_root: str | None = None
+    split: str | None = None
+
+
 class RunManifest(Record):
     """What a run was asked to do, with what: written once at the start, read by resume and report."""
 

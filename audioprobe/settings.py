@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from audioprobe.schema import ExecutionLimits
@@ -23,6 +23,8 @@ PROMPTS_DIR = REPO_ROOT / "prompts"
 
 class ModelSettings(BaseModel):
     """Generation settings for one litellm model string."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key must not be silently ignored
 
     temperature: float = 0.0
     max_tokens: int = 1536
@@ -45,7 +47,7 @@ def _config_file() -> Path | None:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AUDIOPROBE_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AUDIOPROBE_", env_nested_delimiter="__", extra="forbid")
 
     # Built things that can be rebuilt (model file, wheels, rootfs, reference sets): shared by clones.
     cache_dir: Path = Path.home() / ".cache" / "audioprobe"
@@ -87,6 +89,7 @@ class Settings(BaseSettings):
     vggish_checkpoint: Path | None = None
     clap_checkpoint: Path | None = None
 
+    report_port: int = 8790  # `audioprobe report --serve` and `audioprobe serve`: the UI's report links
     prefect_api_url: str | None = None
     prefect_port: int = 4200
     task_workers: int = 8  # threads per tier flow; the stage semaphores bound each kind of work
@@ -139,6 +142,62 @@ class Settings(BaseSettings):
         return self.cache_dir / "models"
 
 
+class ConfigError(ValueError):
+    """The settings cannot be read: one line naming the file or variable, the key and the reason."""
+
+
+# AUDIOPROBE_* variables that are not settings: read by the set-up scripts, the tests and the benches.
+NOT_SETTINGS = ("AUDIOPROBE_CONFIG", "AUDIOPROBE_TEST_", "AUDIOPROBE_BENCH_", "AUDIOPROBE_LLAMA_CPU_FLAGS",
+                "AUDIOPROBE_FAD_WHEELS", "AUDIOPROBE_DOCKERD_WAIT_S", "AUDIOPROBE_DEBIAN_MIRROR")
+
+
+def _nearest(word: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_environment() -> str | None:
+    for name in sorted(os.environ):
+        if not name.startswith("AUDIOPROBE_") or name.startswith(NOT_SETTINGS):
+            continue
+        field = name.removeprefix("AUDIOPROBE_").lower().split("__", 1)[0]
+        if field not in Settings.model_fields:
+            return f"environment variable {name}: {field!r} is not a setting{_nearest(field, Settings.model_fields)}"
+    return None
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    """The first problem of a settings ValidationError, in one line with the nearest valid key."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    where = ".".join(loc) or "?"
+    if error["type"] == "extra_forbidden":
+        known = ModelSettings.model_fields if len(loc) == 3 and loc[0] == "models" else Settings.model_fields
+        if len(loc) == 2 and loc[0] == "limits":
+            known = ExecutionLimits.model_fields
+        return f"{source}: unknown key {where!r}{_nearest(loc[-1], known)}"
+    return f"{source}: {where}: {error['msg']} (got {error.get('input')!r})"[:400]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings, or a ConfigError whose message is the one line a user needs to fix them."""
+    path = _config_file()
+    source = f"config {path}" if path else "settings"
+    problem = _unknown_environment()
+    if problem:
+        raise ConfigError(problem)
+    try:
+        return Settings(**overrides)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError and pydantic's ValidationError are ValueErrors
+        if isinstance(exc, ValidationError):
+            raise ConfigError(_explain(exc, source)) from None
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+
+
 @lru_cache(maxsize=1)
 def get_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)
+    return load_settings(**overrides)

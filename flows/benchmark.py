@@ -1,8 +1,7 @@
 """The benchmark: models x tiers x prompt methods x samples, each tier its own flow."""
 
-from __future__ import annotations
 
-from prefect import flow, tags
+from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
@@ -12,6 +11,7 @@ from flows.runners import task_runner
 from flows.tiers import TIER_FLOWS
 from flows.ui import best_effort
 from tasks import runs
+from tasks.probesets.common import DatasetError
 from tasks.generation import local_model, local_server
 from tasks.generation import breaker
 from tasks.generation.breaker import breaker_for
@@ -29,15 +29,16 @@ def benchmark_flow(run: Run, refresh: str | None = None) -> State:
     manifest = run.manifest
     breaker.reset()  # a model that was down in an earlier run in this process is asked again
     local_server.forget_deaths()
-    for tier in manifest.tiers:
-        runs.items_for(run, tier)  # sample and freeze the items once, before any model runs
+    try:
+        for tier in manifest.tiers:
+            runs.items_for(run, tier)  # sample and freeze the items once, before any model runs
+    except DatasetError as exc:
+        return _failed(run, f"the {tier} probe set cannot be read: {exc}")
     for model in manifest.models:
-        if local_model.is_local(model) and _needs_calls(run, model):
-            try:
-                local_server.ensure_server(model)
-            except local_model.LocalModelError as exc:
-                # This model is unavailable; its items are recorded as not attempted, the others go on.
-                breaker_for(model, get_settings().breaker_threshold).trip(str(exc))
+        if problem := _model_problem(run, model):
+            # This model cannot be asked: its items are recorded as not attempted, the others go on.
+            get_run_logger().error(f"model {model!r} unavailable: {problem}")
+            breaker_for(model, get_settings().breaker_threshold).trip(problem)
         for tier in manifest.tiers:
             for method in manifest.methods[tier]:
                 if orchestration_lost():
@@ -52,8 +53,33 @@ def benchmark_flow(run: Run, refresh: str | None = None) -> State:
     run.conclude(unfinished)
     build_and_publish_report(run)
     if unfinished:
-        return Failed(message=unfinished)
-    return Completed(message=runs.counts_line(run.outcomes()))
+        return _failed(run, unfinished, concluded=True)
+    line = f"run {run.run_id} complete: {runs.counts_line(run.outcomes())}"
+    get_run_logger().info(line)
+    return Completed(message=line)
+
+
+def _failed(run: Run, why: str, concluded: bool = False) -> State:
+    """The flow run ends Failed with the one-line reason in its state and in its Logs tab."""
+    if not concluded:
+        run.conclude(why)
+    line = f"run {run.run_id} incomplete: {why}"
+    get_run_logger().error(line)
+    return Failed(message=line)
+
+
+def _model_problem(run: Run, model: str) -> str | None:
+    """Why a model the run must ask cannot be asked at all (the embedded one is started here), or None."""
+    from tasks.generation import baseline, llm
+
+    if baseline.is_baseline(model) or not _needs_calls(run, model):
+        return None
+    if local_model.is_local(model):
+        try:
+            local_server.ensure_server(model)
+        except local_model.LocalModelError as exc:
+            return str(exc)
+    return llm.check_model(model)
 
 
 def run_benchmark(run: Run, refresh: str | None = None) -> State:
@@ -83,11 +109,29 @@ def _needs_calls(run: Run, model: str) -> bool:
 
 
 def build_and_publish_report(run: Run):
+    from audioprobe.report_server import report_url
     from tasks.report import build_report, report_summary
 
     path = build_report(run)
-    best_effort("publish the summary", create_markdown_artifact, report_summary(run), key="benchmark-summary",
+    summary = report_summary(run) + "\n\n" + _retry_hint(run)
+    best_effort("publish the summary", create_markdown_artifact, summary, key="benchmark-summary",
                 description=f"run {run.run_id}")
-    best_effort("link the report", create_link_artifact, path.resolve().as_uri(),
-                link_text=f"report of {run.run_id}", key="benchmark-report")
+    best_effort("link the report", create_link_artifact, report_url(run.run_id),
+                link_text=f"report of {run.run_id}", key="benchmark-report",
+                description=f"served by `audioprobe report --serve` or `audioprobe serve`; the file: {path}")
     return path
+
+
+def _retry_hint(run: Run) -> str:
+    """How to retry this run's failures: the retry deployment's form when one is served, else the CLI."""
+    from prefect.client.orchestration import get_client
+
+    command = f"`audioprobe retry {run.run_id} --only execution --status timeout,memory`"
+    try:
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("retry/retry")
+            ui = client.api_url.host and str(client.api_url).removesuffix("/api/").removesuffix("/api")
+    except Exception:  # noqa: BLE001 - not served (ObjectNotFound) or the server is away: the CLI line
+        return f"**Retry failed items:** {command} (or serve the `retry` deployment with `audioprobe serve`)."
+    return (f"**Retry failed items:** [the retry deployment]({ui}/deployments/deployment/{deployment.id}) "
+            f"(Run ▸ Custom run, run_id `{run.run_id}`, `only` a stage, `status` names), or {command}.")

@@ -3,100 +3,121 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import threading
 
-from audioprobe.cli import UserError, emit
-from audioprobe.schema import TIERS
+from audioprobe.cli import UserError, emit, non_negative_int, positive_int
+from audioprobe.schema import TIER_METHODS, TIERS, RunRequest
+from tasks.runs import RETRY_STAGES
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a run, the same for `run` and for the `serve`d nightly deployment."""
+    from tasks.runs import NSYNTH_SPLITS
+
+    parser.add_argument("--model", action="append", dest="models", metavar="MODEL",
+                        help="litellm model string (e.g. openai/gpt-4o), 'local' for the embedded model, or "
+                             "'baseline/template'; repeatable (default: local)")
+    parser.add_argument("--tier", action="append", dest="tiers", choices=[*TIERS, "all"],
+                        help="tier to probe; repeatable (default: all)")
+    parser.add_argument("--method", action="append", dest="methods", metavar="METHOD",
+                        help="prompt method: " + ", ".join(f"{t}: {'/'.join(m)}" for t, m in TIER_METHODS.items())
+                             + "; repeatable (default: every method of each tier)")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="items per tier, at least 1 (default: 2 on the offline reference sets, all on "
+                             "--dataset-root)")
+    parser.add_argument("--samples", type=positive_int, default=1,
+                        help="samples per item (k > 1 raises the temperature to at least 0.2)")
+    parser.add_argument("--repair-rounds", type=non_negative_int, default=0,
+                        help="follow-up turns with feedback after a failed answer (0: the paper's single shot)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the item sample and the model calls")
+    parser.add_argument("--dataset-root", default=None,
+                        help="folder holding nsynth/, fsd50k/, speech_commands/ in their native layouts "
+                             "(default: the offline reference sets)")
+    parser.add_argument("--split", default=None, choices=NSYNTH_SPLITS,
+                        help="with --dataset-root: the NSynth split the notes are sampled from (default test: the "
+                             "paper's, its 16-class structure checked when complete)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="benchmark models on tiers; resumes an unfinished identical run")
-    run.add_argument("--model", action="append", dest="models", help="litellm model string, or 'local' (repeatable)")
-    run.add_argument("--tier", action="append", dest="tiers", choices=[*TIERS, "all"])
-    run.add_argument("--method", action="append", dest="methods", help="prompt method (default: all of the tier's)")
-    run.add_argument("--limit", type=int, default=None, help="items per tier (default: the offline default size)")
-    run.add_argument("--samples", type=int, default=1, help="samples per item (k > 1: temperature >= 0.2)")
-    run.add_argument("--repair-rounds", type=int, default=0,
-                     help="follow-up turns with feedback after a failed answer (0: the paper's single shot)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--dataset-root", default=None, help="folder holding nsynth/, fsd50k/, speech_commands/")
-    run.add_argument("--split", default=None, choices=["test", "valid", "train", "all"],
-                     help="with --dataset-root: the NSynth split the notes are sampled from (default test: the "
-                          "paper's, its 16-class structure checked when complete)")
+    _run_options(run)
     run.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
     run.set_defaults(func=cmd_run)
 
     retry = subparsers.add_parser("retry", help="rerun only the failed items of a run")
-    retry.add_argument("run_id")
-    retry.add_argument("--only", choices=["generation", "execution", "judging"])
-    retry.add_argument("--status", default=None, help="comma list: error,timeout,memory,missing_module,...")
+    retry.add_argument("run_id", help="the run's id (see `audioprobe runs`)")
+    retry.add_argument("--only", choices=list(RETRY_STAGES), help="only failures of this pipeline stage")
+    retry.add_argument("--status", default=None,
+                       help="comma list of failure, execution status or model error names (e.g. timeout,memory "
+                            "or auth); an unknown name is refused with the valid ones listed")
     retry.set_defaults(func=cmd_retry)
 
-    runs = subparsers.add_parser("runs", help="list runs")
-    runs.set_defaults(func=cmd_runs)
+    listing = subparsers.add_parser("runs", help="list runs with their status, one JSON object per line")
+    listing.add_argument("--status", choices=["complete", "incomplete", "running"],
+                         help="only runs in this state")
+    listing.set_defaults(func=cmd_runs)
 
-    report = subparsers.add_parser("report", help="write a run's HTML report")
-    report.add_argument("run_id")
-    report.add_argument("--compare", action="append", default=[], help="another run to put beside it")
+    report = subparsers.add_parser("report", help="write a run's HTML report, or serve every run's report over http")
+    report.add_argument("run_id", nargs="?", help="the run to report on (not needed with --serve)")
+    report.add_argument("--compare", action="append", default=[], metavar="RUN_ID",
+                        help="another run to put beside it (repeatable)")
+    report.add_argument("--serve", action="store_true",
+                        help="serve the runs' reports on 127.0.0.1 (the Prefect UI's report links) until Ctrl-C")
+    report.add_argument("--port", type=positive_int, default=None, help="with --serve (default: settings.report_port)")
     report.set_defaults(func=cmd_report)
 
-    serve = subparsers.add_parser("serve", help="serve the nightly benchmark deployment (Ctrl-C to stop)")
-    serve.add_argument("--cron", default="0 2 * * *")
-    serve.add_argument("--model", action="append", dest="models")
-    serve.add_argument("--tier", action="append", dest="tiers", choices=[*TIERS, "all"])
-    serve.add_argument("--limit", type=int, default=None)
+    serve = subparsers.add_parser(
+        "serve", help="serve the nightly benchmark and retry deployments, and the reports (Ctrl-C to stop)")
+    _run_options(serve)
+    serve.add_argument("--cron", default="0 2 * * *", help="when the nightly run starts (default: 02:00)")
+    serve.add_argument("--timezone", default=None, help="IANA time zone of --cron, e.g. Europe/Paris (default: UTC)")
+    serve.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                       help="run every SECONDS instead of --cron (for trying a schedule out)")
     serve.set_defaults(func=cmd_serve)
 
     server = subparsers.add_parser("server", help="the embedded Prefect server")
-    server.add_argument("action", choices=["start", "stop", "status"])
+    server.add_argument("action", choices=["start", "stop", "status"], help="start it (if none answers), stop "
+                                                                            "it, or say whether it answers")
     server.set_defaults(func=cmd_server)
 
 
-DEFAULT_OFFLINE_LIMIT = 2  # items per tier and method for `make run`: 8 answers, about 10 minutes on 2 cores
-
-
-def _tiers(asked: list[str] | None) -> list[str]:
-    if not asked or "all" in asked:
-        return list(TIERS)
-    return list(dict.fromkeys(asked))
+def request_of(args: argparse.Namespace) -> RunRequest:
+    """The run the options ask for; checked by tasks.runs.check_request before anything starts."""
+    return RunRequest(models=args.models or ["local"], tiers=args.tiers or ["all"], methods=args.methods,
+                      limit=args.limit, samples=args.samples, repair_rounds=args.repair_rounds, seed=args.seed,
+                      dataset_root=args.dataset_root, split=args.split)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tasks import runs
+
+    request = runs.check_request(request_of(args))  # before a server, a run directory or a model
     from audioprobe.prefect_server import ensure_server
 
     api_url = ensure_server()
-    from tasks import runs
-
-    models = args.models or ["local"]
-    if args.samples < 1 or args.repair_rounds < 0:
-        raise UserError(f"--samples must be >= 1 and --repair-rounds >= 0 (got {args.samples}, {args.repair_rounds})")
-    tiers = _tiers(args.tiers)
-    limit = args.limit if args.limit is not None else (DEFAULT_OFFLINE_LIMIT if args.dataset_root is None else None)
-    run = runs.start_or_resume(models, tiers, runs.methods_for(tiers, args.methods), args.samples, limit,
-                                 args.seed, args.dataset_root, new=args.new, repair_rounds=args.repair_rounds,
-                                 split=args.split)
+    run = runs.start_request(request, new=args.new)
     print(f"run {run.run_id}  (Prefect UI: {api_url.removesuffix('/api')})", file=sys.stderr)
     resume = shlex.join(["audioprobe", *[a for a in (args.argv or []) if a != "--new"]])
     return _run_flow(run, api_url, refresh=None, resume=resume)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from audioprobe.prefect_server import ensure_server
-
-    api_url = ensure_server()
     from tasks import runs
 
     run = _open(args.run_id)
-    statuses = [s.strip() for s in args.status.split(",")] if args.status else None
-    chosen = runs.select_for_retry(run, args.only, statuses)
+    statuses = [s.strip() for s in args.status.split(",") if s.strip()] if args.status else None
+    chosen, refresh = runs.plan_retry(run, args.only, statuses)
     print(f"retrying {len(chosen)} failed item(s) of run {run.run_id}", file=sys.stderr)
     if not chosen:
         emit({"run_id": run.run_id, "retried": 0})
         return 0
+    from audioprobe.prefect_server import ensure_server
+
+    api_url = ensure_server()
     runs.prepare_retry(run, chosen)
-    refresh = args.only if args.only in ("execution", "judging") else ("execution" if statuses else None)
     return _run_flow(run, api_url, refresh=refresh,
                      resume=f"audioprobe retry {run.run_id} --only generation --status not_attempted,llm_error")
 
@@ -107,6 +128,7 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
     from audioprobe import prefect_server
     from flows import orphans
     from flows.benchmark import run_benchmark
+    from flows.progress import ProgressWatcher
     from tasks import limits, runs
     from tasks.report import report_summary
 
@@ -117,7 +139,7 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
         run.save_manifest()
         orphans.crash_orphaned_flow_runs()
         watchdog = prefect_server.start_watchdog(api_url)
-        watcher = _ProgressWatcher(run)
+        watcher = ProgressWatcher(run)
         watcher.start()
         try:
             outcome = _in_thread(lambda: _with_tag(orphans.client_tag(), run_benchmark, run=run, refresh=refresh))
@@ -196,37 +218,6 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-class _ProgressWatcher(threading.Thread):
-    """A progress bar over recorded outcomes: the run directory is the source of truth."""
-
-    def __init__(self, run):
-        super().__init__(daemon=True)
-        self.watched, self._halt = run, threading.Event()
-
-    def _expected(self) -> int:
-        manifest = self.watched.manifest
-        per_tier = 0
-        for tier in manifest.tiers:
-            path = self.watched.dir / f"items-{tier}.json"
-            count = path.read_text().count('"id":') if path.exists() else (manifest.limit or 0)
-            per_tier += count * len(manifest.methods[tier])
-        return per_tier * len(manifest.models) * manifest.samples
-
-    def run(self) -> None:
-        from tqdm import tqdm
-
-        folder = self.watched.dir / "outcomes"
-        with tqdm(total=self._expected(), desc=f"run {self.watched.run_id}", unit="item", file=sys.stderr) as bar:
-            while not self._halt.wait(2.0):
-                bar.total = max(self._expected(), bar.total or 0)
-                bar.n = len(list(folder.glob("*.json"))) if folder.exists() else 0
-                bar.refresh()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
-
-
 def _open(run_id: str):
     from tasks.records import Run
 
@@ -236,17 +227,39 @@ def _open(run_id: str):
         raise UserError(str(exc)) from exc
 
 
+REPAIR_ROUND = re.compile(r"__r\d+$")  # tasks.records.outcome_key's suffix of a repair round's record
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
+    from flows.orphans import held_by_a_client
     from tasks.records import Run, list_runs
 
     for manifest in list_runs():
-        done = len(Run.open(manifest.run_id).outcomes())
-        emit({"run_id": manifest.run_id, "created": manifest.created, "finished": manifest.finished,
-              "models": manifest.models, "tiers": manifest.tiers, "limit": manifest.limit, "outcomes": done})
+        run = Run.open(manifest.run_id)
+        if held_by_a_client(run):
+            status, reason = "running", None
+        elif manifest.finished:
+            status, reason = "complete", None
+        else:
+            status = "incomplete"
+            reason = manifest.incomplete or "stopped before it concluded (killed?): the same command resumes it"
+        if args.status and status != args.status:
+            continue
+        recorded = sum(1 for p in (run.dir / "outcomes").glob("*.json") if not REPAIR_ROUND.search(p.stem))
+        emit({"run_id": manifest.run_id, "status": status, "reason": reason, "created": manifest.created,
+              "finished": manifest.finished, "models": manifest.models, "tiers": manifest.tiers,
+              "limit": manifest.limit, "outcomes": recorded})
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.serve:
+        from audioprobe import report_server
+
+        report_server.serve_forever(args.port)
+        return 0
+    if not args.run_id:
+        raise UserError("report: name a run (see `audioprobe runs`), or pass --serve")
     from tasks.report import build_report
 
     run = _open(args.run_id)
@@ -256,13 +269,30 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from tasks import runs
+
+    request = runs.check_request(request_of(args))
+    _check_timezone(args.timezone)
+    from audioprobe import report_server
     from audioprobe.prefect_server import ensure_server
 
-    ensure_server()
-    from flows.deploy import serve_nightly
+    api_url = ensure_server()  # before prefect is imported: it reads its API URL once, on import
+    from flows.deploy import serve_deployments
 
-    serve_nightly(cron=args.cron, models=args.models or ["local"], tiers=_tiers(args.tiers), limit=args.limit)
+    report_server.start_in_background()
+    serve_deployments(request, cron=args.cron, interval_s=args.interval, timezone=args.timezone, api_url=api_url)
     return 0
+
+
+def _check_timezone(name: str | None) -> None:
+    if name is None:
+        return
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(f"--timezone {name!r}: not an IANA time zone (e.g. UTC, Europe/Paris)") from None
 
 
 def cmd_server(args: argparse.Namespace) -> int:

@@ -80,3 +80,17 @@ def run_lock(run):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def held_by_a_client(run) -> bool:
+    """Whether a live process holds the run's lock (is running it) right now."""
+    path = run.dir / ".lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False

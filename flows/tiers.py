@@ -1,8 +1,7 @@
 """One flow per tier. Each probes its items with flows.probe and adds what only that tier needs."""
 
-from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.context import TagsContext
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
@@ -62,8 +61,12 @@ def conclude(run: Run, tier: str, model: str, method: str, outcomes: list[ItemOu
     expected = runs.expected_count(run, model, tier, method)
     unfinished = runs.why_unfinished(outcomes, expected, orchestration_lost())
     if unfinished:
-        return Failed(message=f"{tier} · {model} · {method}: {unfinished}")
-    return Completed(message=runs.counts_line(outcomes))
+        line = f"{tier} · {model} · {method}: {unfinished}"
+        get_run_logger().error(line)
+        return Failed(message=line)
+    line = runs.counts_line(outcomes)
+    get_run_logger().info(f"{tier} · {model} · {method}: {line}")
+    return Completed(message=line)
 
 
 TIER_FLOWS = {"notes": notes_flow, "environmental": environmental_flow, "speech": speech_flow}

@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from audioprobe.schema import TIER_METHODS, ItemOutcome, ProbeItem, RunManifest, SkippedItem
+from audioprobe.cli import UserError
+from audioprobe.schema import TIER_METHODS, TIERS, ItemOutcome, ProbeItem, RunManifest, RunRequest, SkippedItem
 from audioprobe.settings import get_settings
 from tasks.records import Run, atomic_write, list_runs, now_iso
 
@@ -42,7 +43,7 @@ def config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repa
                      "local_port", "task_workers", "task_runner", "dask_address", "dask_workers",
                      "sandbox_concurrency", "judge_concurrency", "judge_device", "allow_downloads",
                      "judge_batch", "global_limits", "breaker_threshold", "audio_store_max_mb",
-                     "check_package_index", "sandbox_runtime"):
+                     "check_package_index", "sandbox_runtime", "report_port"):
         snapshot.pop(volatile, None)
     identity = [sorted(models), sorted(tiers), methods, samples, limit, seed, dataset_root, snapshot]
     identity += [repair_rounds] if repair_rounds else []  # single-shot runs keep their earlier identity
@@ -58,6 +59,66 @@ def methods_for(tiers: list[str], asked: list[str] | None) -> dict[str, list[str
         picked = [m for m in (asked or known) if m in known]
         chosen[tier] = picked or list(known)
     return chosen
+
+
+NSYNTH_SPLITS = ("test", "valid", "train", "all")
+DEFAULT_OFFLINE_LIMIT = 2  # items per tier and method on the offline reference sets: `make run`'s size
+
+
+def _one_of(what: str, names, valid) -> None:
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise UserError(f"unknown {what} {unknown[0]!r}; valid: {', '.join(valid)}")
+
+
+def check_request(request: RunRequest) -> RunRequest:
+    """The request with its tiers expanded, or a UserError naming the first problem: every mistake a
+    user can make is refused here, before a run directory exists or a model is asked."""
+    if not request.models or any(not m.strip() for m in request.models):
+        raise UserError("no model: name at least one with --model (a litellm model string, 'local' or "
+                        "'baseline/template')")
+    _one_of("--tier", request.tiers, [*TIERS, "all"])
+    tiers = list(TIERS) if not request.tiers or "all" in request.tiers else list(dict.fromkeys(request.tiers))
+    if request.methods:
+        offered = sorted({m for t in tiers for m in TIER_METHODS[t]})
+        _one_of(f"--method for tier(s) {', '.join(tiers)}:", request.methods, offered)
+    if request.limit is not None and request.limit < 1:
+        raise UserError(f"--limit must be at least 1 item per tier, got {request.limit}")
+    if request.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {request.samples}")
+    if request.repair_rounds < 0:
+        raise UserError(f"--repair-rounds must be 0 or more, got {request.repair_rounds}")
+    if request.split is not None:
+        _one_of("--split", [request.split], NSYNTH_SPLITS)
+    _check_datasets(tiers, request.dataset_root)
+    limit = DEFAULT_OFFLINE_LIMIT if request.limit is None and request.dataset_root is None else request.limit
+    return request.model_copy(update={"tiers": tiers, "limit": limit})
+
+
+def _check_datasets(tiers: list[str], dataset_root: str | None) -> None:
+    from tasks.probesets.loaders import OFFLINE_DIRS, offline_root
+
+    if dataset_root is None:
+        for tier in tiers:
+            if not offline_root(tier).is_dir():
+                raise UserError(f"no offline {tier} reference set at {offline_root(tier)}: run "
+                                f"`audioprobe refs build --tier {tier}` (or `make setup`), or pass --dataset-root")
+        return
+    root = Path(dataset_root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"--dataset-root {dataset_root}: no such folder")
+    for tier in tiers:
+        if not (root / OFFLINE_DIRS[tier]).is_dir():
+            raise UserError(f"--dataset-root {dataset_root}: no {OFFLINE_DIRS[tier]}/ folder for the {tier} "
+                            f"tier (expected {root / OFFLINE_DIRS[tier]})")
+
+
+def start_request(request: RunRequest, new: bool = False) -> Run:
+    """Check a request, then start its run or resume the unfinished identical one."""
+    request = check_request(request)
+    return start_or_resume(request.models, request.tiers, methods_for(request.tiers, request.methods),
+                           request.samples, request.limit, request.seed, request.dataset_root, new=new,
+                           repair_rounds=request.repair_rounds, split=request.split)
 
 
 def start_or_resume(models, tiers, methods, samples, limit, seed, dataset_root, new: bool = False,
@@ -108,28 +169,49 @@ def items_for(run: Run, tier: str) -> list[ProbeItem]:
     dataset = Path(manifest.dataset_root) / OFFLINE_DIRS[tier] if manifest.dataset_root else None
     options = {"split": manifest.split} if manifest.split and dataset is not None and tier == "notes" else {}
     items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed, **options)
-    if "detailed_description" in manifest.methods.get(tier, []):  # the only prompt that shows them
-        items = describe_items(items)
+    if "detailed_description" in manifest.methods.get(tier, []) and asks_an_llm(manifest.models):
+        items = describe_items(items)  # only that prompt shows them; a baselines-only run keeps the ontology's
     note_skipped(run, skipped)
     atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
     return items
 
 
-def select_for_retry(run: Run, only: str | None, statuses: list[str] | None) -> list[ItemOutcome]:
-    """Failed outcomes that match: `only` names a stage, `statuses` failure or execution status names."""
-    from tasks.taxonomy import STAGE_OF_FAILURE
+def asks_an_llm(models: list[str]) -> bool:
+    from tasks.generation.baseline import is_baseline
 
+    return any(not is_baseline(m) for m in models)
+
+
+RETRY_STAGES = ("generation", "execution", "judging")
+
+
+def select_for_retry(run: Run, only: str | None, statuses: list[str] | None) -> list[ItemOutcome]:
+    """Failed outcomes that match: `only` names a stage, `statuses` failure, execution status or model
+    error names (a UserError lists the valid ones when a name is none of them)."""
+    from tasks.taxonomy import STAGE_OF_FAILURE, retry_status_names
+
+    if only is not None:
+        _one_of("stage (--only)", [only], RETRY_STAGES)
+    _one_of("--status", statuses or [], retry_status_names())
     chosen = []
     for outcome in run.outcomes():
         if outcome.failure is None:
             continue
         if only and STAGE_OF_FAILURE.get(outcome.failure) != only:
             continue
-        names = {outcome.failure, outcome.execution.status if outcome.execution else None}
+        names = {outcome.failure, outcome.execution.status if outcome.execution else None,
+                 outcome.generation.error_kind if outcome.generation else None}
         if statuses and not names & set(statuses):
             continue
         chosen.append(outcome)
     return chosen
+
+
+def plan_retry(run: Run, only: str | None, statuses: list[str] | None) -> tuple[list[ItemOutcome], str | None]:
+    """The outcomes a retry replaces, and the stage whose cached results it redoes (None: from the ask)."""
+    chosen = select_for_retry(run, only, statuses)
+    refresh = only if only in ("execution", "judging") else ("execution" if statuses else None)
+    return chosen, refresh
 
 
 def prepare_retry(run: Run, outcomes: list[ItemOutcome]) -> None:

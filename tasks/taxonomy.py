@@ -80,9 +80,23 @@ def classify_failure(outcome: ItemOutcome) -> str | None:
     return None
 
 
-# Model failures that say nothing about the model's answer: a rerun asks again.
+# Model failures that say nothing about the model's answer: a rerun asks again. A missing key or an
+# unknown model is fixed by the user, not by the model, so it is among them.
 TRANSIENT_LLM_KINDS = {"transient", "timeout", "connection", "unreachable", "rate_limit", "server_error",
-                       "server_down", "server_died", "not_attempted"}
+                       "server_down", "server_died", "not_attempted", "auth", "unknown_model"}
+# Every error_kind a Generation can carry (tasks/generation/errors.py and llm.py).
+LLM_ERROR_KINDS = ("timeout", "rate_limit", "auth", "unreachable", "server_error", "server_died", "not_found",
+                   "context_window", "content_policy", "unknown_model", "bad_request", "malformed", "oversized",
+                   "not_attempted", "error")
+
+
+def retry_status_names() -> list[str]:
+    """What `audioprobe retry --status` accepts: failures, execution statuses and model error kinds."""
+    from typing import get_args
+
+    from audioprobe.schema import ExecutionStatus
+
+    return sorted(set(FAILURES) | set(get_args(ExecutionStatus)) - {"ok"} | set(LLM_ERROR_KINDS))
 
 
 def is_final(outcome: ItemOutcome | None) -> bool:

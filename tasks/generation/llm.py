@@ -147,6 +147,9 @@ def _preflight(target: Target) -> tuple[str, str] | None:
     try:
         litellm.get_llm_provider(target.litellm_model, api_base=target.api_base)
     except Exception as exc:  # noqa: BLE001 - litellm raises its BadRequestError, or worse
+        if "LLM Provider NOT provided" in str(exc):
+            return "unknown_model", (f"unknown model {target.name!r}: litellm knows no provider for it (name one, "
+                                     "e.g. openai/gpt-4o, or set models.\"...\".api_base for a local server)")
         return "unknown_model", f"unknown model {target.name!r}: {str(exc).splitlines()[0][:300]}"
     if target.key_env and not target.api_key:
         return (
@@ -159,6 +162,36 @@ def _preflight(target: Target) -> tuple[str, str] | None:
             missing = ", ".join(env.get("missing_keys") or []) or "the provider's key"
             return "auth", f"no API key for {target.name!r}: set {missing} in the environment"
     return None
+
+
+def check_model(model: str, settings: Settings | None = None) -> str | None:
+    """Why this model cannot be asked at all, in one line, or None: its provider unknown to litellm, its
+    key missing, or its api_base not answering. Checked once before a run sends any item, so a mistake
+    in the set-up stops the run instead of being recorded as the model's result."""
+    settings = settings or get_settings()
+    target = resolve(model, settings)
+    problem = _preflight(target)
+    if problem:
+        return problem[1]
+    if target.api_base and not target.local:
+        return _unanswered(target.api_base, settings.model_settings(model).timeout_s)
+    return None
+
+
+def _unanswered(api_base: str, timeout_s: float) -> str | None:
+    """None when anything answers HTTP at api_base (any status: a 401 or 404 still proves a server);
+    else the connection failure in words. Sends one GET to the address the user configured."""
+    import urllib.error
+    import urllib.request
+
+    url = api_base.rstrip("/") + "/models"
+    try:
+        with urllib.request.urlopen(url, timeout=min(10.0, timeout_s)):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as exc:
+        return unreachable_cause(exc, api_base)
 
 
 def dropped_params(target: Target, params: dict[str, Any]) -> list[str]:
@@ -252,13 +285,14 @@ def generate(
         params=params,
         extraction_status="llm_error",
     )
-    problem = _preflight(target)
-    if problem:
-        return base.model_copy(update={"error_kind": problem[0], "error": problem[1]})
-    base.dropped_params = dropped_params(target, params)
     breaker = breaker_for(model, settings.breaker_threshold)
     if (reason := breaker.open_reason()) is not None:
         return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
+    problem = _preflight(target)
+    if problem:
+        breaker.trip(problem[1])  # no item of this model can succeed: the others are not attempted
+        return base.model_copy(update={"error_kind": problem[0], "error": problem[1]})
+    base.dropped_params = dropped_params(target, params)
 
     litellm = _litellm()
     messages = messages_for(prompt)
@@ -298,6 +332,8 @@ def generate(
                 kind, transient = classify(exc)
                 msg = f"{type(exc).__name__}: {str(exc)[:500]}"
                 if not transient:
+                    if kind in ("auth", "unknown_model"):  # a revoked key fails every later item too
+                        breaker.trip(f"{kind}: {msg}")
                     return base.model_copy(update={"error_kind": kind, "error": msg})
                 if target.local:
                     try:
