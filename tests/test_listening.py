@@ -170,6 +170,12 @@ def request(srv, method: str, path: str, body: bytes | None = None, headers: dic
 
 
 def rate(srv, **answer):
+    """Post an answer as the page does: by the trial's public id, a 5-way label posted blind first."""
+    answer["trial"] = srv.public.get(answer["trial"], answer["trial"])
+    trial = srv.trials.get(answer["trial"])
+    if trial is not None and trial.question == "label" and answer.get("label") in trial.choices:
+        blind = {k: answer[k] for k in ("rater", "trial", "label")}
+        assert request(srv, "POST", "/api/label", json.dumps(blind).encode())[0] in (200, 409)
     status, body = request(srv, "POST", "/api/rate", json.dumps(answer).encode())
     return status, json.loads(body)
 
@@ -236,7 +242,7 @@ def test_rating_round_trip_and_double_submit(server, study):
     status, body = rate(server, rater="dbl", **answer_for(notes, "highly"))
     assert status == 409 and "already answered" in body["error"]
     status, body = request(server, "GET", "/api/trials?rater=dbl")
-    assert status == 200 and json.loads(body)["answered"] == [notes.id]
+    assert status == 200 and json.loads(body)["answered"] == [server.public[notes.id]]
 
 
 def test_torn_line_is_skipped_and_not_glued(server, study):
@@ -269,7 +275,7 @@ def test_bad_answers_are_refused(server, study, body, status, says):
     store, trials = study
     notes = next(t for t in trials if t.question == "similarity")
     before = log_size(store)
-    got, text = request(server, "POST", "/api/rate", body.replace(b"TRIAL", notes.id.encode()))
+    got, text = request(server, "POST", "/api/rate", body.replace(b"TRIAL", server.public[notes.id].encode()))
     assert got == status and says in json.loads(text)["error"], text
     assert log_size(store) == before
 
@@ -328,12 +334,12 @@ def test_hostile_requests_are_refused(server, study, tmp_path):
     gen_file.unlink()
     gen_file.symlink_to(outside)
     try:
-        status, body = request(server, "GET", f"/clip/{victim.id}/gen")
+        status, body = request(server, "GET", f"/clip/{server.public[victim.id]}/gen")
         assert status == 404 and b"secret" not in body
     finally:
         gen_file.unlink()
         gen_file.write_bytes(kept)
-    status, body = request(server, "GET", f"/clip/{victim.id}/gen")
+    status, body = request(server, "GET", f"/clip/{server.public[victim.id]}/gen")
     assert status == 200 and body[:4] == b"RIFF"
 
 
@@ -513,7 +519,7 @@ def test_page_in_chromium_play_answer_resume_double_submit(server, study):
     from playwright import sync_api as playwright
 
     store, trials = study
-    by_id = {t.id: t for t in trials}
+    by_id = {server.public[t.id]: t for t in trials}  # the page sees only the opaque ids
     url = server.url
     errors: list[str] = []
     with playwright.sync_playwright() as p:
@@ -556,6 +562,8 @@ def test_page_in_chromium_play_answer_resume_double_submit(server, study):
                 const body = JSON.stringify({rater, trial, similarity: "highly", label, elapsed_ms: 1200});
                 const post = () => fetch("/api/rate", {method: "POST", headers: {"Content-Type": "application/json"}, body})
                     .then(r => r.json()).then(j => j.status);
+                if (label) await fetch("/api/label", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                      body: JSON.stringify({rater, trial, label})});
                 return Promise.all([post(), post()]);
             }""",
                 ["chromium-1", tid, by_id[tid].choices[0] if by_id[tid].question == "label" else None],
@@ -569,9 +577,10 @@ def test_page_in_chromium_play_answer_resume_double_submit(server, study):
             browser.close()
     assert not errors, errors
     mine = [r for r in RatingLog(store).ratings() if r.rater == "chromium-1"]
-    assert [r.trial for r in mine] == done  # exactly one line per answer, in order
+    assert [server.public[r.trial] for r in mine] == done  # exactly one line per answer, in order
     assert [r.similarity for r in mine] == ["moderately"] * 3 + ["not", "highly"]
-    assert all(r.label == by_id[r.trial].choices[0] for r in mine if by_id[r.trial].question == "label")
+    internal = {t.id: t for t in trials}
+    assert all(r.label == internal[r.trial].choices[0] for r in mine if internal[r.trial].question == "label")
 
 
 def screenshot(target: Path, png: Path) -> None:
@@ -589,11 +598,11 @@ def screenshot(target: Path, png: Path) -> None:
         page.keyboard.press("Enter")
         page.wait_for_selector("#study:not([hidden])")
         for _ in range(4):
-            tid = answer_current(page, {t.id: t for t in trials}, "1")
+            tid = answer_current(page, {srv.public[t.id]: t for t in trials}, "1")
             page.keyboard.press("Enter")
             moved_on(page, tid)
         while page.evaluate("cur.question") != "label":
-            tid = answer_current(page, {t.id: t for t in trials}, "2")
+            tid = answer_current(page, {srv.public[t.id]: t for t in trials}, "2")
             page.keyboard.press("Enter")
             moved_on(page, tid)
         page.keyboard.press("b")

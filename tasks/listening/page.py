@@ -82,11 +82,24 @@ function next() {
 }
 function reveal(on) {
   $("refbox").hidden = !on; $("simq").hidden = !on;
-  if (on) $("ref").src = "/clip/" + cur.id + "/ref"; else $("ref").removeAttribute("src");
+  if (on) $("ref").src = "/clip/" + cur.id + "/ref?rater=" + encodeURIComponent(rater); else $("ref").removeAttribute("src");
 }
-function choose(what, value) {
+async function choose(what, value) {
   if (!cur || busy) return;
   if (what === "label" && pick.label) return;  // chosen blind: not changed once the reference is heard
+  if (what === "label") {  // the server keeps the blind label, and plays the reference only after it
+    busy = true; const t = cur;
+    try {
+      const r = await fetch("/api/label", {method: "POST", headers: {"Content-Type": "application/json"},
+                                          body: JSON.stringify({rater, trial: t.id, label: value})});
+      const res = await r.json();
+      busy = false;
+      if (cur !== t) return;
+      if (!r.ok && !res.label) { $("msg").textContent = res.error || ("error " + r.status); paint(); return; }
+      value = res.label;
+      if (r.status === 409) $("msg").textContent = res.error;
+    } catch (e) { busy = false; $("msg").textContent = "not saved (server unreachable): " + e; paint(); return; }
+  }
   pick[what] = value;
   if (what === "label") reveal(true);
   paint();

@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from tasks.listening.trials import SIMILARITY, Trial
 from tasks.records import Run, now_iso
 
-RATER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
-TRIAL_ID = re.compile(r"^[0-9a-f]{12}(-r[0-9])?$")
+# Used with fullmatch only: `$` also matches before a trailing newline, which made "ana\n" a new rater.
+RATER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+TRIAL_ID = re.compile(r"[0-9a-f]{12}")  # the page's opaque ids (server.StudyServer.public); repeats look alike
 MAX_ELAPSED_MS = 24 * 3600 * 1000
 
 
@@ -46,7 +47,7 @@ class Answer(BaseModel):
     @field_validator("rater")
     @classmethod
     def _rater(cls, v: str) -> str:
-        if not RATER.match(v):
+        if not RATER.fullmatch(v):
             raise ValueError(
                 "rater id: 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
@@ -55,8 +56,8 @@ class Answer(BaseModel):
     @field_validator("trial")
     @classmethod
     def _trial(cls, v: str) -> str:
-        if not TRIAL_ID.match(v):
-            raise ValueError("trial id: 12 hex digits, optionally '-r1'")
+        if not TRIAL_ID.fullmatch(v):
+            raise ValueError("trial id: 12 hex digits")
         return v
 
 
@@ -87,15 +88,29 @@ def check(answer: Answer, trials: dict[str, Trial]) -> Trial:
     return trial
 
 
-def parse_answer(body: bytes) -> Answer:
+class BlindLabel(BaseModel):
+    """The label of a 5-way trial, posted before its reference may be played."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    rater: str
+    trial: str
+    label: str
+
+    _rater = field_validator("rater")(Answer._rater.__func__)
+    _trial = field_validator("trial")(Answer._trial.__func__)
+
+
+def parse_answer(body: bytes, model: type[BaseModel] = Answer):
+    """The body as `model`; any parse failure (bad UTF-8, bad JSON, 2,000 nested '[', a 5,000-digit
+    number) is a RatingError, answered 400."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RatingError(f"body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise RatingError(f"body is not JSON: {type(exc).__name__}: {str(exc)[:100]}") from None
     if not isinstance(data, dict):
         raise RatingError("body must be a JSON object")
     try:
-        return Answer.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"

@@ -190,7 +190,7 @@ def prepare(
     """The run's trials: drawn once (copying each reference into the run), then read back."""
     path = trials_path(store)
     if path.exists() and not resample:
-        return load(store)
+        return private_copies(store, load(store))
     pool = candidates(store, embedding)
     trials = sample_trials(pool, n=n, seed=seed)
     if not trials:
@@ -212,6 +212,31 @@ def prepare(
     ]  # every valid clip's distances: the report bands them all, not just the sample
     atomic_write(store.dir / "listening" / "distances.json", json.dumps(every, indent=1))
     atomic_write(path, json.dumps([t.model_dump() for t in trials], indent=1))
+    return private_copies(store, trials)
+
+
+def private_copies(store: Run, trials: list[Trial]) -> list[Trial]:
+    """Each generated clip copied to listening/clips/<sha256>.wav, the file the server plays.
+
+    A run's clips are hard links into the audio store, and the server plays only files with one link
+    (a hard link planted in the run could name any file of the host); the copy is checked against the
+    hash recorded when the trials were drawn. trials.json is rewritten when a path changed."""
+    changed = False
+    for t in trials:
+        target = f"listening/clips/{t.gen_sha256}.wav"
+        dest = store.dir / target
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_suffix(".part")
+            shutil.copyfile(store.dir / t.gen_path, tmp)
+            if sha256_file(tmp) != t.gen_sha256:
+                tmp.unlink()
+                raise ValueError(f"trial {t.id}: {t.gen_path} changed since the trials were drawn")
+            tmp.replace(dest)
+        if t.gen_path != target:
+            t.gen_path, changed = target, True
+    if changed:
+        atomic_write(trials_path(store), json.dumps([t.model_dump() for t in trials], indent=1))
     return trials
 
 
