@@ -526,7 +526,9 @@ def test_reference_points_notes_and_speech(tmp_path, monkeypatch):
                                               for i in range(2)]) for w in words]
         sp = controls.reference_points("speech", speech_items, tmp_path / "ctl")
         chance = controls.empirical_chance(sp)
-        assert chance["n"] == 3 * len(words) and chance["rate"] is not None
+        # silence is never decoded: an abstention, left out of the chance, counted apart
+        assert chance["n"] + chance["abstained"] == 3 * len(words) and chance["abstained"] >= len(words)
+        assert "silence" not in chance["controls"]
         assert sum(p.correct for p in sp if p.control == "held_out_real") >= len(words) - 1
         controls.save(tmp_path, "speech", sp)
         assert controls.has_tier(tmp_path, "speech") and len(controls.load(tmp_path)) == len(sp)

@@ -62,7 +62,7 @@ def test_judge_files_is_one_batch_in_order_with_cache_and_bad_clips(tmp_path):
     midis = [45, 60, 72, 84]
     paths = [write(tmp_path / f"{m}.wav", tone(pitch.midi_to_hz(m), 1.0, harmonics=2)) for m in midis]
     one = pitch.judge_file(paths[1], 60, cache=cache)  # default on CPU: tiny, steady frames
-    assert one.judge == "pitch/torchcrepe-tiny-steady24" and one.judge_version.startswith("pitch-v3")
+    assert one.judge == "pitch/torchcrepe-tiny-steady24" and one.judge_version.startswith("pitch-v4") and "steady24" in one.judge_version
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not a wav")
     js = pitch.judge_files([*paths, broken], [*midis, 60], cache=cache)
@@ -91,3 +91,36 @@ def test_a_batch_split_on_the_host_gives_the_same_values(monkeypatch):
     monkeypatch.setattr(pitch, "MAX_BATCH_FRAMES", 30)  # flushes after every clip
     assert pitch.measure_batch(waves, [50, 62, 74], model="tiny") == whole
     assert [v["frames_judged"] for v in whole] == [pitch.STEADY_FRAMES] * 3
+
+
+def _white_noise(seed: int, seconds: float = 4.0) -> np.ndarray:
+    """The reference points' white-noise control: Gaussian at -12 dBFS RMS (tasks/judges/controls.py)."""
+    return np.clip(np.random.default_rng(seed).standard_normal(int(seconds * SR)) * 10 ** (-12 / 20), -1, 1)
+
+
+def test_white_noise_is_not_a_note_while_notes_keep_their_pitch():
+    """Issue 21: at periodicity 0.2 with no minimum voiced fraction, noise was "correct" for targets near
+    its ~200 Hz median f0. Now >= 95 % of noise draws are "not a note" at every target, and notes, sustained
+    or plucked, are still measured."""
+    midis = [48 + (i % 24) for i in range(40)]  # 130-523 Hz, where noise's median f0 used to land
+    noise = pitch.measure_batch([audio.apply_loudness(_white_noise(i), "peak") for i in range(40)], midis,
+                                model="tiny")
+    not_a_note = [v.get("not_a_note", False) and v["cents_error"] is None for v in noise]
+    assert np.mean(not_a_note) >= 0.95, [v["voiced_fraction"] for v in noise]
+    notes = [tone(pitch.midi_to_hz(m), 1.0, harmonics=h) for m, h in ((45, 3), (57, 1), (64, 6), (76, 2))]
+    t = np.arange(SR) / SR
+    notes.append((np.sin(2 * np.pi * pitch.midi_to_hz(67) * t) * np.exp(-t / 0.15)).astype(np.float32))  # a mallet
+    measured = pitch.measure_batch(notes, [45, 57, 64, 76, 67], model="tiny")
+    assert all(abs(v["cents_error"]) < 35 and not v.get("not_a_note") for v in measured), measured
+
+
+def test_tone_bursts_are_a_1khz_tone_never_the_note_asked(tmp_path):
+    """A 1 kHz burst of 0.5 s is periodic: the judge hears 1 kHz (a real mallet note sounds as briefly), so it
+    cannot be refused as "not a note"; it is judged wrong for every target but the one within 50 cents."""
+    t = np.arange(2 * SR) / SR
+    burst = (0.5 * np.sin(2 * np.pi * 1000.0 * t) * ((t >= 0.75) & (t < 1.25))).astype(np.float32)
+    path = write(tmp_path / "burst.wav", burst)
+    cache = JudgementCache(tmp_path / "c")
+    verdicts = {m: pitch.judge_file(path, m, model="tiny", cache=cache) for m in range(48, 96, 4)}
+    assert all(j.correct is False for m, j in verdicts.items() if abs(pitch.midi_to_hz(m) / 1000 - 1) > 0.03)
+    assert pitch.judge_file(path, 83, model="tiny", cache=cache).values["f0_hz"] == pytest.approx(1000, rel=0.03)

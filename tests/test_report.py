@@ -549,6 +549,7 @@ def make_fixture_run(root: Path) -> Run:
         point("notes", "sine_at_target", "distance/per-note", values={"fad": 30.0, "kad": 2.0}),
         point("notes", "held_out_real", "distance/per-note", values={"fad": 2.0, "kad": 0.1}),
         point("notes", "held_out_real", "pitch/torchcrepe-full", correct=True, values={"cents_error": 3.0}),
+        point("notes", "white_noise", "pitch/torchcrepe-full", correct=False, values={"not_a_note": True}),
     ])  # fmt: skip
     return store
 
@@ -800,10 +801,16 @@ def test_reference_point_rows_and_empirical_chance(run):
     assert refs.loc[("notes", "white_noise", "distance/per-note"), "median_note_kad"] == 9.0
     assert refs.loc[("speech", "silence", "speech/pocketsphinx"), ["gate_passed", "judged", "correct"]].tolist() == [0, 1, 0]
     chance = t["empirical_chance"].set_index("tier")
-    assert chance.loc["speech", ["correct", "n"]].tolist() == [1, 3]  # silence, noise, tone burst
-    assert chance.loc["speech", "empirical_rate"] == pytest.approx(1 / 3)
+    # silence is never decoded: an abstention, not a miss; chance is over the 2 controls decided on
+    assert chance.loc["speech", ["correct", "n", "abstained"]].tolist() == [1, 2, 1]
+    assert chance.loc["speech", "empirical_rate"] == pytest.approx(1 / 2)
+    assert chance.loc["speech", "controls"] == "tone_burst, white_noise"
     sp = t["speech"]
-    assert sp["empirical_chance"].tolist() == pytest.approx([1 / 3] * len(sp)) and (sp["chance"] == 0.2).all()
+    assert sp["empirical_chance"].tolist() == pytest.approx([1 / 2] * len(sp)) and (sp["chance"] == 0.2).all()
+    # the pitch judge's noise floor stands beside every pitch accuracy
+    pitch = t["pitch"]
+    assert len(pitch) and (pitch["noise_judged"] == 1).all() and (pitch["noise_correct"] == 0).all()
+    assert (pitch["noise_ci_hi"] > 0.5).all()
 
 
 def copy_run(run: Run, target: Path, run_id: str) -> Path:

@@ -10,8 +10,9 @@ For a few items of a tier (seeded), four controls go through the same gate and j
 
 The environmental judge is asked with the held-out clip left out of its reference bank (exclude_self);
 notes add the per-note FAD and kernel score against the class's other references. The speech forced
-choice's empirical chance is its accuracy on the three non-speech controls (`empirical_chance`):
-pocketsphinx is not a fair 5-sided die on noise or silence.
+choice's empirical chance is its accuracy on the non-speech controls it decided on (`empirical_chance`):
+pocketsphinx is not a fair 5-sided die on noise, and it abstains on some (never decoded: silence; no word
+chosen: some noise and tones), which are counted apart as abstentions, not as misses.
 """
 
 from __future__ import annotations
@@ -162,11 +163,22 @@ def _note_distances(files: dict[str, Path], pool: list[str]) -> dict[str, dict]:
     }
 
 
+def decided(p: ReferencePoint) -> bool:
+    """The judge chose one of the 5 words or labels: not refused undecoded (silence), not abstained."""
+    return p.error is None and p.correct is not None and p.values.get("chosen") is not None
+
+
 def empirical_chance(points: Sequence[ReferencePoint], judge_prefix: str = "speech") -> dict:
-    """The forced choice's accuracy on non-speech controls: the chance level it actually has."""
-    js = [p for p in points if p.judge.startswith(judge_prefix) and p.control in NON_SPEECH and p.correct is not None]
-    k = sum(bool(p.correct) for p in js)
-    return {"correct": k, "n": len(js), "rate": k / len(js) if js else None}
+    """The forced choice's accuracy on the non-speech controls it decided on: the chance level it has.
+
+    Silence is never decoded (error "silent: not decoded") and pocketsphinx may choose nothing on noise or
+    a tone (chosen None): counting those as misses would put a verdict the judge never gave in the
+    denominator and push the "chance" towards 0. They are counted apart, as abstentions."""
+    js = [p for p in points if p.judge.startswith(judge_prefix) and p.control in NON_SPEECH]
+    made = [p for p in js if decided(p)]
+    k = sum(bool(p.correct) for p in made)
+    return {"correct": k, "n": len(made), "rate": k / len(made) if made else None,
+            "abstained": len(js) - len(made), "controls": sorted({p.control for p in made})}
 
 
 # --------------------------------------------------------------------------- the run's file

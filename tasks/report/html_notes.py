@@ -74,6 +74,8 @@ def section_notes(rt: ReportTables) -> str:
         ("unvoiced (miss)", "unvoiced"),
         ("within ±50 cents, of measurable", lambda r: rate(r, "accuracy", "correct")),
         ("of generated WAVs", lambda r: rate(r, "accuracy_of_wavs", "correct")),
+        ("white noise called this note (control)", lambda r: "—" if _isnull(r.get("noise_judged")) or not r["noise_judged"] else (
+            f"{int(r['noise_correct'])}/{int(r['noise_judged'])} " + rate(r, "noise"))),
         ("octave errors", "octave_errors"),
         ("median |cents|", lambda r: num(r["median_abs_cents"], 0)),
         ("judge", "judge"),
@@ -112,13 +114,15 @@ def section_notes(rt: ReportTables) -> str:
         + table(sim, sim_cols, numeric={"instruments", "notes scored", "median per-note FAD", "median per-note KAD"},
                 empty="No per-note scores in this run.")
         + "<h3>Pitch accuracy per instrument</h3><p class=note>Median f0 of each valid clip against the "
-        "requested MIDI pitch; correct within ±50 cents (the nearest semitone). A clip with no voiced frames "
-        "is a miss. Out of measurable judged notes, and out of generated WAVs (the paper's denominator). Not "
+        "requested MIDI pitch; correct within ±50 cents (the nearest semitone). A clip with under half its "
+        "judged frames periodic is not a note, a miss. Beside each accuracy, the noise floor: how often the "
+        "same judge called the run's white-noise control the asked note (reference points). Out of measurable judged notes, and out of generated WAVs (the paper's denominator). Not "
         "in the paper.</p>"
         + table(
             pit,
             pit_cols,
             numeric={"WAVs", "judged", "measurable", "unvoiced (miss)", "within ±50 cents, of measurable",
+                     "white noise called this note (control)",
                      "of generated WAVs", "octave errors", "median |cents|"},
             empty="No pitch judgements in this run.",
         )

@@ -34,6 +34,7 @@ from tasks.report.sections.reference_points import (
     reference_point_clips,
     reference_points,
     with_empirical_chance,
+    with_noise_floor,
 )
 from tasks.report.sections.speech import speech
 from tasks.report import protocols
@@ -87,6 +88,7 @@ def build_tables(store: Run, compare: list[Run] | None = None) -> ReportTables:
     t["reference_point_clips"] = reference_point_clips(stores)
     t["reference_points"] = reference_points(t["reference_point_clips"])
     t["empirical_chance"] = empirical_chance(stores)
+    t["pitch"] = with_noise_floor(t["pitch"], t["reference_points"])
     t["speech"] = with_empirical_chance(t["speech"], t["empirical_chance"], "speech")
     t["environmental_table1"] = with_empirical_chance(t["environmental_table1"], t["empirical_chance"], "environmental")
     t["items"] = items(rows)

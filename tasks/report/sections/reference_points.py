@@ -62,18 +62,20 @@ def reference_points(clips: pd.DataFrame) -> pd.DataFrame:
 
 
 def empirical_chance(stores: list[Run]) -> pd.DataFrame:
-    """Per run: each forced choice's accuracy on the non-speech controls, beside its nominal 20%."""
+    """Per run: each forced choice's accuracy on the non-speech controls it decided on, beside its nominal
+    20%; abstentions (silence is never decoded, pocketsphinx may choose no word) are their own column."""
     records = []
     for store in stores:
         points = controls.load(store.dir)
         for tier, prefix in (("speech", "speech"), ("environmental", "classify")):
             c = controls.empirical_chance([p for p in points if p.tier == tier], prefix)
-            if c["n"]:
+            if c["n"] or c["abstained"]:
                 rec = {"run": store.run_id, "tier": tier, "nominal": 0.2, "correct": c["correct"], "n": c["n"],
-                       "controls": ", ".join(controls.NON_SPEECH)}  # fmt: skip
+                       "abstained": c["abstained"], "controls": ", ".join(c["controls"])}  # fmt: skip
                 rate_cols(rec, c["correct"], c["n"], "empirical")
                 records.append(rec)
-    cols = ["run", "tier", "nominal", "correct", "n", "empirical_rate", "empirical_ci_lo", "empirical_ci_hi", "controls"]
+    cols = ["run", "tier", "nominal", "correct", "n", "abstained", "empirical_rate", "empirical_ci_lo",
+            "empirical_ci_hi", "controls"]
     return frame(records, cols)
 
 
@@ -92,6 +94,28 @@ def with_empirical_chance(table: pd.DataFrame, chance: pd.DataFrame, tier: str) 
     return out
 
 
+NOISE_FLOOR = ("white_noise", "silence")  # the pitch judge's floor: what it calls the right note in no note
+
+
+def with_noise_floor(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The pitch table with its run's white-noise control beside every accuracy: how often the pitch judge
+    called noise the asked note (correct / judged, Wilson CI). No control judged: the columns say None."""
+    out = table.copy()
+    cols = ["noise_correct", "noise_judged", "noise_rate", "noise_ci_lo", "noise_ci_hi"]
+    floors = {}
+    if len(summary):
+        rows = summary[(summary["tier"] == "notes") & (summary["control"] == NOISE_FLOOR[0])
+                       & summary["judge"].str.startswith("pitch")]
+        for run, g in rows.groupby("run"):
+            k, n = int(g["correct"].sum()), int(g["judged"].sum())
+            rec = {"noise_correct": k, "noise_judged": n}
+            rate_cols(rec, k, n, "noise")
+            floors[run] = rec
+    for col in cols:
+        out[col] = [floors.get(run, {}).get(col) for run in out["run"]] if len(out) else []
+    return out
+
+
 def section_reference_points(rt) -> str:
     from tasks.report.fmt import E, num, pct, rate, table
 
@@ -106,7 +130,8 @@ def section_reference_points(rt) -> str:
         cols = [("run", "run"), *cols]
     ccols = [
         ("run", "run"), ("tier", "tier"), ("nominal chance", lambda r: pct(r["nominal"], 0)),
-        ("empirical chance (non-speech controls)", lambda r: rate(r, "empirical", "correct")), ("N", "n"),
+        ("empirical chance (non-speech controls decided on)", lambda r: rate(r, "empirical", "correct")),
+        ("N decided", "n"), ("abstained (no word chosen, or not decoded)", "abstained"),
         ("controls", lambda r: E(r["controls"])),
     ]  # fmt: skip
     return (
@@ -115,12 +140,15 @@ def section_reference_points(rt) -> str:
         "floor and a ceiling: silence, white noise, a sine at the target pitch (notes) or a 1 kHz tone burst, "
         "and a real recording of the class held out from the references it is compared with (the ceiling). "
         "Controls are judged even where the gate would refuse them (the gate column says so). The forced "
-        "choices' empirical chance is their accuracy on the non-speech controls.</p>"
+        "choices' empirical chance is their accuracy on the non-speech controls they decided on; controls "
+        "they never decided (silence is not decoded; the recogniser may choose no word) are abstentions, "
+        "shown apart and left out of it.</p>"
         + table(summary, cols, numeric={"items", "passed the gate", "correct / judged", "median per-note FAD",
                                         "median per-note KAD", "judge errors"},
                 empty="No reference points in this run (reference_points.json).")
         + "<h3>Empirical chance of the forced choices</h3>"
-        + table(chance, ccols, numeric={"empirical chance (non-speech controls)", "N"},
+        + table(chance, ccols, numeric={"empirical chance (non-speech controls decided on)", "N decided",
+                                        "abstained (no word chosen, or not decoded)"},
                 empty="No non-speech controls judged by a forced choice in this run.")
         + "</section>"
     )
