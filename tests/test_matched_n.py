@@ -1,0 +1,46 @@
+"""Issue 21 (2): the matched-N table scores every model against one reference set per class: every
+reference of the class's items, never only those of the items a model answered with valid audio."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from audioprobe.schema import ExecutionResult, GateResult, ItemOutcome, ProbeItem, RunManifest
+from tasks.records import Run
+from tasks.report.sections.common import Row
+from tasks.report.sections.distances import matched_n
+from tests.judges_audio import synth_class, write
+
+
+def test_matched_n_uses_one_reference_set_for_every_model(tmp_path, monkeypatch):
+    from audioprobe.settings import get_settings
+
+    monkeypatch.setenv("AUDIOPROBE_CACHE_DIR", str(tmp_path / "cache"))
+    get_settings.cache_clear()
+    try:
+        manifest = RunManifest(run_id="r", created="now", config_hash="h", models=["a", "b"], tiers=["notes"],
+                               methods={"notes": ["paper"]})
+        store = Run.create(manifest, runs_dir=tmp_path / "runs")
+        rows = []
+        for i in range(4):
+            refs = [str(write(tmp_path / "refs" / f"{i}-{j}.wav", synth_class("rumble", 10 * i + j))) for j in range(3)]
+            item = ProbeItem(id=f"notes/n{i}", tier="notes", label="guitar_acoustic", dataset="t", pitch=60,
+                             instrument_family="guitar", references=refs)
+            for model in ("a", "b"):
+                valid = model == "a" or i < 2  # model b made no valid clip of items 2 and 3
+                clip = write(tmp_path / model / f"{i}.wav", synth_class("whistle" if model == "a" else "rumble", i))
+                o = ItemOutcome(run_id="r", item=item, model=model, method="paper", execution=ExecutionResult(status="ok"),
+                                gate=GateResult(ok=valid), audio_path=str(clip))
+                rows.append(Row("r", store, o))
+        fad = pd.DataFrame([{"run": "r", "model": m, "method": "paper", "label": "guitar", "group": "instrument",
+                             "n_gen": n, "n_ref": 12, "embedding": "logmel-stats-v1", "window_s": 1.0}
+                            for m, n in (("a", 4), ("b", 2))])
+        table = matched_n([store], [manifest], rows, fad, {"guitar"}).set_index("model")
+    finally:
+        get_settings.cache_clear()
+    assert list(table["n_ref"]) == [12, 12], "the n_ref shown is the one used: every reference of the class"
+    assert table.loc["a", "matched_n"] == table.loc["b", "matched_n"] == 2
+    # same references, same n: the same-distribution baselines must be the same for both models
+    assert table.loc["a", "fad_baseline"] == table.loc["b", "fad_baseline"]
+    assert table.loc["a", "kad_baseline"] == table.loc["b", "kad_baseline"]
+    assert table.loc["a", "fad"] > table.loc["b", "fad"], "whistles are further from rumbles than rumbles"
