@@ -113,10 +113,12 @@ def build_and_publish_report(run: Run):
     from tasks.report import build_report, report_summary
 
     path = build_report(run)
-    summary = report_summary(run) + "\n\n" + _retry_hint(run)
+    url = report_url(run.run_id)
+    summary = (f"{report_summary(run)}\n\n**Report over http:** [{url}]({url}) (served by `audioprobe report "
+               f"--serve` or `audioprobe serve`)\n\n{_retry_hint(run)}")
     best_effort("publish the summary", create_markdown_artifact, summary, key="benchmark-summary",
                 description=f"run {run.run_id}")
-    best_effort("link the report", create_link_artifact, report_url(run.run_id),
+    best_effort("link the report", create_link_artifact, url,
                 link_text=f"report of {run.run_id}", key="benchmark-report",
                 description=f"served by `audioprobe report --serve` or `audioprobe serve`; the file: {path}")
     return path

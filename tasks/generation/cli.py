@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument(
         "--model", required=True, help="a litellm model string, or `local` for the embedded model"
     )
-    ask.add_argument("--prompt-file", required=True, type=Path)
+    ask.add_argument("--prompt-file", required=True, type=Path, help="a text file holding the prompt")
     ask.add_argument("--sample", type=int, default=0, help="sample index (distinct store entry and seed)")
     ask.add_argument(
         "--keep-server",
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     serve = sub.add_parser("serve", help="serve the embedded model in the foreground until Ctrl-C")
     serve.add_argument("--model", default=None, help="qwen2.5-coder-1.5b (default) or qwen2.5-coder-0.5b")
-    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: settings.local_port)")
     serve.set_defaults(func=cmd_serve)
 
     fetch = sub.add_parser("fetch", help="download, assemble and verify the embedded model file(s)")

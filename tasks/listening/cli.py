@@ -148,11 +148,11 @@ def calibrate(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("listen", help="serve the listening study of a run on 127.0.0.1")
     p.add_argument("run", help="run id or run directory")
-    p.add_argument("--port", type=int, default=8470)
+    p.add_argument("--port", type=int, default=8470, help="port on 127.0.0.1 (default 8470)")
     p.add_argument("--trials", type=int, default=60, help="trials to draw (before repeats)")
     p.add_argument("--embedding", default="logmel-stats", help="embedding of the per-note distances")
     p.add_argument("--resample", action="store_true", help="draw the trials again (ratings are kept)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the trial order")
     p.add_argument("--no-artifact", action="store_true", help="do not publish a Prefect artifact")
     p.set_defaults(func=listen)
     c = subparsers.add_parser("calibrate", help="fit band thresholds from a run's listening ratings")
@@ -161,5 +161,5 @@ def register(subparsers) -> None:
         "--merge", nargs="*", type=Path, default=[], help="other raters' ratings.jsonl to add first"
     )
     c.add_argument("--boot", type=int, default=300, help="bootstrap resamples per threshold")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     c.set_defaults(func=calibrate)

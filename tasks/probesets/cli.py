@@ -13,14 +13,14 @@ from audioprobe.schema import TIERS
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("items", help="list a tier's probe items, one JSON object per line")
-    p.add_argument("--tier", required=True, choices=TIERS)
+    p.add_argument("--tier", required=True, choices=TIERS, help="the tier whose items to list")
     p.add_argument(
         "--dataset",
         help="the dataset folder in its native layout, or tfds[:split]; "
         "default: the offline reference sets (`audioprobe refs build`)",
     )
     p.add_argument("--limit", type=int, help="notes: the sample size (default 1500); other tiers: classes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the item sample")
     p.add_argument(
         "--split",
         help="nsynth: test (default: the paper's, its 16-class structure checked when complete)/valid/train/all; "
