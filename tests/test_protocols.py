@@ -302,3 +302,34 @@ def test_one_judged_correct_definition_and_holm_over_the_whole_report(tmp_path):
     assert paired.loc["correct", "items"] == 4 and paired.loc["correct", "a_only"] + paired.loc["correct", "b_only"] == 0
     family = len(t["paired"]) + len(t["paired_labels"])
     assert set(t["paired"]["family_size"]) == {family} and set(t["paired_labels"]["family_size"]) == {family}
+
+
+def test_sections_one_to_seven_give_each_item_one_vote_and_the_summary_no_nan(tmp_path):
+    """--samples 3: three clips of one item are one item in sections 1-7 (sample 0), not three, so their
+    Wilson intervals are over items. A model with no scored clip reads "—" in the summary, never nan."""
+    from audioprobe.schema import FADResult
+    from tasks.report.build import summary_markdown
+    from tasks.report.tables import build_tables
+
+    items = [NOTE.model_copy(update={"id": f"notes/n{i}"}) for i in range(3)]
+    good = dict(execution=OK_EXE, gate=GateResult(ok=True), judgements=[pitch(True)])
+    records = [outcome(i, sample=s, **(good if s == 0 else {"execution": ExecutionResult(status="timeout")}))
+               for i in items for s in range(3)]
+    store = _store_with(tmp_path, records)
+    store.save_fad([FADResult(label="guitar", fad=None, n_gen=0, n_ref=5, embedding="logmel-stats-v1",
+                              model="local", method="paper", group="instrument", note="no generated clips")])
+    rt = build_tables(store)
+    overview = rt["overview"].iloc[0]
+    assert (overview["items"], overview["valid_audio"]) == (3, 3), "sample 0 of each item, one vote each"
+    assert rt["pass_at_k"].query("stage == 'valid_audio'").iloc[0]["items"] == 3  # section 8 sees all samples
+    md = summary_markdown(store, rt)
+    assert "nan" not in md.lower() and "— (no valid clip scored)" in md
+
+
+def test_human_calibration_says_where_the_papers_bands_apply():
+    import inspect
+
+    from tasks.report import human_calibration
+
+    text = inspect.getsource(human_calibration)
+    assert "whole classes" not in text and "single notes' VGGish FAD at 4 s" in text

@@ -105,9 +105,10 @@ def summary_markdown(store: Run | str | Path, rt: ReportTables | None = None) ->
             f"**Notes per-note FAD ({r['embedding']}), {r['model']}:** {int(r['notes'])} notes, "
             f"median {r['median_fad']:.1f}{kad}; {bands}"
         )
-    for _, r in rt["fad"][rt["fad"]["group"] == "instrument"].groupby("model")[["fad", "kad"]].median().iterrows():
+    for model, r in rt["fad"][rt["fad"]["group"] == "instrument"].groupby("model")[["fad", "kad"]].median().iterrows():
+        fad = "— (no valid clip scored)" if pd.isna(r["fad"]) else f"{r['fad']:.2f}"
         kad = "— (fewer than 2 clips a side)" if pd.isna(r["kad"]) else f"{r['kad']:.3f}"
-        lines.append(f"**Class FAD / KAD (median over instruments), {_}:** {r['fad']:.2f} / {kad}")
+        lines.append(f"**Class FAD / KAD (median over instruments), {model}:** {fad} / {kad}")
     for _, r in rt["pitch"].groupby("model")[["correct", "measurable", "wavs"]].sum().iterrows():
         lines.append(
             f"**Pitch within ±50 cents, {_}:** {_pct(int(r['correct']), int(r['measurable']))} of measurable "
@@ -138,7 +139,8 @@ def summary_markdown(store: Run | str | Path, rt: ReportTables | None = None) ->
             for _, r in g.iterrows():
                 score = f"{int(r['correct'])}/{int(r['judged'])}" if r["judged"] else ""
                 if not pd.isna(r["median_note_fad"]):
-                    score += f" FAD {r['median_note_fad']:.1f} / KAD {r['median_note_kad']:.2f}"
+                    kad = "—" if pd.isna(r["median_note_kad"]) else f"{r['median_note_kad']:.2f}"
+                    score += f" FAD {r['median_note_fad']:.1f} / KAD {kad}"
                 cells.append(f"{r['control']} {score.strip() or '—'}")
             lines.append(f"- {tier} · `{judge}`: " + "; ".join(cells))
     lines += protocols.summary_lines(rt.tables)

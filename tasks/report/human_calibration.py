@@ -230,7 +230,9 @@ def section_human_calibration(rt) -> str:
         "</code>, "
         + E(cal["created"])
         + "), labelled with their N and raters. The paper's bands (&lt;10, 10–15, "
-        "&gt;15) were calibrated on VGGish FAD of whole classes and do not apply to these per-note distances. "
+        "&gt;15) were calibrated by the paper's listeners on single notes' VGGish FAD at 4 s: they apply to "
+        "per-note VGGish scores at 4 s only (the only scores section 3 bands), never to a class's FAD or "
+        "to another embedding, window or metric; the bands here are this run's own. "
         "Thresholds: the distance where the two neighbouring answers are equally likely under a cumulative-logit "
         "ordinal fit, with 95% bootstrap CIs over clips.</p>"
         + fit_table

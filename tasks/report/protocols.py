@@ -342,7 +342,8 @@ def section(rt) -> str:
         "sandbox's error, the gate's problems, the judge's verdict) and answers again in the same "
         "conversation, and paired tests between systems that answered the same items. Intervals resample "
         f"whole items, never clips; under {stats.MIN_BOOTSTRAP_ITEMS} items, or where every item agrees, they are "
-        "Wilson's on the item count (a bootstrap would be too narrow, or zero-wide). Sections 1-7 show first answers only (round 0).</p>"
+        "Wilson's on the item count (a bootstrap would be too narrow, or zero-wide). Sections 1-7 count one vote per item: sample 0's first answer (round 0); the "
+        "other samples count here only.</p>"
         "<h3>pass@1 and pass@k per stage (first answers)</h3>" + pass_html
         + "<h3>repair@r: success by round r</h3><p class=note>Round 0 is the paper's single shot; round r "
         "counts an (item, sample) as a success when any of its first r+1 answers succeeded. Program "

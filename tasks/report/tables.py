@@ -68,7 +68,10 @@ class ReportTables:
 def build_tables(store: Run, compare: list[Run] | None = None) -> ReportTables:
     stores = [store] + list(compare or [])
     manifests = [s.manifest for s in stores]
-    rows = [Row(s.run_id, s, o) for s in stores for o in s.outcomes()]
+    # One item, one vote: sections 1-7 count sample 0's first answer of each item; the other samples are
+    # section 8's (pass@k, with intervals over items). Per-note scores of other samples are left out too.
+    every = [Row(s.run_id, s, o) for s in stores for o in s.outcomes()]
+    rows = [r for r in every if r.outcome.sample == 0]
     families = {
         r.outcome.item.instrument_family
         for r in rows
@@ -79,7 +82,7 @@ def build_tables(store: Run, compare: list[Run] | None = None) -> ReportTables:
     t["overview"] = overview(rows)
     t["failures"], t["missing_modules"], t["failure_details"] = failures(rows)
     t["fad"] = fad_table(stores, manifests)
-    t["notes"] = per_note(stores, rows, families)
+    t["notes"] = per_note(stores, every, families)
     t["notes_similarity"] = notes_similarity(t["notes"])
     t["matched_n"] = matched_n(stores, manifests, rows, t["fad"], families)
     t["pitch"] = pitch(rows)

@@ -50,6 +50,8 @@ def per_note(stores: list[Run], rows: list[Row], families: set[str]) -> pd.DataF
             for path, score in res.per_note.items():
                 row = by_path.get((store.run_id, path))
                 o = row.outcome if row else None
+                if o is not None and o.sample != 0:  # one item, one vote: sample 0 only, as sections 1-7
+                    continue
                 records.append(
                     {
                         "run": store.run_id,
@@ -81,8 +83,11 @@ def matched_n(stores: list[Run], manifests: list[RunManifest], rows: list[Row], 
         g = g[g["n_gen"] >= 2]
         if g[["run", "model", "method"]].drop_duplicates().shape[0] < 2:
             continue
-        n = int(g["n_gen"].min())
-        records += _matched_rows(label, g, n, rows, class_references(rows, label))
+        gens = {i: _valid_clips(rows, r, label) for i, r in g.iterrows()}
+        n = min(len(c) for c in gens.values())  # the clips at hand (sample 0: one item, one vote)
+        if n < 2:
+            n = int(g["n_gen"].min())  # the rows will say why nothing was recomputed
+        records += _matched_rows(label, g, n, gens, class_references(rows, label))
     return frame(records, MATCHED_COLUMNS)
 
 
@@ -94,26 +99,32 @@ def class_references(rows: list[Row], label: str) -> list[str]:
     })  # fmt: skip
 
 
-def _matched_rows(label: str, g: pd.DataFrame, n: int, rows: list[Row], refs: list[str]) -> list[dict]:
+def _valid_clips(rows: list[Row], r, label: str) -> list[Path]:
+    """The audio of this (run, model, method)'s valid clips of the class."""
+    from tasks.report.tables import resolve_audio
+
+    mine = [
+        x for x in rows
+        if (x.run, x.outcome.model, x.outcome.method) == (r["run"], r["model"], r["method"])
+        and x.outcome.item.tier == "notes" and x.outcome.gate is not None and x.outcome.gate.ok
+        and label in (x.outcome.item.instrument_family, x.outcome.item.label)
+    ]  # fmt: skip
+    return [p for p in (resolve_audio(x) for x in mine) if p is not None]
+
+
+def _matched_rows(label: str, g: pd.DataFrame, n: int, gens: dict, refs: list[str]) -> list[dict]:
     from tasks.judges import distance
     from tasks.judges.embeddings import embed_files, get_embedding
     from tasks.judges.vggish import CheckpointError
-    from tasks.report.tables import resolve_audio
 
     out = []
-    for _, r in g.iterrows():
+    for index, r in g.iterrows():
         rec = {c: None for c in MATCHED_COLUMNS} | {
             "run": r["run"], "label": label, "model": r["model"], "method": r["method"], "n_gen": int(r["n_gen"]),
             "matched_n": n, "n_ref": len(refs), "embedding": r["embedding"], "window_s": r["window_s"],
             "seed": MATCHED_SEED, "note": "",
         }  # fmt: skip
-        mine = [
-            x for x in rows
-            if (x.run, x.outcome.model, x.outcome.method) == (r["run"], r["model"], r["method"])
-            and x.outcome.item.tier == "notes" and x.outcome.gate is not None and x.outcome.gate.ok
-            and label in (x.outcome.item.instrument_family, x.outcome.item.label)
-        ]  # fmt: skip
-        gen = [p for p in (resolve_audio(x) for x in mine) if p is not None]
+        gen = gens[index]
         if len(gen) < n or len(refs) < 2:
             rec["note"] = f"not recomputed: {len(gen)} generated and {len(refs)} reference files at hand"
             out.append(rec)
