@@ -157,28 +157,53 @@ def release_ipc():
     return len(sysv_objects())
 
 
-def wipe(d):
-    for name in os.listdir(d):
-        p = os.path.join(d, name)
-        if os.path.isdir(p) and not os.path.islink(p):
-            os.chmod(p, 0o700)
-            wipe(p)
-            os.rmdir(p)
-        else:
-            os.unlink(p)
+def wipe(top):
+    """Empty a directory the program filled, however deep: by chdir, not recursion or paths (a tree
+    1,500 levels deep passes Python's recursion limit and PATH_MAX) and without holding descriptors."""
+    back = os.open(".", os.O_PATH)  # the normaliser after this runs in the caller's cwd, the work dir
+    names = []
+    try:
+        os.chdir(top)
+        while True:
+            sub = None
+            for name in os.listdir("."):
+                if os.path.isdir(name) and not os.path.islink(name):
+                    sub = name
+                    break
+                os.unlink(name)
+            if sub is not None:
+                os.chmod(sub, 0o700)
+                os.chdir(sub)
+                names.append(sub)
+            elif names:
+                os.chdir("..")
+                os.rmdir(names.pop())
+            else:
+                return
+    finally:
+        os.fchdir(back)
+        os.close(back)
 
 
 def release_scratch():
     """Empty /tmp, /dev/shm and /dev/mqueue (as the program: root here has no DAC override) and remove
-    the System V IPC objects: nothing the program made outlives it but its work dir."""
+    the System V IPC objects: nothing the program made outlives it but its work dir. Returns what is
+    left, as a text ("" when nothing): a program that can make this fail must not make its run fail."""
+    left = []
     as_program()
     try:
         for d in SCRATCH:
-            if os.path.isdir(d):
-                wipe(d)
+            try:
+                if os.path.isdir(d):
+                    wipe(d)
+            except OSError as exc:
+                left.append("%s not emptied: %s" % (d, exc.strerror))
     finally:
         as_root()
-    return release_ipc()
+    ipc = release_ipc()
+    if ipc:
+        left.append("%d System V IPC objects" % ipc)
+    return "; ".join(left)
 
 
 def copy_tree(src, dst):
@@ -297,7 +322,7 @@ def run(cfg):
         as_root()
     oom_before = oom_kills()
     got = supervise([sys.executable, cfg["program"]], program_env(cfg), cfg["timeout_s"], tail)
-    ipc_left = release_scratch()
+    left_behind = release_scratch()
     return {
         "exit_code": got["exit_code"],
         "signal": got["signal"],
@@ -308,7 +333,7 @@ def run(cfg):
         "stdout_bytes": got["stdout_bytes"],
         "stderr_bytes": got["stderr_bytes"],
         "oom_kills": oom_kills() - oom_before,
-        "ipc_left": ipc_left,
+        "left_behind": left_behind,
     }
 
 
@@ -383,7 +408,7 @@ def reset():
     finally:
         as_root()
     left = release_scratch()
-    return {"reset": "dirty: %d System V IPC objects left" % left if left else "clean"}
+    return {"reset": "dirty: %s left" % left if left else "clean"}
 
 
 def main():

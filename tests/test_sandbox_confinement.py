@@ -135,6 +135,23 @@ import ctypes, json, os, errno
 libc = ctypes.CDLL(None, use_errno=True)
 libc.shmat.restype = ctypes.c_void_p
 left = {"shm_mb": 0, "msg": 0, "sem": 0, "mq": 0, "devshm_mb": 0, "tmp_mb": 0}
+# Objects handed to another owner (root) with mode 0: still removed, as their creator.
+buf = ctypes.create_string_buffer(512)
+for make, ctl in ((lambda: libc.shmget(0, 4096, 0o1600), libc.shmctl), (lambda: libc.msgget(0, 0o1600), libc.msgctl)):
+    ident = make()
+    if ident >= 0 and ctl(ident, 2, buf) == 0:  # IPC_STAT
+        ctypes.memmove(ctypes.addressof(buf) + 4, ctypes.byref(ctypes.c_uint(0)), 4)  # perm.uid = 0
+        ctypes.memmove(ctypes.addressof(buf) + 20, ctypes.byref(ctypes.c_ushort(0)), 2)  # perm.mode = 0
+        left["given_away"] = left.get("given_away", 0) + (ctl(ident, 1, buf) == 0)  # IPC_SET
+# A directory tree 1,500 deep in /tmp (past Python's recursion limit and PATH_MAX), locked at the top.
+try:
+    os.chdir("/tmp")
+    for _ in range(1500):
+        os.mkdir("d"); os.chdir("d")
+    left["depth"] = 1500
+finally:
+    os.chdir("/work")
+os.chmod("/tmp/d", 0)
 for where, key in (("/dev/shm", "devshm_mb"), ("/tmp", "tmp_mb")):
     try:
         with open(where + "/fill", "wb") as f:
@@ -190,6 +207,7 @@ def test_a_valid_note_then_exhausted_ipc_is_ok():
     assert result.status == "ok", result
     left = json.loads(result.stdout_tail.strip().splitlines()[-1])
     assert left["shm_mb"] >= 4 and left["msg"] >= 1 and left["sem"] >= 1, left  # it did fill them
+    assert left["given_away"] == 2 and left["depth"] == 1500
     assert left["shm_mb"] <= LIMITS.tmp_mb  # kernel.shmall: SysV shm is capped like /dev/shm
     (f,) = result.files
     assert f.name == "note.wav" and f.bytes > 1000
@@ -203,7 +221,8 @@ def test_nothing_of_a_program_is_left_for_the_next_one():
     second = """
     import os, json
     ipc = {k: len(open("/proc/sysvipc/" + k).read().splitlines()) - 1 for k in ("shm", "msg", "sem")}
-    print(json.dumps({"ipc": ipc, "mq": os.listdir("/dev/mqueue"), "shm": os.listdir("/dev/shm")}))
+    print(json.dumps({"ipc": ipc, "mq": os.listdir("/dev/mqueue"), "shm": os.listdir("/dev/shm"),
+                      "tmp": os.listdir("/tmp")}))
     """
     limits = LIMITS.model_copy(update={"timeout_s": 20})
     with SandboxPool(size=1, limits=limits, reuse=3) as pool:
@@ -215,7 +234,7 @@ def test_nothing_of_a_program_is_left_for_the_next_one():
         assert pool.reused == 1 and pool.reset_failures == 0
         result = run_program(textwrap.dedent(second) + WAV, expect=["note.wav"], pool=pool)
     seen = json.loads(result.stdout_tail.strip().splitlines()[-1])
-    assert seen == {"ipc": {"shm": 0, "msg": 0, "sem": 0}, "mq": [], "shm": []}, seen
+    assert seen == {"ipc": {"shm": 0, "msg": 0, "sem": 0}, "mq": [], "shm": [], "tmp": ["matplotlib"]}, seen
 
 
 def test_runner_keeps_its_margin_when_the_program_takes_all_it_can():
