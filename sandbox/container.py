@@ -91,16 +91,6 @@ def create_kwargs(image: str, limits: ExecutionLimits, expires_in_s: float) -> d
         cap_add=["SETUID", "SETGID"],
         security_opt=["no-new-privileges", f"seccomp={PROFILE_JSON}"],
         ipc_mode="private",
-        # IPC namespace limits: System V shared memory in all at most tmp_mb (like /dev/shm).
-        sysctls={
-            "kernel.shmmax": str(limits.tmp_mb * mb),
-            "kernel.shmall": str(limits.tmp_mb * mb // 4096),
-            "kernel.shmmni": "64",
-            "kernel.msgmni": str(IPC_MSG_QUEUES),
-            "kernel.msgmnb": "16384",
-            "kernel.sem": f"250 {250 * IPC_SEM_SETS} 32 {IPC_SEM_SETS}",
-            "fs.mqueue.queues_max": "16",
-        },
         pids_limit=limits.pids,
         mem_limit=(limits.memory_mb + RUNNER_MARGIN_MB) * mb,
         memswap_limit=(limits.memory_mb + RUNNER_MARGIN_MB) * mb,  # equal: no swap on top
@@ -118,7 +108,24 @@ def create_kwargs(image: str, limits: ExecutionLimits, expires_in_s: float) -> d
     runtime = get_settings().sandbox_runtime
     if runtime:
         kwargs["runtime"] = runtime
+    else:  # runc: the host kernel's IPC namespace limits (gVisor keeps IPC in its own kernel)
+        kwargs["sysctls"] = ipc_sysctls(limits)
     return kwargs
+
+
+def ipc_sysctls(limits: ExecutionLimits) -> dict[str, str]:
+    """The container's IPC namespace limits: System V shared memory in all at most tmp_mb (like
+    /dev/shm), few message queues and semaphore sets, few POSIX queues."""
+    mb = 1024 * 1024
+    return {
+        "kernel.shmmax": str(limits.tmp_mb * mb),
+        "kernel.shmall": str(limits.tmp_mb * mb // 4096),
+        "kernel.shmmni": "64",
+        "kernel.msgmni": str(IPC_MSG_QUEUES),
+        "kernel.msgmnb": "16384",
+        "kernel.sem": f"250 {250 * IPC_SEM_SETS} 32 {IPC_SEM_SETS}",
+        "fs.mqueue.queues_max": "16",
+    }
 
 
 class Sandbox:
