@@ -120,13 +120,16 @@ def collect(patterns, max_bytes, exclude):
     return accepted, rejected
 
 
+MAX_OTHER_CHUNK_BYTES = 64 * 1024
 GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
 
 
 def already_normal(path):
     """True when the file is already what normalise.py would write, checked as strictly as the host's
     reader (tasks/judges/wavfile.py): RIFF/WAVE, PCM16 or float32 (EXTENSIBLE of those too), 1-8
-    channels, at most 48 kHz and 60 s, every size consistent with the file. Saves the decoder's start-up."""
+    channels, at most 48 kHz and 60 s, every size consistent with the file, and little but audio in it:
+    chunks other than fmt and data (LIST, PEAK, junk) at most MAX_OTHER_CHUNK_BYTES in all, so a note
+    cannot carry 90 MB of anything inside its RIFF chunk either. Saves the decoder's start-up."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -138,8 +141,10 @@ def already_normal(path):
             return False
         if riff_end(size, struct.unpack("<I", head[4:8])[0]) != size:
             return False  # plain only when the file is its RIFF chunk, nothing before or after
-        fmt, pos = None, 12
+        fmt, data, other, pos = None, False, 0, 12
         for _ in range(64):
+            if pos >= size - 1 and data:  # the chunks end where the file ends (a pad byte allowed)
+                return True
             f.seek(pos)
             chunk = f.read(8)
             if len(chunk) < 8:
@@ -165,6 +170,12 @@ def already_normal(path):
                     return False
                 fmt = (rate, align)
             elif cid == b"data":
-                return fmt is not None and csize % fmt[1] == 0 and csize // fmt[1] <= 60 * fmt[0]
+                if data or fmt is None or csize % fmt[1] or csize // fmt[1] > 60 * fmt[0]:
+                    return False
+                data = True
+            else:
+                other += csize
+                if other > MAX_OTHER_CHUNK_BYTES:
+                    return False
             pos += 8 + csize + (csize & 1)
     return False

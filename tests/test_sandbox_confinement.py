@@ -79,6 +79,10 @@ if pid == 0:
     fn = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(code)))
     os._exit(0 if fn() == os.getpid() else 3)
 out["int80"] = os.waitpid(pid, 0)[1]
+pid = os.fork()
+if pid == 0:  # the x32 ABI (getpid | 0x40000000): refused too
+    os._exit(0 if libc.syscall(0x40000000 + 39) == os.getpid() else 3)
+out["x32"] = os.waitpid(pid, 0)[1]
 # What a program that makes a WAV needs still works: AF_UNIX, threads, fork/exec, multiprocessing.
 a, b = socket.socketpair(); a.send(b"x"); out["unix"] = b.recv(1).decode()
 t = threading.Thread(target=lambda: None); t.start(); t.join(); out["thread"] = True
@@ -105,6 +109,7 @@ def test_seccomp_profile_refuses_what_a_wav_never_needs():
     assert seen["socketpair_inet"] == [-1, 1]
     assert seen["clone3"] == [-1, 38]  # ENOSYS, so glibc falls back to clone (checked flags)
     assert seen["int80"] != 0, "the 32-bit syscall ABI answered"
+    assert seen["x32"] != 0, "the x32 syscall ABI answered"
     assert seen["unix"] == "x" and seen["thread"] and seen["subprocess"] == 0 and seen["pool"] == 3
 
 
@@ -280,6 +285,26 @@ def test_bytes_after_the_riff_chunk_never_reach_the_host(tmp_path):
     assert any("94371840 bytes after the RIFF chunk dropped" in n for n in result.normalised), result.normalised
     audio, sr = sf.read(tmp_path / "note.wav")
     assert sr == 16000 and len(audio) == 4 * 16000
+
+
+@pytest.mark.parametrize("where", ["after data", "before fmt"])
+def test_megabytes_of_other_chunks_inside_the_riff_are_not_passed(tmp_path, where):
+    """Inside the RIFF chunk but no audio: a 60 MiB 'junk' chunk is dropped by re-encoding."""
+    code = """
+    import numpy as np, soundfile as sf, struct
+    sr = 16000
+    sf.write("note.wav", 0.5 * np.sin(2 * np.pi * 440 * np.arange(4 * sr) / sr), sr, subtype="PCM_16")
+    data = open("note.wav", "rb").read()
+    junk = b"junk" + struct.pack("<I", 60 << 20) + bytes(60 << 20)
+    body = data[12:] + junk if WHERE == "after data" else junk + data[12:]
+    open("note.wav", "wb").write(b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body)
+    """.replace("WHERE", repr(where))
+    big = LIMITS.model_copy(update={"timeout_s": 20, "memory_mb": 512, "workdir_mb": 128, "max_output_mb": 128})
+    result = run(code, limits=big, out_dir=tmp_path)
+    assert result.status == "ok", result
+    data = (tmp_path / "note.wav").read_bytes()
+    assert result.files[0].bytes == len(data) < 200_000 and b"junk" not in data
+    assert "re-encoded" in result.normalised[0], result.normalised
 
 
 def test_a_riff_chunk_longer_than_the_file_is_re_encoded_not_passed(tmp_path):
