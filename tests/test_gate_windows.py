@@ -71,3 +71,10 @@ def test_channels_that_cancel_are_silence(tmp_path):
 def test_a_quiet_but_audible_window_passes(tmp_path):
     x = np.concatenate([tone(4.5, amp=0.002), tone(1.0)])  # -54 dBFS: quiet, not silent
     assert gate.check(write(tmp_path / "quiet.wav", x)).ok
+
+
+def test_faint_clicks_before_the_sound_are_silence_to_the_judges(tmp_path):
+    x = np.zeros(5 * SR, np.float32)
+    x[::SR] = 0.01  # one -40 dBFS click a second: a swing, but a level of -79 dBFS
+    g = gate.check(write(tmp_path / "clicks.wav", np.concatenate([x, tone(2.0)])))
+    assert not g.ok and any("first 4 s" in p for p in g.problems), g.problems

@@ -8,9 +8,10 @@ still judged, and the report can count them.
 
 Every check is made on what the judges will hear: samples cleaned (NaN/inf counted, then 0) and
 downmixed in float64, where the judges' float32 downmix would overflow ±3e38 to inf and hear 0. A
-peak far above full scale is fatal (`overflow`). Silence is the downmix's peak-to-peak (a DC level
-or channels that cancel are silence), checked on the whole file and on the first seconds each judge
-reads (JUDGE_WINDOWS): a file silent there is silence to that judge, whatever comes later.
+peak far above full scale is fatal (`overflow`). Silence is a downmix whose swing (peak-to-peak) is
+under -60 dBFS or whose level (RMS, DC removed) is under -70 dBFS: a DC level, channels that cancel
+and a few faint clicks are silence. It is checked on the whole file and on the first seconds each
+judge reads (JUDGE_WINDOWS): a file silent there is silence to that judge, whatever comes later.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ FATAL = frozenset(
 JUDGE_WINDOWS = ((4.0, "the embedding judges"), (10.0, "CLAP"), (30.0, "the speech judge"))
 OVERFLOW_PEAK = 16.0  # +24 dBFS: no rendering mistake, and the judges' float32 sums overflow or clip it
 SILENCE_PEAK = 10 ** (-60 / 20)  # -60 dBFS: nothing a listener or a judge would call a sound
+SILENCE_RMS = 10 ** (-70 / 20)  # the level (RMS, DC removed): a few faint clicks in seconds of nothing
 CLIP_LEVEL = 0.999
 CLIP_FRACTION = 1e-3  # more than 0.1 % of samples at full scale
 DC_LIMIT = 0.05  # |mean| above 5 % of full scale
@@ -107,15 +109,16 @@ def check(
     peak, n = stats["peak"], frames * file_ch
     rms = float(np.sqrt(stats["sumsq"] / n))
     fields.update(peak=round(min(peak, 1e30), 6), rms=round(min(rms, 1e30), 6))
-    swing = stats["swing"]["whole"]
+    swing, level = stats["swing"], stats["level"]
     if peak > OVERFLOW_PEAK:
         problems.append(f"overflow: peak {peak:.3g}, far beyond full scale (the judges clip or overflow it)")
-    elif swing < SILENCE_PEAK:
-        problems.append(f"silent: peak {peak:.2e}, downmix swing {swing:.2e}")
+    elif swing["whole"] < SILENCE_PEAK or level["whole"] < SILENCE_RMS:
+        problems.append(f"silent: peak {peak:.2e}, downmix swing {swing['whole']:.2e}, level {_db(level['whole'])}")
     else:
         for window_s, who in reversed(JUDGE_WINDOWS):  # the longest silent window says the most
-            if window_s < duration and stats["swing"][window_s] < SILENCE_PEAK:
-                problems.append(f"silent_window: the first {window_s:g} s, all that {who} hear, are silent")
+            if window_s < duration and (swing[window_s] < SILENCE_PEAK or level[window_s] < SILENCE_RMS):
+                problems.append(f"silent_window: the first {window_s:g} s, all that {who} hear, are silent "
+                                f"(level {_db(level[window_s])})")
                 break
         clipped = stats["clipped"] / n
         if peak > 1.0:
@@ -128,12 +131,18 @@ def check(
     return _result(problems, **fields)
 
 
+def _db(rms: float) -> str:
+    return f"{20 * np.log10(rms):.0f} dBFS" if rms > 0 else "-inf dBFS"
+
+
 def _stats(path: Path, info: wavfile.WavInfo) -> dict:
     """Over cleaned float64 samples: NaN/inf counts, peak, sum of squares, full-scale count, per-channel
-    sums, and the downmix's swing (max - min, halved) over the whole file and each judge's window."""
+    sums, and the downmix's swing (max - min, halved) and level (RMS with the DC removed) over the
+    whole file and each judge's window."""
     acc = {"nan": 0, "inf": 0, "peak": 0.0, "sumsq": 0.0, "clipped": 0, "sums": np.zeros(info.channels)}
     ends = {"whole": info.frames, **{w: round(w * info.sample_rate) for w, _ in JUDGE_WINDOWS}}
     lows, highs = dict.fromkeys(ends, np.inf), dict.fromkeys(ends, -np.inf)
+    n, total, squares = dict.fromkeys(ends, 0), dict.fromkeys(ends, 0.0), dict.fromkeys(ends, 0.0)
     pos = 0
     for block in wavfile.iter_blocks(path, info):
         block = block.astype(np.float64)
@@ -152,6 +161,11 @@ def _stats(path: Path, info: wavfile.WavInfo) -> dict:
             part = mono[: max(0, end - pos)]
             if part.size:
                 lows[key], highs[key] = min(lows[key], float(part.min())), max(highs[key], float(part.max()))
+                n[key] += part.size
+                total[key] += float(part.sum())
+                squares[key] += float(np.dot(part, part))
         pos += len(block)
     acc["swing"] = {k: max(0.0, (highs[k] - lows[k]) / 2) for k in ends}
+    mean = {k: total[k] / max(n[k], 1) for k in ends}
+    acc["level"] = {k: float(np.sqrt(max(0.0, squares[k] / max(n[k], 1) - mean[k] ** 2))) for k in ends}
     return acc
