@@ -45,14 +45,19 @@ def image_status(image: str | None = None) -> dict:
 
     from sandbox.client import image_name
 
+    from sandbox.seccomp import PROFILE_SHA256
+
     name = image_name(image)
     client = connect()
     want = context_hash()
+    # The seccomp profile goes with the image's code, not into it: applied to each container, in
+    # every execution's cache key (container.PROTOCOL); a change needs no rebuild.
+    common = {"image": name, "context_sha256": want, "seccomp_sha256": PROFILE_SHA256}
     try:
         labels = client.images.get(name).labels or {}
     except docker.errors.ImageNotFound:
-        return {"image": name, "exists": False, "current": False, "context_sha256": want}
-    return {"image": name, "exists": True, "current": labels.get(HASH_LABEL) == want, "context_sha256": want}
+        return {**common, "exists": False, "current": False}
+    return {**common, "exists": True, "current": labels.get(HASH_LABEL) == want}
 
 
 def build_image(force: bool = False, image: str | None = None, base: str | None = None) -> dict:

@@ -125,6 +125,9 @@ def test_seccomp_profile_is_the_projects_and_in_the_cache_key():
         assert info["Config"]["Labels"][container.SECCOMP_LABEL] == seccomp.PROFILE_SHA256
         assert info["HostConfig"]["IpcMode"] == "private"
         assert info["HostConfig"]["Sysctls"] == container.ipc_sysctls(LIMITS)
+    from sandbox.image import image_status
+
+    assert image_status()["seccomp_sha256"] == seccomp.PROFILE_SHA256  # `audioprobe sandbox status` says it
     names = {n for rule in seccomp.profile()["syscalls"] for n in rule["names"] if rule["action"] == "SCMP_ACT_ALLOW"}
     assert not names & {"io_uring_setup", "io_uring_enter", "ptrace", "socketcall", "bpf", "userfaultfd"}
     import hashlib
