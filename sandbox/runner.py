@@ -2,12 +2,13 @@
 
 It starts as root with only CAP_SETUID and CAP_SETGID, and is the one program of the container:
 - run: write the program, run it as PROGRAM_UID with the work dir as cwd, keep only the tails of its
-  stdout and stderr, stop it at the timeout, kill every process of PROGRAM_UID, then (exit 0 only)
-  normalise the `.wav` outputs that are not plain PCM16/float32 WAV already (sandbox/normalise.py,
-  also as PROGRAM_UID, under its own time limit),
+  stdout and stderr, stop it at the timeout, kill every process of PROGRAM_UID, remove what it could
+  leave behind outside the work dir (/tmp, /dev/shm, /dev/mqueue, System V IPC), then (exit 0 only)
+  cut each `.wav` output to its RIFF chunk and normalise those that are not plain PCM16/float32 WAV
+  already (sandbox/normalise.py, also as PROGRAM_UID, under its own time limit),
   kill again, and report: one JSON line, then the raw bytes of each accepted output file;
 - collect: only report and send files (Sandbox.read_file);
-- reset: kill every process of PROGRAM_UID and empty the writable dirs (a pool's reuse).
+- reset: kill every process of PROGRAM_UID, empty the writable dirs, remove IPC (a pool's reuse).
 The program cannot signal the runner (none of the runner's uids is its own), so the deadline holds
 whatever it does. File access goes through seteuid(PROGRAM_UID): root here has no DAC override.
 The host trusts nothing beyond the framing: it checks names and sizes again and hashes the bytes.
