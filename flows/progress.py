@@ -132,9 +132,13 @@ class ProgressWatcher(threading.Thread):
             now = time.monotonic()
             if tenth > last_tenth or now - last_at >= self.plain_every_s:
                 last_tenth, last_at = tenth, now
-                print(f"run {self.run_id}: {counts.recorded}/{counts.total} records "
-                      f"({100 * counts.recorded / max(1, counts.total):.0f} %; {counts.stages()}) "
-                      f"after {now - started:.0f} s", file=self.stream, flush=True)
+                self._line(counts, now - started)
+        self._line(self.counter.counts(), time.monotonic() - started)  # where the run ended
+
+    def _line(self, counts: Counts, elapsed_s: float) -> None:
+        print(f"run {self.run_id}: {counts.recorded}/{counts.total} records "
+              f"({100 * counts.recorded / max(1, counts.total):.0f} %; {counts.stages()}) after {elapsed_s:.0f} s",
+              file=self.stream, flush=True)
 
     def stop(self) -> None:
         self._halt.set()

@@ -170,7 +170,13 @@ def items_for(run: Run, tier: str) -> list[ProbeItem]:
     options = {"split": manifest.split} if manifest.split and dataset is not None and tier == "notes" else {}
     items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed, **options)
     if "detailed_description" in manifest.methods.get(tier, []) and asks_an_llm(manifest.models):
-        items = describe_items(items)  # only that prompt shows them; a baselines-only run keeps the ontology's
+        describer = get_settings().describer_model  # only that prompt shows them; baselines keep the ontology's
+        if describer:
+            from audioprobe.console import warn
+
+            warn(f"audioprobe: the detailed_description prompt's class descriptions are written by the describer "
+                 f"model {describer!r} (setting describer_model; cached per model)")
+        items = describe_items(items)
     note_skipped(run, skipped)
     atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
     return items

@@ -62,8 +62,11 @@ def test_every_failure_kind_is_classified(gen, exe, gate, judgements, expected):
 def test_transient_llm_errors_and_infrastructure_are_redone_on_rerun():
     transient = Generation(response_id="a", model="m", error="503", error_kind="transient")
     assert not is_final(outcome(transient, failure="llm_error"))
-    auth = Generation(response_id="a", model="m", error="no key", error_kind="auth")
-    assert is_final(outcome(auth, failure="llm_error"))
+    for user_fixes in ("auth", "unknown_model"):  # a key or a model name is the set-up's, not the model's
+        fixable = Generation(response_id="a", model="m", error="no key", error_kind=user_fixes)
+        assert not is_final(outcome(fixable, failure="llm_error"))
+    refused = Generation(response_id="a", model="m", error="400", error_kind="bad_request")
+    assert is_final(outcome(refused, failure="llm_error")), "the model's own bad request is a result"
     assert not is_final(outcome(GOOD_GEN, failure="infrastructure"))
     assert is_final(outcome(GOOD_GEN, ExecutionResult(status="timeout"), failure="timeout"))
     assert not is_final(outcome(GOOD_GEN)), "an unfinished record is redone"
@@ -172,8 +175,8 @@ def test_nothing_below_the_command_line_opens_a_run_by_id():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    entry_points = {"flows/cli.py", "tasks/report/build.py", "tasks/listening/cli.py", "tasks/audio_store.py",
-                    "tasks/runs.py", "tasks/records.py"}
+    entry_points = {"flows/cli.py", "flows/deploy.py", "tasks/report/build.py", "tasks/listening/cli.py",
+                    "tasks/audio_store.py", "tasks/runs.py", "tasks/records.py"}
     opening = re.compile(r"\bRun\.open\(|\bRunStore\b")
     offenders = [str(p.relative_to(root)) for folder in ("flows", "tasks", "audioprobe", "sandbox")
                  for p in (root / folder).rglob("*.py")

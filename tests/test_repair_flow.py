@@ -112,6 +112,10 @@ def test_a_failed_first_answer_is_repaired_by_feedback(tmp_path, prefect_server)
         assert after["prompt"]["history"][-1]["content"] == before["generation"]["raw_text"], "same conversation"
     first, last = records[0], records[-1]
     assert first["repaired_from"] is None
+    progress = [line for line in proc.stderr.splitlines() if line.startswith(f"run {run_dir.name}: ")]
+    assert progress and not any("\r" in line for line in progress), "plain lines off a terminal"
+    assert progress[-1].startswith(f"run {run_dir.name}: {rounds + 1}/{rounds + 1} records"), \
+        "the total counts the repair rounds, and the bar ends at it"
     if fixed:
         assert last["gate"]["ok"], "the repaired program makes valid audio"
     assert last["prompt"]["template"].startswith("repair.") and len(last["prompt"]["history"]) == 2 * rounds

@@ -333,7 +333,8 @@ def generate(
                 msg = f"{type(exc).__name__}: {str(exc)[:500]}"
                 if not transient:
                     if kind in ("auth", "unknown_model"):  # a revoked key fails every later item too
-                        breaker.trip(f"{kind}: {msg}")
+                        msg = f"{kind}: {msg}"
+                        breaker.trip(msg)
                     return base.model_copy(update={"error_kind": kind, "error": msg})
                 if target.local:
                     try:
