@@ -172,3 +172,21 @@ def test_trial_ids_are_opaque_and_repeats_look_alike(server, study):
         again.shutdown()
         again.server_close()
         thread.join(5)
+
+
+def test_trials_drawn_before_are_moved_to_private_copies(study):
+    """trials.json written before this rule named the run's clips, hard links into the audio store:
+    prepare copies each (checked against its hash) and rewrites the file."""
+    from tasks.listening import trials as trial_mod
+
+    store, trials = study
+    t = trials[0]
+    original = next(o for o in store.outcomes() if o.audio_path and t.key in o.audio_path).audio_path
+    rows = json.loads(trial_mod.trials_path(store).read_text())
+    rows[0]["gen_path"] = original
+    trial_mod.trials_path(store).write_text(json.dumps(rows))
+    (store.dir / t.gen_path).unlink()
+    again = trial_mod.prepare(store)
+    copy = store.dir / again[0].gen_path
+    assert again[0].gen_path == f"listening/clips/{t.gen_sha256}.wav" and copy.stat().st_nlink == 1
+    assert json.loads(trial_mod.trials_path(store).read_text())[0]["gen_path"] == again[0].gen_path
