@@ -132,6 +132,8 @@ def sysv_objects():
         except FileNotFoundError:  # a runtime without System V IPC (or without its /proc view)
             continue
         cols = lines[0].split() if lines else []
+        if not {id_col, "cuid", "uid"} <= set(cols):
+            raise RunnerError("/proc/sysvipc/%s: unexpected columns %s" % (kind, cols[:12]))
         for line in lines[1:]:
             row = dict(zip(cols, line.split()))
             found.append((kind, int(row[id_col]), (int(row["cuid"]), int(row["uid"]))))
@@ -201,9 +203,12 @@ def release_scratch():
                 left.append("%s not emptied: %s" % (d, exc.strerror))
     finally:
         as_root()
-    ipc = release_ipc()
-    if ipc:
-        left.append("%d System V IPC objects" % ipc)
+    try:
+        ipc = release_ipc()
+        if ipc:
+            left.append("%d System V IPC objects" % ipc)
+    except (RunnerError, OSError, ValueError) as exc:
+        left.append("System V IPC not released: %s" % exc)
     return "; ".join(left)
 
 
@@ -386,7 +391,7 @@ def collect_outputs(cfg, report):
     report["normalised"] = [
         "%s: %d bytes after the RIFF chunk dropped" % (n, dropped) for n, dropped in sorted(trimmed.items()) if dropped
     ] + [
-        "%s: %s" % (n, "; ".join(str(c) for c in v["changes"][:8]) or "re-encoded: its sizes did not match the file")
+        "%s: %s" % (n, "; ".join(str(c) for c in v["changes"][:8]) or "re-encoded to its audio alone: the file held more or less than its header says")
         for n, v in verdicts.items()
         if "changes" in v
     ]
