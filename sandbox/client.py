@@ -78,7 +78,10 @@ def run_program(
             # The OOM killer chose the program or the runner.
             oom_killed = bool(box.client.api.inspect_container(box.id)["State"].get("OOMKilled"))
     finally:
-        _hand_back(box, pool, clean=bool(report) and not report.get("runner_failed") and "runner_error" not in report)
+        if report.get("left_behind"):  # the runner could not remove all of it: never reuse that container
+            log.warning("sandbox %s: the program left behind %s", box.id[:12], report["left_behind"])
+        clean = bool(report) and not report.get("runner_failed") and "runner_error" not in report
+        _hand_back(box, pool, clean=clean and not report.get("left_behind"))
     if "runner_error" in report:
         raise SandboxError(f"the sandbox's runner failed: {report['runner_error']}")
     status, etype, missing = classify(report, expect, oom_killed)
