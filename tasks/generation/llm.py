@@ -310,11 +310,10 @@ def generate(
     attempts = 0
     while True:
         attempts += 1
-        if attempts > 1 and (reason := breaker.open_reason()) is not None:
-            # another item found the model down meanwhile: stop retrying this one
-            return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
         pace()
         with model_slot():
+            if (reason := breaker.open_reason()) is not None:  # another item found the model down meanwhile
+                return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
             t0 = time.monotonic()
             try:
                 response = litellm.completion(
