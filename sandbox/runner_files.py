@@ -28,6 +28,9 @@ def wanted(patterns, exclude):
     return [n for n in names if n not in exclude and any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
+MIN_WAVE_RIFF = 4 + 8 + 16 + 8  # "WAVE", a fmt chunk, a data chunk's header
+
+
 def riff_end(size, riff):
     """Where a RIFF chunk of declared size riff ends, its pad byte allowed when the file has it."""
     end = 8 + riff
@@ -48,9 +51,10 @@ def trim_to_riff(path):
         head = os.pread(fd, 12, 0) if stat.S_ISREG(st.st_mode) else b""
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
             return 0
-        end = riff_end(st.st_size, struct.unpack("<I", head[4:8])[0])
-        if st.st_size <= end:
-            return 0
+        riff = struct.unpack("<I", head[4:8])[0]
+        end = riff_end(st.st_size, riff)
+        if st.st_size <= end or riff < MIN_WAVE_RIFF:
+            return 0  # nothing after the chunk, or a size no WAVE has (0 from a streaming writer): the decoder's
         os.ftruncate(fd, end)
         return st.st_size - end
     except OSError:

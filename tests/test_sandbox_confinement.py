@@ -310,6 +310,21 @@ def test_megabytes_of_other_chunks_inside_the_riff_are_not_passed(tmp_path, wher
     assert "re-encoded" in result.normalised[0], result.normalised
 
 
+def test_a_riff_size_of_zero_is_re_encoded_not_cut_to_nothing(tmp_path):
+    code = """
+    import numpy as np, soundfile as sf
+    sr = 16000
+    sf.write("note.wav", 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr), sr, subtype="PCM_16")
+    data = bytearray(open("note.wav", "rb").read())
+    data[4:8] = bytes(4)  # what a streaming writer leaves when it cannot seek back
+    open("note.wav", "wb").write(data)
+    """
+    result = run(code, out_dir=tmp_path)
+    assert result.status == "ok", result
+    data = (tmp_path / "note.wav").read_bytes()
+    assert struct.unpack("<I", data[4:8])[0] + 8 == len(data) == 32044 and "re-encoded" in result.normalised[0]
+
+
 def test_a_riff_chunk_longer_than_the_file_is_re_encoded_not_passed(tmp_path):
     code = """
     import numpy as np, soundfile as sf, struct
