@@ -164,6 +164,8 @@ def _start(port: int) -> None:
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_UI_ENABLED="true",
+        # The UI asks the API at this address; Prefect's default is port 4200 whatever --port says.
+        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",
     )
     prefect = Path(sys.executable).with_name("prefect")
     with open(home / "server.log", "ab") as log:

@@ -33,6 +33,7 @@ from audioprobe.settings import get_settings
 from flows.runners import no_futures
 from flows.ui import Progress
 from tasks import pipeline, repair
+from tasks.generation.breaker import open_breakers
 from tasks.records import Run, outcome_key
 from tasks.taxonomy import is_final
 
@@ -167,7 +168,8 @@ def _start_generations(flying: list[InFlight], ask: deque, stored: deque, model:
     asking = sum(f.generation_index is None and f.execution is None and not f.waiting for f in flying)
     while ask and asking < at_once:
         a = ask.popleft()
-        generation = pipeline.generate.submit(no_futures(a.prompt), model, a.sample, no_futures(a.item), samples)
+        generation = pipeline.generate.submit(no_futures(a.prompt), model, a.sample, no_futures(a.item), samples,
+                                              unavailable=open_breakers().get(model))
         flying.append(InFlight(a.item, a.sample, a.prompt, generation, round=a.round, repaired_from=a.repaired_from))
         asking += 1
     recalling = any(f.generation_index is not None and not f.waiting and f.execution is None for f in flying)

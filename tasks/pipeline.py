@@ -64,13 +64,18 @@ def render_prompt(item: ProbeItem, method: str) -> RenderedPrompt:
 
 @task(name="generate", cache_policy=NO_CACHE, persist_result=False)
 def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | None = None,
-             samples: int = 1) -> Generation:
+             samples: int = 1, unavailable: str | None = None) -> Generation:
     """No task-level retries: llm.generate already retried with backoff, and a model that is still down
     is recorded (llm_error, kind unreachable/server_died) and asked again by the next run; the model's
     circuit breaker keeps a dead model from costing every remaining item its retries.
+    `unavailable`: why the flow found the model unavailable (its breaker open), so a task run in another
+    process (a Dask worker, which has breakers of its own) records the item as not attempted too.
     A program baseline (`baseline/...`) writes its program from the item's metadata, without an LLM."""
     from tasks.generation import baseline
+    from tasks.generation.breaker import breaker_for
 
+    if unavailable:
+        breaker_for(model, get_settings().breaker_threshold).trip(unavailable)
     if baseline.is_baseline(model):
         return baseline.generate(item, prompt, model, sample)
     return llm.generate(prompt, model, sample, raise_transient=False, samples=samples)

@@ -24,7 +24,7 @@ import pytest
 from tests.fixtures_flows import PREFECT_TEST_PORT, Cli, wait_for
 from tests.fixtures_llm import free_port
 
-pytestmark = [pytest.mark.prefect, pytest.mark.docker, pytest.mark.judges]
+pytestmark = [pytest.mark.prefect, pytest.mark.docker, pytest.mark.judges, pytest.mark.browser]
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = ("--model", "baseline/template", "--tier", "notes", "--limit", "2")
@@ -265,6 +265,23 @@ def run_expecting_exit_3(cli: Cli, env: dict, *args: str) -> tuple[subprocess.Co
     return proc, Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
 
 
+def ui_text(url: str) -> str:
+    """The text a person sees on a page of the Prefect UI (a Vue app: rendered by headless chromium)."""
+    from playwright import sync_api as playwright
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url, wait_until="networkidle")
+            page.wait_for_selector("text=prefect.flow_runs", timeout=30_000)
+            return page.inner_text("body")
+        finally:
+            browser.close()
+
+
 def benchmark_flow_run(cli: Cli, run_id: str) -> dict:
     (found,) = cli.api("/flow_runs/filter", {"flow_runs": {"name": {"any_": [f"benchmark-{run_id}"]}}})
     return found
@@ -292,6 +309,9 @@ def test_a_model_that_cannot_be_asked_stops_the_run_named(cli, model, reason):
                  or f"-{model}-" in r["name"]]
     assert tier_runs and all(r["state_type"] == "FAILED" for r in tier_runs)
     wait_for(lambda: any(reason in m for m in logs_of(cli, [benchmark["id"]])), 30, "the reason in the Logs tab")
+    if model == "openai/gpt-4o":  # looked at once, as a person would: the flow run's page opens on its Logs tab
+        page = ui_text(f"http://127.0.0.1:{PREFECT_TEST_PORT}/runs/flow-run/{benchmark['id']}")
+        assert "Failed" in page and "Logs" in page and f"model '{model}' unavailable: {reason}" in page
 
 
 def test_a_missing_key_and_a_dead_api_base_send_no_request(cli):
