@@ -1,0 +1,147 @@
+"""The paper-size bench's parts (issue 23): the dataset builder at a small fraction read by the real
+loaders, its full plan against the loader's paper-structure check, and the simulated hosted model
+answering, counting and rate-limiting through the real litellm client."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.bench import paper_dataset, sim_llm
+
+
+def _note(label: str, i: int):
+    from tasks.probesets.nsynth import Note
+
+    family, source = label.rsplit("_", 1)
+    return Note(f"{label}-{i}", family, source, 60, 100, [], Path("x.wav"), table=None)
+
+
+def test_full_plan_holds_the_papers_nsynth_structure():
+    from tasks.probesets.common import DatasetError
+    from tasks.probesets.nsynth import check_paper_structure
+
+    plan = paper_dataset.note_plan(1.0)
+    notes = [_note(label, i) for label, (want, _) in plan.items() for i in range(want)]
+    assert len(notes) == 4096
+    check_paper_structure(notes, "test")  # raises when the 16 classes are not 12 x 110 + 92 + 30 + 28 + 30
+    notes = [n for n in notes if n.label != "vocal_synthetic"]
+    notes += [_note("bass_electronic", 1000 + i) for i in range(28)]
+    with pytest.raises(DatasetError):
+        check_paper_structure(notes, "test")
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("paper") / "tree"
+    info = paper_dataset.build(out, fraction=0.01, jobs=2)
+    assert not info["cached"]
+    assert paper_dataset.build(out, fraction=0.01)["cached"]  # the same key: left alone
+    return out
+
+
+def test_fraction_tree_reads_as_real_data(small_tree):
+    from tasks.probesets.loaders import load_items
+
+    notes, skipped = load_items("notes", small_tree / "nsynth")
+    plan = paper_dataset.note_plan(0.01)
+    assert not skipped and len(notes) == sum(want for want, _ in plan.values()) == 12 * 2 + 4
+    assert {i.dataset for i in notes} == {"nsynth"} and not any(i.reference_clips for i in notes)
+    assert len({i.label for i in notes}) == 16
+    env, skipped = load_items("environmental", small_tree / "fsd50k")
+    assert not skipped and len(env) == 2 and all(len(i.references) >= 3 for i in env)
+    speech, skipped = load_items("speech", small_tree / "speech_commands")
+    assert len(speech) == 1 and len(speech[0].references) >= 5
+    assert all(s.reason.startswith("no folder") for s in skipped) and len(skipped) == 34
+    assert not list(small_tree.rglob("refs_manifest.json"))  # else the loaders would call it an offline set
+    kinds = (small_tree / "fsd50k" / "PROVENANCE.csv").read_text()
+    assert "recording" in kinds or "synthesised" in kinds
+
+
+def _post(url: str, body: dict) -> tuple[int, dict, dict]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+def test_sim_answers_counts_and_rate_limits():
+    sim = sim_llm.Sim(latency=0.01, jitter=0.5, rate_limit=1.0, retry_after=0.3)
+    server = sim_llm.serve(sim)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(base + "/v1/models", timeout=5) as r:
+            assert {m["id"] for m in json.loads(r.read())["data"]} == {"sim-strong", "sim-weak"}
+        ask = {"model": "sim-strong", "messages": [{"role": "user", "content": "pitch - 60 amplitude - 0.5 "
+                                                    "named n.WAV"}], "seed": 0}
+        status, headers, _ = _post(base + "/v1/chat/completions", ask)
+        assert status == 429 and float(headers["Retry-After"]) == 0.3
+        assert _post(base + "/v1/chat/completions", ask)[0] == 429  # too early: Retry-After not honoured
+        time.sleep(0.35)
+        status, _, body = _post(base + "/v1/chat/completions", ask)
+        assert status == 200 and body["choices"][0]["finish_reason"] in ("stop", "length")
+        assert _post(base + "/v1/chat/completions", ask)[0] == 200
+        assert _post(base + "/v1/chat/completions", ask | {"model": "gpt-x"})[0] == 404
+        with urllib.request.urlopen(base + "/stats", timeout=5) as r:
+            stats = json.loads(r.read())
+        assert (stats["requests"], stats["rate_limited"], stats["early_retries"]) == (4, 2, 1)  # the unknown model is not counted
+        assert (stats["answered"], stats["repeated"]) == (2, 1)
+    finally:
+        server.shutdown()
+
+
+def test_sim_mix_shares_and_correct_programs():
+    import hashlib
+
+    from tasks import pipeline
+    from tasks.generation.baseline import program_for
+    from tasks.probesets.loaders import load_items
+
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(20000)]
+    for model, want in (("sim-strong", 0.70), ("sim-weak", 0.25)):
+        share = sum(sim_llm.kind_of(model, k) == "correct" for k in keys) / len(keys)
+        assert abs(share - want) < 0.015, (model, share)
+    items, _ = load_items("notes", limit=2)  # the offline refs: the prompt text is what matters here
+    prompt = pipeline.render_prompt(items[0], "paper")
+    text, finish = sim_llm.answer("correct", prompt.text, keys[0])
+    asked = items[0].model_copy(update={"amplitude": round(items[0].amplitude, 3)})  # as the prompt says it
+    assert finish == "stop" and program_for(asked, prompt.output_name) in text
+    text, finish = sim_llm.answer("truncated", prompt.text, keys[0])
+    assert finish == "length" and "writeframes" not in text and text.count("```") == 1
+    env, _ = load_items("environmental", limit=1)
+    for method in ("detailed", "detailed_description"):
+        assert sim_llm.item_of(pipeline.render_prompt(env[0], method).text)[0].label == env[0].display_name
+    word, _ = load_items("speech", limit=1)
+    assert sim_llm.item_of(pipeline.render_prompt(word[0], "paper").text)[0].label == word[0].label
+
+
+def test_real_client_retries_429s_and_asks_each_prompt_once(tmp_path):
+    """litellm through tasks.generation.llm: every 429 is retried, each ask answered once, and stored."""
+    from audioprobe.settings import ModelSettings, Settings
+    from tasks import pipeline
+    from tasks.generation import llm
+    from tasks.probesets.loaders import load_items
+
+    sim = sim_llm.Sim(latency=0.01, jitter=0.5, rate_limit=0.5, retry_after=0.2)
+    server = sim_llm.serve(sim)
+    api = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    settings = Settings(data_dir=tmp_path, models={"openai/sim-weak": ModelSettings(api_base=api, max_retries=6)})
+    try:
+        items, _ = load_items("notes", limit=6)
+        prompts = [pipeline.render_prompt(i, "paper") for i in items]
+        gens = [llm.generate(p, "openai/sim-weak", 0, settings=settings) for p in prompts]
+        again = [llm.generate(p, "openai/sim-weak", 0, settings=settings) for p in prompts]
+    finally:
+        server.shutdown()
+    stats = sim.snapshot()
+    assert all(g.error_kind is None for g in gens) and all(g.cached for g in again)
+    assert stats["answered"] == 6 and stats["repeated"] == 0 and stats["rate_limited"] >= 1
+    assert stats["requests"] == 6 + stats["rate_limited"]
+    assert {g.finish_reason for g in gens} <= {"stop", "length"}
