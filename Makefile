@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench serve clean help
+.PHONY: setup run test bench bench-paper serve clean help
 
 help:
 	@echo "make run    - set up, then benchmark the embedded model (single shot, repair R=2) and the template baseline"
 	@echo "make test   - set up, then run the test suite against real Docker, Prefect and LLM servers"
 	@echo "make bench  - set up, then measure sandbox, judge and orchestration speed"
+	@echo "make bench-paper - the paper-size benchmark on simulated hosted models (BENCH_PAPER_ARGS=\"--fraction 0.02\")"
 	@echo "make serve  - set up, then serve the nightly scheduled deployment"
 	@echo "make setup  - only the set-up (idempotent; scripts/setup.sh STEP for one step)"
 
@@ -28,6 +29,12 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m tests.bench.run_all
+
+# Issue 23: the paper-size dataset (built once, cached), two simulated hosted models and the template
+# baseline, all tiers and methods; prints the issue's figures. On its own Prefect port and data dir.
+BENCH_PAPER_ARGS ?=
+bench-paper: setup
+	AUDIOPROBE_PREFECT_PORT=$${AUDIOPROBE_PREFECT_PORT:-4378} $(BIN)/python -m tests.bench.paper_bench $(BENCH_PAPER_ARGS)
 
 serve: setup
 	$(BIN)/audioprobe serve

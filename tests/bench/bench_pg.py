@@ -1,0 +1,69 @@
+"""A Prefect server on the local PostgreSQL for the paper bench (as docker-compose.yml runs it).
+
+The embedded server is SQLite only, so the bench starts its own on a database of its own (dropped and
+made again each time) and points the CLI at it with AUDIOPROBE_PREFECT_API_URL. Needs the role
+`prefect`/`prefect` that `bash scripts/setup.sh postgres` makes (tests/test_postgres.py uses the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from audioprobe.prefect_server import server_environment
+
+PG = os.environ.get("AUDIOPROBE_TEST_PG", "prefect:prefect@127.0.0.1:5432")
+DB = "audioprobe_bench_paper"
+
+
+async def _sql(sql: str, db: str = "postgres"):
+    import asyncpg
+
+    conn = await asyncpg.connect(f"postgresql://{PG}/{db}", timeout=5)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+def size_mb() -> float:
+    return asyncio.run(_sql(f"SELECT pg_database_size('{DB}')")) / 2**20
+
+
+def start(port: int, home: Path) -> tuple[subprocess.Popen, str]:
+    """A fresh database and a Prefect server on it at 127.0.0.1:port; (process, api_url) once healthy."""
+    asyncio.run(_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+    asyncio.run(_sql(f"CREATE DATABASE {DB}"))
+    home.mkdir(parents=True, exist_ok=True)
+    env = server_environment({k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")})
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
+               PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://{PG}/{DB}")
+    prefect = Path(sys.executable).with_name("prefect")
+    with open(home / "server.log", "wb") as log:
+        proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Prefect on PostgreSQL exited {proc.returncode}: see {home / 'server.log'}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(1)
+    proc.terminate()
+    raise RuntimeError(f"Prefect on PostgreSQL did not answer in 180 s: see {home / 'server.log'}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
