@@ -61,9 +61,11 @@ def start(port: int, home: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"Prefect on PostgreSQL did not answer in 180 s: see {home / 'server.log'}")
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen, drop: bool = True) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+    if drop:
+        asyncio.run(_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))

@@ -73,7 +73,9 @@ class RssSampler(threading.Thread):
                     procs.append(p)
             for p in procs:
                 try:
-                    name = " ".join(p.cmdline()[1:4])[:60] or p.name()
+                    cmd = p.cmdline()
+                    name = ("Dask worker or nanny (spawned)" if "spawn_main" in " ".join(cmd)
+                            else " ".join(cmd[1:4])[:60] or p.name())
                     rss = p.memory_info().rss
                 except psutil.Error:
                     continue
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             pg, url = bench_pg.start(int(port), args.data_dir / "prefect-pg")
             env["AUDIOPROBE_PREFECT_API_URL"] = url
         expected = expected_items(dataset)
+        load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())  # the machine is shared: figures move with it
         t0 = time.monotonic()
         log = open(args.data_dir.parent / f"{args.data_dir.name}.run.log", "w")
         proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -191,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         n = len(keys)
         print(f"paper benchmark: {n} items in {wall / 60:.1f} min (orchestration overhead: not measured: needs a "
               f"plain-loop arm of the same items; orchestration_bench measures it on replayed notes) "
-              f"[fraction {args.fraction:g}, {args.runner}, {args.database}, exit {proc.returncode}]")
+              f"[fraction {args.fraction:g}, {args.runner}, {args.database}, exit {proc.returncode}; load average "
+              f"{load0} at the start, {os.getloadavg()[0]:.1f} at the end]")
         print(stage_line(outcomes, wall / 60))
         peak = sorted(((rss, name) for (_, name), rss in sampler.peak.items()), reverse=True)
         print("peak RSS: " + "; ".join(f"{rss / 2**20:.0f} MB ({name})" for rss, name in peak[:4]))
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sim.terminate()
         if pg is not None:
-            bench_pg.stop(pg)
+            bench_pg.stop(pg, drop=not args.keep)
         subprocess.run([sys.executable, "-m", "audioprobe", "server", "stop"], env=env, cwd=ROOT, check=False,
                        capture_output=True, timeout=120)
         if not args.keep:

@@ -18,9 +18,10 @@ Writes, under DIR (default cache_dir/paper-dataset/<full|fraction-F>), what `--d
 Each tree has a PROVENANCE.csv (clip, label, kind, source): never a refs_manifest.json, which would
 make the loaders treat it as an offline set. `--fraction F` builds a stratified fraction: per NSynth
 class ceil(F x the notes the paper samples), the first by the loader's own rank, so a run on it
-samples exactly those; ceil(F x 200) FSD50K classes and ceil(F x 35) words, picked by the loader's
---limit rank. The structure check needs the whole split, so it runs only on the full build. A build
-whose key (fraction, this file, the offline refs' manifests) is unchanged is left alone.
+samples exactly those; ceil(F x 200) FSD50K classes (at least 5, for the 5-way judges) and ceil(F x 35)
+words, picked by the loader's --limit rank. The structure check needs the whole split, so it runs only
+on the full build. A build whose key (fraction, this file, the offline refs' manifests) is unchanged is
+left alone.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ def build_fsd50k(root: Path, refs: Path, fraction: float) -> int:
     vocab = vocabulary()
     labels = sorted(vocab)
     if fraction < 1:
-        labels = sorted(sorted(labels, key=lambda lb: rank(0, lb))[: _take(len(labels), fraction)])
+        # at least 5: the environmental judges make a 5-way choice among the run's classes
+        labels = sorted(sorted(labels, key=lambda lb: rank(0, lb))[: max(5, _take(len(labels), fraction))])
     real: dict[str, list[tuple[Path, str]]] = {}
     for rel, c in json.loads((refs / "refs_manifest.json").read_text())["clips"].items():
         real.setdefault(c["label"], []).append((refs / rel, f"{c['source']}:{c['source_file']}"))
