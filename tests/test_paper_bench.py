@@ -71,6 +71,9 @@ def test_fraction_tree_reads_as_real_data(small_tree):
     speech, skipped = load_items("speech", small_tree / "speech_commands")
     assert len(speech) == 1 and len(speech[0].references) >= 5
     assert all(s.reason.startswith("no folder") for s in skipped) and len(skipped) == 34
+    from tests.bench.paper_bench import expected_items
+
+    assert expected_items(small_tree) == (28 + 5 * 2 + 1) * 3  # what the bench counts lost records against
     assert not list(small_tree.rglob("refs_manifest.json"))  # else the loaders would call it an offline set
     kinds = (small_tree / "fsd50k" / "PROVENANCE.csv").read_text()
     assert "recording" in kinds or "synthesised" in kinds

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.data_dir, ignore_errors=True)
     sim, api_base = start_sim(args.latency, args.rate_limit, args.retry_after)
     port = os.environ.get("AUDIOPROBE_PREFECT_PORT", "4378")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k == "PREFECT_API_DATABASE_CONNECTION_URL"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # the CLI configures its own
     env |= {"AUDIOPROBE_DATA_DIR": str(args.data_dir), "AUDIOPROBE_PREFECT_PORT": port, "PYTHONUNBUFFERED": "1",
             "AUDIOPROBE_MODELS": json.dumps({m: {"api_base": api_base} for m in MODELS[:2]}),
             "AUDIOPROBE_DESCRIBER_MODEL": "",  # the ontology's descriptions: no local LLM in this bench
