@@ -145,7 +145,8 @@ def test_real_client_retries_429s_and_asks_each_prompt_once(tmp_path):
     from tasks.generation import llm
     from tasks.probesets.loaders import load_items
 
-    sim = sim_llm.Sim(latency=0.01, jitter=0.5, rate_limit=0.5, retry_after=0.2)
+    # Retry-After longer than the client's first backoff (at most 1 s): a client that ignores it asks early.
+    sim = sim_llm.Sim(latency=0.01, jitter=0.5, rate_limit=0.5, retry_after=1.2)
     server = sim_llm.serve(sim)
     api = f"http://127.0.0.1:{server.server_address[1]}/v1"
     settings = Settings(data_dir=tmp_path, models={"openai/sim-weak": ModelSettings(api_base=api, max_retries=6)})
@@ -160,4 +161,5 @@ def test_real_client_retries_429s_and_asks_each_prompt_once(tmp_path):
     assert all(g.error_kind is None for g in gens) and all(g.cached for g in again)
     assert stats["answered"] == 6 and stats["repeated"] == 0 and stats["rate_limited"] >= 1
     assert stats["requests"] == 6 + stats["rate_limited"]
+    assert stats["early_retries"] == 0, "every retry waited for the provider's Retry-After"
     assert {g.finish_reason for g in gens} <= {"stop", "length"}

@@ -205,6 +205,17 @@ def dropped_params(target: Target, params: dict[str, Any]) -> list[str]:
     return sorted(k for k, v in params.items() if v is not None and k not in supported)
 
 
+def retry_after_s(exc: BaseException) -> float:
+    """The seconds a provider's Retry-After header asks for (0 when absent or a date), capped."""
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None),
+                                                                        "headers", None) or {}
+    try:
+        value = float(headers.get("retry-after") or headers.get("Retry-After") or 0)
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
+    return min(max(value, 0.0), BACKOFF_CAP_S)
+
+
 def _cost(response: Any) -> float | None:
     import litellm
 
@@ -344,6 +355,7 @@ def generate(
                         return base.model_copy(update={"error_kind": "server_died", "error": str(died)})
                 if kind == "unreachable":
                     msg = unreachable_cause(exc, target.api_base or target.litellm_model)
+                wait_at_least = retry_after_s(exc)
                 if attempts > ms.max_retries:
                     breaker.failure(msg)
                     failed = base.model_copy(
@@ -356,8 +368,10 @@ def generate(
                 latency = time.monotonic() - t0
                 breaker.success()
                 break
-        # Full jitter: concurrent workers hit by the same 429 do not come back in step.
-        time.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))))
+        # Full jitter: concurrent workers hit by the same 429 do not come back in step; never before the
+        # provider's Retry-After (asking sooner only earns another 429 and counts against the quota).
+        jitter = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
+        time.sleep(max(jitter, wait_at_least))
 
     gen = _from_response(base, response, latency)
     store.put(
