@@ -56,8 +56,10 @@ def start_in_background(port: int | None = None) -> ThreadingHTTPServer | None:
     try:
         server = make_server(port)
     except OSError as exc:
-        print(f"audioprobe: not serving reports on port {port or get_settings().report_port}: {exc}",
-              file=sys.stderr)
+        print(
+            f"audioprobe: not serving reports on port {port or get_settings().report_port}: {exc}",
+            file=sys.stderr,
+        )
         return None
     threading.Thread(target=server.serve_forever, daemon=True, name="report-server").start()
     return server
@@ -69,10 +71,15 @@ def serve_forever(port: int | None = None) -> None:
     try:
         server = make_server(port)
     except OSError as exc:
-        raise UserError(f"cannot serve reports on 127.0.0.1:{port or get_settings().report_port}: {exc}") from None
+        raise UserError(
+            f"cannot serve reports on 127.0.0.1:{port or get_settings().report_port}: {exc}"
+        ) from None
     host, bound = server.server_address[:2]
-    print(f"serving the runs' reports on http://{host}:{bound}/<run_id>/report/index.html (Ctrl-C to stop)",
-          file=sys.stderr, flush=True)
+    print(
+        f"serving the runs' reports on http://{host}:{bound}/<run_id>/report/index.html (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.serve_forever()
     finally:

@@ -164,7 +164,8 @@ def _unknown_environment() -> str | None:
             continue
         field = name.removeprefix("AUDIOPROBE_").lower().split("__", 1)[0]
         if field not in Settings.model_fields:
-            return f"environment variable {name}: {field!r} is not a setting{_nearest(field, Settings.model_fields)}"
+            near = _nearest(field, Settings.model_fields)
+            return f"environment variable {name}: {field!r} is not a setting{near}"
     return None
 
 

@@ -17,78 +17,149 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     """The options of a run, the same for `run` and for the `serve`d nightly deployment."""
     from tasks.runs import NSYNTH_SPLITS
 
-    parser.add_argument("--model", action="append", dest="models", metavar="MODEL",
-                        help="litellm model string (e.g. openai/gpt-4o), 'local' for the embedded model, or "
-                             "'baseline/template'; repeatable (default: local)")
-    parser.add_argument("--tier", action="append", dest="tiers", choices=[*TIERS, "all"],
-                        help="tier to probe; repeatable (default: all)")
-    parser.add_argument("--method", action="append", dest="methods", metavar="METHOD",
-                        help="prompt method: " + ", ".join(f"{t}: {'/'.join(m)}" for t, m in TIER_METHODS.items())
-                             + "; repeatable (default: every method of each tier)")
-    parser.add_argument("--limit", type=positive_int, default=None,
-                        help="items per tier, at least 1 (default: 2 on the offline reference sets, all on "
-                             "--dataset-root)")
-    parser.add_argument("--samples", type=positive_int, default=1,
-                        help="samples per item (k > 1 raises the temperature to at least 0.2)")
-    parser.add_argument("--repair-rounds", type=non_negative_int, default=0,
-                        help="follow-up turns with feedback after a failed answer (0: the paper's single shot)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="MODEL",
+        help="litellm model string (e.g. openai/gpt-4o), 'local' for the embedded model, or "
+        "'baseline/template'; repeatable (default: local)",
+    )
+    parser.add_argument(
+        "--tier",
+        action="append",
+        dest="tiers",
+        choices=[*TIERS, "all"],
+        help="tier to probe; repeatable (default: all)",
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        dest="methods",
+        metavar="METHOD",
+        help="prompt method: "
+        + ", ".join(f"{t}: {'/'.join(m)}" for t, m in TIER_METHODS.items())
+        + "; repeatable (default: every method of each tier)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="items per tier, at least 1 (default: 2 on the offline reference sets, all on --dataset-root)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        help="samples per item (k > 1 raises the temperature to at least 0.2)",
+    )
+    parser.add_argument(
+        "--repair-rounds",
+        type=non_negative_int,
+        default=0,
+        help="follow-up turns with feedback after a failed answer (0: the paper's single shot)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the item sample and the model calls")
-    parser.add_argument("--dataset-root", default=None,
-                        help="folder holding nsynth/, fsd50k/, speech_commands/ in their native layouts "
-                             "(default: the offline reference sets)")
-    parser.add_argument("--split", default=None, choices=NSYNTH_SPLITS,
-                        help="with --dataset-root: the NSynth split the notes are sampled from (default test: the "
-                             "paper's, its 16-class structure checked when complete)")
+    parser.add_argument(
+        "--dataset-root",
+        default=None,
+        help="folder holding nsynth/, fsd50k/, speech_commands/ in their native layouts "
+        "(default: the offline reference sets)",
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        choices=NSYNTH_SPLITS,
+        help="with --dataset-root: the NSynth split the notes are sampled from (default test: the "
+        "paper's, its 16-class structure checked when complete)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="benchmark models on tiers; resumes an unfinished identical run")
     _run_options(run)
-    run.add_argument("--new", action="store_true", help="start a new run even if an identical one is unfinished")
+    run.add_argument(
+        "--new", action="store_true", help="start a new run even if an identical one is unfinished"
+    )
     run.set_defaults(func=cmd_run)
 
     retry = subparsers.add_parser("retry", help="rerun only the failed items of a run")
     retry.add_argument("run_id", help="the run's id (see `audioprobe runs`)")
     retry.add_argument("--only", choices=list(RETRY_STAGES), help="only failures of this pipeline stage")
-    retry.add_argument("--status", default=None,
-                       help="comma list of failure, execution status or model error names (e.g. timeout,memory "
-                            "or auth); an unknown name is refused with the valid ones listed")
+    retry.add_argument(
+        "--status",
+        default=None,
+        help="comma list of failure, execution status or model error names (e.g. timeout,memory "
+        "or auth); an unknown name is refused with the valid ones listed",
+    )
     retry.set_defaults(func=cmd_retry)
 
     listing = subparsers.add_parser("runs", help="list runs with their status, one JSON object per line")
-    listing.add_argument("--status", choices=["complete", "incomplete", "running"],
-                         help="only runs in this state")
+    listing.add_argument(
+        "--status", choices=["complete", "incomplete", "running"], help="only runs in this state"
+    )
     listing.set_defaults(func=cmd_runs)
 
-    report = subparsers.add_parser("report", help="write a run's HTML report, or serve every run's report over http")
+    report = subparsers.add_parser(
+        "report", help="write a run's HTML report, or serve every run's report over http"
+    )
     report.add_argument("run_id", nargs="?", help="the run to report on (not needed with --serve)")
-    report.add_argument("--compare", action="append", default=[], metavar="RUN_ID",
-                        help="another run to put beside it (repeatable)")
-    report.add_argument("--serve", action="store_true",
-                        help="serve the runs' reports on 127.0.0.1 (the Prefect UI's report links) until Ctrl-C")
-    report.add_argument("--port", type=positive_int, default=None, help="with --serve (default: settings.report_port)")
+    report.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="RUN_ID",
+        help="another run to put beside it (repeatable)",
+    )
+    report.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the runs' reports on 127.0.0.1 (the Prefect UI's report links) until Ctrl-C",
+    )
+    report.add_argument(
+        "--port", type=positive_int, default=None, help="with --serve (default: settings.report_port)"
+    )
     report.set_defaults(func=cmd_report)
 
     serve = subparsers.add_parser(
-        "serve", help="serve the nightly benchmark and retry deployments, and the reports (Ctrl-C to stop)")
+        "serve", help="serve the nightly benchmark and retry deployments, and the reports (Ctrl-C to stop)"
+    )
     _run_options(serve)
     serve.add_argument("--cron", default="0 2 * * *", help="when the nightly run starts (default: 02:00)")
-    serve.add_argument("--timezone", default=None, help="IANA time zone of --cron, e.g. Europe/Paris (default: UTC)")
-    serve.add_argument("--interval", type=float, default=None, metavar="SECONDS",
-                       help="run every SECONDS instead of --cron (for trying a schedule out)")
+    serve.add_argument(
+        "--timezone", default=None, help="IANA time zone of --cron, e.g. Europe/Paris (default: UTC)"
+    )
+    serve.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run every SECONDS instead of --cron (for trying a schedule out)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     server = subparsers.add_parser("server", help="the embedded Prefect server")
-    server.add_argument("action", choices=["start", "stop", "status"], help="start it (if none answers), stop "
-                                                                            "it, or say whether it answers")
+    server.add_argument(
+        "action",
+        choices=["start", "stop", "status"],
+        help="start it (if none answers), stop it, or say whether it answers",
+    )
     server.set_defaults(func=cmd_server)
 
 
 def request_of(args: argparse.Namespace) -> RunRequest:
     """The run the options ask for; checked by tasks.runs.check_request before anything starts."""
-    return RunRequest(models=args.models or ["local"], tiers=args.tiers or ["all"], methods=args.methods,
-                      limit=args.limit, samples=args.samples, repair_rounds=args.repair_rounds, seed=args.seed,
-                      dataset_root=args.dataset_root, split=args.split)
+    return RunRequest(
+        models=args.models or ["local"],
+        tiers=args.tiers or ["all"],
+        methods=args.methods,
+        limit=args.limit,
+        samples=args.samples,
+        repair_rounds=args.repair_rounds,
+        seed=args.seed,
+        dataset_root=args.dataset_root,
+        split=args.split,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -118,8 +189,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     api_url = ensure_server()
     runs.prepare_retry(run, chosen)
-    return _run_flow(run, api_url, refresh=refresh,
-                     resume=f"audioprobe retry {run.run_id} --only generation --status not_attempted,llm_error")
+    return _run_flow(
+        run,
+        api_url,
+        refresh=refresh,
+        resume=f"audioprobe retry {run.run_id} --only generation --status not_attempted,llm_error",
+    )
 
 
 def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
@@ -142,7 +217,9 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
         watcher = ProgressWatcher(run)
         watcher.start()
         try:
-            outcome = _in_thread(lambda: _with_tag(orphans.client_tag(), run_benchmark, run=run, refresh=refresh))
+            outcome = _in_thread(
+                lambda: _with_tag(orphans.client_tag(), run_benchmark, run=run, refresh=refresh)
+            )
         finally:
             watcher.stop()
             watchdog.stop()
@@ -150,8 +227,12 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
     if lost:
         unfinished = runs.why_unfinished(run.outcomes(), runs.expected_count(run), lost)
         run.conclude(unfinished)
-        print(f"audioprobe: run {run.run_id} stopped: {lost}; {unfinished}; every finished item is "
-              f"recorded; resume: {resume}", file=sys.stderr, flush=True)
+        print(
+            f"audioprobe: run {run.run_id} stopped: {lost}; {unfinished}; every finished item is "
+            f"recorded; resume: {resume}",
+            file=sys.stderr,
+            flush=True,
+        )
         _exit_now(runs.EXIT_ORCHESTRATION_LOST)
     if isinstance(outcome, BaseException):
         raise outcome
@@ -164,11 +245,19 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
             return 1
     print(report_summary(run), file=sys.stderr)
     manifest = run.manifest
-    emit({"run_id": run.run_id, "run_dir": str(run.dir), "report": str(run.report_path),
-          "complete": manifest.incomplete is None})
+    emit(
+        {
+            "run_id": run.run_id,
+            "run_dir": str(run.dir),
+            "report": str(run.report_path),
+            "complete": manifest.incomplete is None,
+        }
+    )
     if manifest.incomplete:
-        print(f"audioprobe: run {run.run_id} incomplete: {manifest.incomplete}; resume: {resume}",
-              file=sys.stderr)
+        print(
+            f"audioprobe: run {run.run_id} incomplete: {manifest.incomplete}; resume: {resume}",
+            file=sys.stderr,
+        )
         return runs.EXIT_INCOMPLETE
     return 0
 
@@ -212,6 +301,7 @@ def _exit_now(code: int) -> None:
     import os
 
     from tasks.generation import local_server
+
     local_server.stop_owned()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -242,13 +332,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
             status, reason = "complete", None
         else:
             status = "incomplete"
-            reason = manifest.incomplete or "stopped before it concluded (killed?): the same command resumes it"
+            reason = (
+                manifest.incomplete or "stopped before it concluded (killed?): the same command resumes it"
+            )
         if args.status and status != args.status:
             continue
         recorded = sum(1 for p in (run.dir / "outcomes").glob("*.json") if not REPAIR_ROUND.search(p.stem))
-        emit({"run_id": manifest.run_id, "status": status, "reason": reason, "created": manifest.created,
-              "finished": manifest.finished, "models": manifest.models, "tiers": manifest.tiers,
-              "limit": manifest.limit, "outcomes": recorded})
+        emit(
+            {
+                "run_id": manifest.run_id,
+                "status": status,
+                "reason": reason,
+                "created": manifest.created,
+                "finished": manifest.finished,
+                "models": manifest.models,
+                "tiers": manifest.tiers,
+                "limit": manifest.limit,
+                "outcomes": recorded,
+            }
+        )
     return 0
 
 
@@ -280,7 +382,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flows.deploy import serve_deployments
 
     report_server.start_in_background()
-    serve_deployments(request, cron=args.cron, interval_s=args.interval, timezone=args.timezone, api_url=api_url)
+    serve_deployments(
+        request, cron=args.cron, interval_s=args.interval, timezone=args.timezone, api_url=api_url
+    )
     return 0
 
 

@@ -26,12 +26,29 @@ RETRY = "retry/retry"
 
 
 @flow(name="nightly-benchmark", flow_run_name="nightly-{tiers}", log_prints=True)
-def nightly_flow(models: list[str], tiers: list[str] | None = None, methods: list[str] | None = None,
-                 limit: int | None = None, samples: int = 1, repair_rounds: int = 0, seed: int = 0,
-                 dataset_root: str | None = None, split: str | None = None) -> State:
+def nightly_flow(
+    models: list[str],
+    tiers: list[str] | None = None,
+    methods: list[str] | None = None,
+    limit: int | None = None,
+    samples: int = 1,
+    repair_rounds: int = 0,
+    seed: int = 0,
+    dataset_root: str | None = None,
+    split: str | None = None,
+) -> State:
     """Starts (or resumes, after a crash) the night's run, then runs it. tiers None: all three."""
-    request = RunRequest(models=models, tiers=tiers or ["all"], methods=methods, limit=limit, samples=samples,
-                         repair_rounds=repair_rounds, seed=seed, dataset_root=dataset_root, split=split)
+    request = RunRequest(
+        models=models,
+        tiers=tiers or ["all"],
+        methods=methods,
+        limit=limit,
+        samples=samples,
+        repair_rounds=repair_rounds,
+        seed=seed,
+        dataset_root=dataset_root,
+        split=split,
+    )
     try:
         run = runs.start_request(request)
     except UserError as exc:
@@ -73,7 +90,7 @@ def run_in_this_process(run: Run, refresh: str | None) -> State:
         orphans.crash_orphaned_flow_runs()
         with tags(orphans.client_tag()):
             state = benchmark_flow(run=run, refresh=refresh, return_state=True)
-    # A new state with the benchmark's one line: Prefect would otherwise summarise it as "All states completed."
+    # A new state with the benchmark's one line: Prefect would summarise it as "All states completed."
     return Completed(message=state.message) if state.is_completed() else Failed(message=state.message)
 
 
@@ -115,8 +132,9 @@ def trigger_line(deployment: str, api_url: str, params: dict | None = None) -> s
     return f"PREFECT_API_URL={api_url} " + shlex.join(words)
 
 
-def serve_deployments(request: RunRequest, cron: str | None, interval_s: float | None, timezone: str | None,
-                      api_url: str) -> None:
+def serve_deployments(
+    request: RunRequest, cron: str | None, interval_s: float | None, timezone: str | None, api_url: str
+) -> None:
     """Serve both deployments from this process until Ctrl-C; flow runs execute in subprocesses."""
     from prefect import serve
     from prefect.deployments.runner import EntrypointType
@@ -125,18 +143,30 @@ def serve_deployments(request: RunRequest, cron: str | None, interval_s: float |
     parameters = request.model_dump(exclude_defaults=True)
     when = schedule(cron, interval_s, timezone)
     nightly = nightly_flow.to_deployment(
-        name="nightly", schedules=[when] if when else None, parameters=parameters,
-        tags=["audioprobe", "nightly"], entrypoint_type=EntrypointType.MODULE_PATH,
-        description="audioprobe benchmark over models x tiers; parameters as `audioprobe run` takes them")
+        name="nightly",
+        schedules=[when] if when else None,
+        parameters=parameters,
+        tags=["audioprobe", "nightly"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        description="audioprobe benchmark over models x tiers; parameters as `audioprobe run` takes them",
+    )
     retry = retry_flow.to_deployment(
-        name="retry", tags=["audioprobe", "retry"], entrypoint_type=EntrypointType.MODULE_PATH,
-        description="rerun the failed items of a run, as `audioprobe retry RUN_ID --only STAGE --status ...`")
+        name="retry",
+        tags=["audioprobe", "retry"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        description="rerun the failed items of a run, as `audioprobe retry RUN_ID --only STAGE --status ...`",
+    )
     ui = api_url.removesuffix("/api")
-    print(f"serving {NIGHTLY} ({_when(cron, interval_s, timezone)}) and {RETRY}; Prefect UI: {ui}/deployments",
-          file=sys.stderr)
+    print(
+        f"serving {NIGHTLY} ({_when(cron, interval_s, timezone)}) and {RETRY}; Prefect UI: {ui}/deployments",
+        file=sys.stderr,
+    )
     print(f"start the nightly run now:  {trigger_line(NIGHTLY, api_url)}", file=sys.stderr)
-    print(f"retry a run's failures:     {trigger_line(RETRY, api_url, {'run_id': 'RUN_ID'})}", file=sys.stderr,
-          flush=True)
+    print(
+        f"retry a run's failures:     {trigger_line(RETRY, api_url, {'run_id': 'RUN_ID'})}",
+        file=sys.stderr,
+        flush=True,
+    )
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "5")
     serve(nightly, retry, print_starting_message=False)
 

@@ -65,9 +65,17 @@ class RunCounts:
             return None  # being replaced: read it at the next look
         finished = o.failure is not None or o.stage_reached == "done"
         due = finished and o.round < rounds_for(o.model, self.run.manifest.repair_rounds) and repair_reason(o)
-        next_round = outcome_key(o.model, o.method, o.item.id, o.sample, o.round + 1) + ".json" if due else None
-        return _Seen(o.generation is not None, o.execution is not None, o.stage_reached == "done",
-                     o.failure is not None, o.round, next_round)
+        next_round = (
+            outcome_key(o.model, o.method, o.item.id, o.sample, o.round + 1) + ".json" if due else None
+        )
+        return _Seen(
+            o.generation is not None,
+            o.execution is not None,
+            o.stage_reached == "done",
+            o.failure is not None,
+            o.round,
+            next_round,
+        )
 
     def counts(self) -> Counts:
         folder = self.run.dir / "outcomes"
@@ -88,9 +96,14 @@ class RunCounts:
         later_rounds = sum(1 for s in records if s.round > 0)
         due_not_written = sum(1 for s in records if s.next_round and s.next_round not in self._seen)
         total = max(self._expected_first_answers() + later_rounds + due_not_written, len(records))
-        return Counts(total=total, recorded=sum(1 for s in records if s.judged or s.failed),
-                      asked=sum(s.asked for s in records), executed=sum(s.executed for s in records),
-                      judged=sum(s.judged for s in records), failed=sum(s.failed for s in records))
+        return Counts(
+            total=total,
+            recorded=sum(1 for s in records if s.judged or s.failed),
+            asked=sum(s.asked for s in records),
+            executed=sum(s.executed for s in records),
+            judged=sum(s.judged for s in records),
+            failed=sum(s.failed for s in records),
+        )
 
 
 class ProgressWatcher(threading.Thread):
@@ -136,9 +149,13 @@ class ProgressWatcher(threading.Thread):
         self._line(self.counter.counts(), time.monotonic() - started)  # where the run ended
 
     def _line(self, counts: Counts, elapsed_s: float) -> None:
-        print(f"run {self.run_id}: {counts.recorded}/{counts.total} records "
-              f"({100 * counts.recorded / max(1, counts.total):.0f} %; {counts.stages()}) after {elapsed_s:.0f} s",
-              file=self.stream, flush=True)
+        print(
+            f"run {self.run_id}: {counts.recorded}/{counts.total} records "
+            f"({100 * counts.recorded / max(1, counts.total):.0f} %; {counts.stages()}) "
+            f"after {elapsed_s:.0f} s",
+            file=self.stream,
+            flush=True,
+        )
 
     def stop(self) -> None:
         self._halt.set()

@@ -12,7 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 from audioprobe.cli import UserError
-from audioprobe.schema import TIER_METHODS, TIERS, ItemOutcome, ProbeItem, RunManifest, RunRequest, SkippedItem
+from audioprobe.schema import (TIER_METHODS, TIERS, ItemOutcome, ProbeItem, RunManifest, RunRequest,
+                               SkippedItem)
 from audioprobe.settings import get_settings
 from tasks.records import Run, atomic_write, list_runs, now_iso
 
@@ -101,8 +102,8 @@ def _check_datasets(tiers: list[str], dataset_root: str | None) -> None:
     if dataset_root is None:
         for tier in tiers:
             if not offline_root(tier).is_dir():
-                raise UserError(f"no offline {tier} reference set at {offline_root(tier)}: run "
-                                f"`audioprobe refs build --tier {tier}` (or `make setup`), or pass --dataset-root")
+                raise UserError(f"no offline {tier} reference set at {offline_root(tier)}: run `audioprobe "
+                                f"refs build --tier {tier}` (or `make setup`), or pass --dataset-root")
         return
     root = Path(dataset_root).expanduser()
     if not root.is_dir():
@@ -169,13 +170,14 @@ def items_for(run: Run, tier: str) -> list[ProbeItem]:
     dataset = Path(manifest.dataset_root) / OFFLINE_DIRS[tier] if manifest.dataset_root else None
     options = {"split": manifest.split} if manifest.split and dataset is not None and tier == "notes" else {}
     items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed, **options)
+    # Only that prompt shows descriptions; a baselines-only run keeps the ontology's text and asks no LLM.
     if "detailed_description" in manifest.methods.get(tier, []) and asks_an_llm(manifest.models):
-        describer = get_settings().describer_model  # only that prompt shows them; baselines keep the ontology's
+        describer = get_settings().describer_model
         if describer:
             from audioprobe.console import warn
 
-            warn(f"audioprobe: the detailed_description prompt's class descriptions are written by the describer "
-                 f"model {describer!r} (setting describer_model; cached per model)")
+            warn(f"audioprobe: the detailed_description prompt's class descriptions are written by the "
+                 f"describer model {describer!r} (setting describer_model; cached per model)")
         items = describe_items(items)
     note_skipped(run, skipped)
     atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
@@ -213,7 +215,8 @@ def select_for_retry(run: Run, only: str | None, statuses: list[str] | None) -> 
     return chosen
 
 
-def plan_retry(run: Run, only: str | None, statuses: list[str] | None) -> tuple[list[ItemOutcome], str | None]:
+def plan_retry(run: Run, only: str | None,
+               statuses: list[str] | None) -> tuple[list[ItemOutcome], str | None]:
     """The outcomes a retry replaces, and the stage whose cached results it redoes (None: from the ask)."""
     chosen = select_for_retry(run, only, statuses)
     refresh = only if only in ("execution", "judging") else ("execution" if statuses else None)

@@ -21,13 +21,17 @@ def env(tmp_path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIOPROBE_", "PREFECT_API_URL"))}
     refs = Path(os.environ.get("AUDIOPROBE_CACHE_DIR", Path.home() / ".cache" / "audioprobe"))
     # A Prefect port where nothing listens: a usage error must be refused before any server is needed.
-    return clean | {"AUDIOPROBE_DATA_DIR": str(tmp_path / "data"), "AUDIOPROBE_CACHE_DIR": str(refs),
-                    "AUDIOPROBE_PREFECT_PORT": "9"}
+    return clean | {
+        "AUDIOPROBE_DATA_DIR": str(tmp_path / "data"),
+        "AUDIOPROBE_CACHE_DIR": str(refs),
+        "AUDIOPROBE_PREFECT_PORT": "9",
+    }
 
 
 def audioprobe(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audioprobe", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "audioprobe", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
@@ -42,8 +46,12 @@ def test_every_command_has_help_and_every_option_a_text():
     found = list(commands(build_parser()))
     assert ("judge", "distance") in found and ("serve",) in found and len(found) > 25
     for command in found:
-        proc = subprocess.run([sys.executable, "-m", "audioprobe", *command, "--help"], capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "audioprobe", *command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0 and "usage:" in proc.stdout and not proc.stderr, (command, proc.stderr)
     for parser in _parsers(build_parser()):
         for action in parser._actions:
@@ -70,9 +78,15 @@ BAD_INPUTS = [
     (("run", "--limit", "two"), "'two' is not a whole number"),
     (("run", "--samples", "0"), "--samples: must be at least 1"),
     (("run", "--repair-rounds", "-1"), "--repair-rounds: must be 0 or more, got -1"),
-    (("run", "--method", "detaild"), "unknown --method for tier(s) notes, environmental, speech: 'detaild'; "
-                                     "valid: detailed, detailed_description, paper"),
-    (("run", "--tier", "notes", "--method", "detailed"), "unknown --method for tier(s) notes: 'detailed'; valid: paper"),
+    (
+        ("run", "--method", "detaild"),
+        "unknown --method for tier(s) notes, environmental, speech: 'detaild'; "
+        "valid: detailed, detailed_description, paper",
+    ),
+    (
+        ("run", "--tier", "notes", "--method", "detailed"),
+        "unknown --method for tier(s) notes: 'detailed'; valid: paper",
+    ),
     (("run", "--tier", "note"), "invalid choice: 'note'"),
     (("run", "--dataset-root", "/no/such/folder"), "--dataset-root /no/such/folder: no such folder"),
     (("run", "--split", "dev"), "invalid choice: 'dev'"),
@@ -97,7 +111,9 @@ def test_bad_input_is_one_line_and_leaves_nothing(env, args, reason):
 
 def test_a_dataset_root_without_a_tier_s_folder_is_named(env, tmp_path):
     (tmp_path / "ds" / "nsynth").mkdir(parents=True)
-    proc = audioprobe(env, "run", "--dataset-root", str(tmp_path / "ds"), "--tier", "notes", "--tier", "speech")
+    proc = audioprobe(
+        env, "run", "--dataset-root", str(tmp_path / "ds"), "--tier", "notes", "--tier", "speech"
+    )
     assert proc.returncode == 2 and "no speech_commands/ folder for the speech tier" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -106,9 +122,17 @@ def test_retry_statuses_are_checked_against_the_names_a_record_can_carry(env, tm
     from audioprobe.schema import RunManifest
     from tasks.records import Run
 
-    run = Run.create(RunManifest(run_id="r1", created="2026-01-01T00:00:00+00:00", config_hash="x",
-                                 models=["local"], tiers=["notes"], methods={"notes": ["paper"]}),
-                     runs_dir=Path(env["AUDIOPROBE_DATA_DIR"]) / "runs")
+    run = Run.create(
+        RunManifest(
+            run_id="r1",
+            created="2026-01-01T00:00:00+00:00",
+            config_hash="x",
+            models=["local"],
+            tiers=["notes"],
+            methods={"notes": ["paper"]},
+        ),
+        runs_dir=Path(env["AUDIOPROBE_DATA_DIR"]) / "runs",
+    )
     for bad in ("auht", "timeout,memroy"):
         proc = audioprobe(env, "retry", run.run_id, "--status", bad)
         assert proc.returncode == 2 and "unknown --status" in proc.stderr and "valid:" in proc.stderr
@@ -119,8 +143,10 @@ def test_retry_statuses_are_checked_against_the_names_a_record_can_carry(env, tm
 
 CONFIGS = [
     ("sandbox_concurency = 3\n", "unknown key 'sandbox_concurency' (did you mean 'sandbox_concurrency'?)"),
-    ('[models."openai/gpt-4o"]\ntemprature = 0.3\n',
-     "unknown key 'models.openai/gpt-4o.temprature' (did you mean 'temperature'?)"),
+    (
+        '[models."openai/gpt-4o"]\ntemprature = 0.3\n',
+        "unknown key 'models.openai/gpt-4o.temprature' (did you mean 'temperature'?)",
+    ),
     ("[limits]\ntimeout = 30\n", "unknown key 'limits.timeout' (did you mean 'timeout_s'?)"),
     ("sandbox_concurrency = 'two'\n", "sandbox_concurrency"),
     ("a = 1\nb = \n", "not valid TOML: Invalid value (at line 2, column 5)"),
@@ -141,8 +167,10 @@ def test_a_config_mistake_is_named_on_every_command(env, tmp_path, text, reason,
 def test_a_misspelt_setting_variable_is_named(env):
     proc = audioprobe(env | {"AUDIOPROBE_SANDBOX_CONCURENCY": "3"}, "runs")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("audioprobe: environment variable AUDIOPROBE_SANDBOX_CONCURENCY: "
-                                   "'sandbox_concurency' is not a setting (did you mean 'sandbox_concurrency'?)")
+    assert proc.stderr.strip() == (
+        "audioprobe: environment variable AUDIOPROBE_SANDBOX_CONCURENCY: "
+        "'sandbox_concurency' is not a setting (did you mean 'sandbox_concurrency'?)"
+    )
 
 
 def test_runs_shows_each_run_s_status_and_filters_by_it(env):
@@ -152,9 +180,18 @@ def test_runs_shows_each_run_s_status_and_filters_by_it(env):
     runs_dir = Path(env["AUDIOPROBE_DATA_DIR"]) / "runs"
 
     def make(run_id: str, **fields) -> Run:
-        return Run.create(RunManifest(run_id=run_id, created=f"2026-01-01T00:00:0{run_id[-1]}+00:00", config_hash="x",
-                                      models=["local"], tiers=["notes"], methods={"notes": ["paper"]}, **fields),
-                          runs_dir=runs_dir)
+        return Run.create(
+            RunManifest(
+                run_id=run_id,
+                created=f"2026-01-01T00:00:0{run_id[-1]}+00:00",
+                config_hash="x",
+                models=["local"],
+                tiers=["notes"],
+                methods={"notes": ["paper"]},
+                **fields,
+            ),
+            runs_dir=runs_dir,
+        )
 
     make("done1", finished="2026-01-01T01:00:00+00:00")
     make("open2", incomplete="1 of 2 items not done; model 'x' unavailable")
@@ -171,7 +208,10 @@ def test_runs_shows_each_run_s_status_and_filters_by_it(env):
         assert status["open2"] == ("incomplete", "1 of 2 items not done; model 'x' unavailable")
         assert status["kill3"][0] == "incomplete" and "the same command resumes it" in status["kill3"][1]
         assert status["busy4"] == ("running", None)
-        running = [json.loads(line)["run_id"] for line in audioprobe(env, "runs", "--status", "running").stdout.splitlines()]
+        running = [
+            json.loads(line)["run_id"]
+            for line in audioprobe(env, "runs", "--status", "running").stdout.splitlines()
+        ]
         assert running == ["busy4"]
     finally:
         holder.kill()

@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,9 +49,14 @@ def outcomes_of(run_dir: Path) -> dict[str, dict]:
 
 def verdicts(run_dir: Path) -> dict[str, tuple]:
     """What a run measured, item by item: failure, gate and each judge's verdict."""
-    return {key: (o["failure"], o["gate"]["ok"] if o["gate"] else None,
-                  sorted((j["judge"], j["correct"]) for j in o["judgements"]))
-            for key, o in outcomes_of(run_dir).items()}
+    return {
+        key: (
+            o["failure"],
+            o["gate"]["ok"] if o["gate"] else None,
+            sorted((j["judge"], j["correct"]) for j in o["judgements"]),
+        )
+        for key, o in outcomes_of(run_dir).items()
+    }
 
 
 def flow_run(cli: Cli, flow_run_id: str) -> dict:
@@ -61,13 +65,18 @@ def flow_run(cli: Cli, flow_run_id: str) -> dict:
 
 def final(cli: Cli, flow_run_id: str, timeout: float = 300) -> dict:
     done = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-    return wait_for(lambda: (r := flow_run(cli, flow_run_id))["state_type"] in done and r, timeout,
-                    f"flow run {flow_run_id} to finish")
+    return wait_for(
+        lambda: (r := flow_run(cli, flow_run_id))["state_type"] in done and r,
+        timeout,
+        f"flow run {flow_run_id} to finish",
+    )
 
 
 def logs_of(cli: Cli, flow_run_ids: list[str]) -> list[str]:
-    return [entry["message"] for entry in cli.api("/logs/filter", {"logs": {"flow_run_id": {"any_": flow_run_ids}},
-                                                                   "limit": 200})]
+    return [
+        entry["message"]
+        for entry in cli.api("/logs/filter", {"logs": {"flow_run_id": {"any_": flow_run_ids}}, "limit": 200})
+    ]
 
 
 def children(cli: Cli, parent_id: str) -> list[dict]:
@@ -93,7 +102,12 @@ class Served:
                 found = cli.api(f"/deployments/name/{name}")
             except OSError:
                 return None
-            return found if "audioprobe" in (found.get("tags") or []) and not found.get("work_pool_name") else None
+            return (
+                found
+                if "audioprobe" in (found.get("tags") or []) and not found.get("work_pool_name")
+                else None
+            )
+
         return wait_for(served, 120, f"deployment {name} served")
 
     def stop(self) -> None:
@@ -106,7 +120,9 @@ def served(cli):
     server = Served(cli, *BASELINE, "--cron", "0 2 * * *")
     server.deployment(cli, "nightly-benchmark/nightly")
     server.deployment(cli, "retry/retry")
-    wait_for(lambda: any("start the nightly run now" in line for line in server.lines), 60, "the trigger line")
+    wait_for(
+        lambda: any("start the nightly run now" in line for line in server.lines), 60, "the trigger line"
+    )
     yield server
     server.stop()
 
@@ -125,8 +141,11 @@ def test_deployment_triggered_through_the_api_records_what_the_cli_records(cli, 
     assert verdicts(by_deployment) == verdicts(by_cli), "the deployment measures what the CLI measures"
     assert json.loads((by_deployment / "run.json").read_text())["finished"]
     (benchmark,) = children(cli, started["id"])
-    wait_for(lambda: any(f"run {by_deployment.name} complete" in m for m in logs_of(cli, [benchmark["id"]])), 30,
-             "the final line in the flow run's Logs tab")
+    wait_for(
+        lambda: any(f"run {by_deployment.name} complete" in m for m in logs_of(cli, [benchmark["id"]])),
+        30,
+        "the final line in the flow run's Logs tab",
+    )
 
 
 def test_the_printed_trigger_line_works_in_a_fresh_shell(cli, served):
@@ -143,15 +162,22 @@ def test_the_printed_trigger_line_works_in_a_fresh_shell(cli, served):
 
 def test_retry_from_the_deployment_form_reruns_the_timed_out_programs(cli, served):
     tight = cli.env | {"AUDIOPROBE_LIMITS__TIMEOUT_S": "0.05"}
-    proc = subprocess.run([sys.executable, "-m", "audioprobe", "run", *BASELINE, "--new"], env=tight,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "audioprobe", "run", *BASELINE, "--new"],
+        env=tight,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
     timed_out = {k for k, o in outcomes_of(run_dir).items() if o["failure"] == "timeout"}
     assert timed_out, "a 0.05 s limit times the programs out"
     deployment = cli.api("/deployments/name/retry/retry")
 
-    refused = cli.api(f"/deployments/{deployment['id']}/create_flow_run",
-                      {"parameters": {"run_id": run_dir.name, "status": ["timeot"]}})
+    refused = cli.api(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": {"run_id": run_dir.name, "status": ["timeot"]}},
+    )
     bad = final(cli, refused["id"])
     assert bad["state_type"] == "FAILED" and "unknown --status 'timeot'" in bad["state"]["message"]
     assert "timeout" in bad["state"]["message"], "the valid names are listed"
@@ -167,8 +193,10 @@ def test_retry_from_the_deployment_form_reruns_the_timed_out_programs(cli, serve
 
 def test_the_report_link_in_the_ui_opens_over_http(cli, served):
     result = cli.last_json(cli("run", *BASELINE))
-    (artifact,) = cli.api("/artifacts/filter", {"artifacts": {"key": {"any_": ["benchmark-report"]}},
-                                                "sort": "CREATED_DESC", "limit": 1})
+    (artifact,) = cli.api(
+        "/artifacts/filter",
+        {"artifacts": {"key": {"any_": ["benchmark-report"]}}, "sort": "CREATED_DESC", "limit": 1},
+    )
     link = re.search(r"\((http://[^)]+)\)", artifact["data"]).group(1)
     base = f"http://127.0.0.1:{cli.env['AUDIOPROBE_REPORT_PORT']}"
     assert link == f"{base}/{result['run_id']}/report/index.html", "an http link, not file://"
@@ -178,8 +206,10 @@ def test_the_report_link_in_the_ui_opens_over_http(cli, served):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(base + forbidden, timeout=10)
         assert refused.value.code == 404
-    summary = cli.api("/artifacts/filter", {"artifacts": {"key": {"any_": ["benchmark-summary"]}},
-                                            "sort": "CREATED_DESC", "limit": 1})[0]["data"]
+    summary = cli.api(
+        "/artifacts/filter",
+        {"artifacts": {"key": {"any_": ["benchmark-summary"]}}, "sort": "CREATED_DESC", "limit": 1},
+    )[0]["data"]
     deployment = cli.api("/deployments/name/retry/retry")
     assert f"/deployments/deployment/{deployment['id']}" in summary, "the run's page links to the retry form"
 
@@ -192,9 +222,17 @@ def test_a_schedule_fires_on_its_own(cli, served):
         deployment = every.deployment(cli, "nightly-benchmark/nightly")
 
         def a_scheduled_run_completed():
-            runs = cli.api("/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]},
-                                                               "state": {"type": {"any_": ["COMPLETED"]}}},
-                                                 "sort": "EXPECTED_START_TIME_DESC", "limit": 5})
+            runs = cli.api(
+                "/flow_runs/filter",
+                {
+                    "flow_runs": {
+                        "deployment_id": {"any_": [deployment["id"]]},
+                        "state": {"type": {"any_": ["COMPLETED"]}},
+                    },
+                    "sort": "EXPECTED_START_TIME_DESC",
+                    "limit": 5,
+                },
+            )
             return [r for r in runs if r["auto_scheduled"]]
 
         fired = wait_for(a_scheduled_run_completed, 240, "a scheduled run to complete")
@@ -209,7 +247,9 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(cli, tmp_path):
     prefect = str(Path(sys.executable).with_name("prefect"))
 
     def prefect_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        proc = subprocess.run([prefect, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [prefect, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         return proc
 
@@ -217,9 +257,20 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(cli, tmp_path):
     prefect_cli("--no-prompt", "deploy", "--all")
     deployment = cli.api("/deployments/name/nightly-benchmark/nightly")
     assert deployment["work_pool_name"] == "audioprobe" and deployment["parameters"]["limit"] == 2
-    assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
-    started = prefect_cli("deployment", "run", "nightly-benchmark/nightly", "--param",
-                          'models=["baseline/template"]', "--param", 'tiers=["speech"]', "--param", "limit=1")
+    assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(
+        REPO
+    )
+    started = prefect_cli(
+        "deployment",
+        "run",
+        "nightly-benchmark/nightly",
+        "--param",
+        'models=["baseline/template"]',
+        "--param",
+        'tiers=["speech"]',
+        "--param",
+        "limit=1",
+    )
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", started.stdout).group(1)
     prefect_cli("worker", "start", "--pool", "audioprobe", "--run-once", timeout=400)
     done = final(cli, flow_run_id)
@@ -258,8 +309,13 @@ class CountingServer(ThreadingHTTPServer):
 
 
 def run_expecting_exit_3(cli: Cli, env: dict, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
-    proc = subprocess.run([sys.executable, "-m", "audioprobe", "run", *args, "--tier", "notes", "--limit", "1",
-                           "--new"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "audioprobe", "run", *args, "--tier", "notes", "--limit", "1", "--new"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     return proc, Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
@@ -270,9 +326,18 @@ def ui_text(url: str) -> str:
     from playwright import sync_api as playwright
 
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url, wait_until="networkidle")
@@ -287,11 +352,14 @@ def benchmark_flow_run(cli: Cli, run_id: str) -> dict:
     return found
 
 
-@pytest.mark.parametrize("model, reason", [
-    ("openai/gpt-4o", "no API key for 'openai/gpt-4o': set OPENAI_API_KEY"),
-    ("gpt4o", "unknown model 'gpt4o': litellm knows no provider for it"),
-    ("nosuchprovider/some-model", "unknown model 'nosuchprovider/some-model'"),
-])
+@pytest.mark.parametrize(
+    "model, reason",
+    [
+        ("openai/gpt-4o", "no API key for 'openai/gpt-4o': set OPENAI_API_KEY"),
+        ("gpt4o", "unknown model 'gpt4o': litellm knows no provider for it"),
+        ("nosuchprovider/some-model", "unknown model 'nosuchprovider/some-model'"),
+    ],
+)
 def test_a_model_that_cannot_be_asked_stops_the_run_named(cli, model, reason):
     env = {k: v for k, v in cli.env.items() if k != "OPENAI_API_KEY"}
     proc, run_dir = run_expecting_exit_3(cli, env, "--model", model, "--model", "baseline/template")
@@ -305,11 +373,18 @@ def test_a_model_that_cannot_be_asked_stops_the_run_named(cli, model, reason):
     assert others and all(o["failure"] is None for o in others), "the other model carries on"
     benchmark = benchmark_flow_run(cli, run_dir.name)
     assert benchmark["state_type"] == "FAILED" and reason in benchmark["state"]["message"]
-    tier_runs = [r for r in children(cli, benchmark["id"]) if f"-{model.replace('/', '-')}-" in r["name"]
-                 or f"-{model}-" in r["name"]]
+    tier_runs = [
+        r
+        for r in children(cli, benchmark["id"])
+        if f"-{model.replace('/', '-')}-" in r["name"] or f"-{model}-" in r["name"]
+    ]
     assert tier_runs and all(r["state_type"] == "FAILED" for r in tier_runs)
-    wait_for(lambda: any(reason in m for m in logs_of(cli, [benchmark["id"]])), 30, "the reason in the Logs tab")
-    if model == "openai/gpt-4o":  # looked at once, as a person would: the flow run's page opens on its Logs tab
+    wait_for(
+        lambda: any(reason in m for m in logs_of(cli, [benchmark["id"]])), 30, "the reason in the Logs tab"
+    )
+    if (
+        model == "openai/gpt-4o"
+    ):  # looked at once, as a person would: the flow run's page opens on its Logs tab
         page = ui_text(f"http://127.0.0.1:{PREFECT_TEST_PORT}/runs/flow-run/{benchmark['id']}")
         assert "Failed" in page and "Logs" in page and f"model '{model}' unavailable: {reason}" in page
 
@@ -317,10 +392,17 @@ def test_a_model_that_cannot_be_asked_stops_the_run_named(cli, model, reason):
 def test_a_missing_key_and_a_dead_api_base_send_no_request(cli):
     counting = CountingServer()
     dead = free_port()
-    models = {"openai/keyed": {"api_base": counting.api_base, "api_key_env": "AUDIOPROBE_TEST_SECRET",
-                               "max_concurrency": 1},
-              "openai/dead": {"api_base": f"http://127.0.0.1:{dead}/v1"}}
-    env = {k: v for k, v in cli.env.items() if k != "AUDIOPROBE_TEST_SECRET"} | {"AUDIOPROBE_MODELS": json.dumps(models)}
+    models = {
+        "openai/keyed": {
+            "api_base": counting.api_base,
+            "api_key_env": "AUDIOPROBE_TEST_SECRET",
+            "max_concurrency": 1,
+        },
+        "openai/dead": {"api_base": f"http://127.0.0.1:{dead}/v1"},
+    }
+    env = {k: v for k, v in cli.env.items() if k != "AUDIOPROBE_TEST_SECRET"} | {
+        "AUDIOPROBE_MODELS": json.dumps(models)
+    }
     try:
         proc, _ = run_expecting_exit_3(cli, env, "--model", "openai/keyed")
         assert "the settings name $AUDIOPROBE_TEST_SECRET, which is not set" in proc.stderr.splitlines()[-1]
@@ -329,9 +411,25 @@ def test_a_missing_key_and_a_dead_api_base_send_no_request(cli):
         assert counting.requests == 0, "nothing was sent"
 
         # With a key the provider refuses (401), the first answer trips the model's breaker at once.
-        proc = subprocess.run([sys.executable, "-m", "audioprobe", "run", "--model", "openai/keyed", "--tier", "notes",
-                               "--limit", "2", "--new"], env=env | {"AUDIOPROBE_TEST_SECRET": "sk-revoked"},
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "audioprobe",
+                "run",
+                "--model",
+                "openai/keyed",
+                "--tier",
+                "notes",
+                "--limit",
+                "2",
+                "--new",
+            ],
+            env=env | {"AUDIOPROBE_TEST_SECRET": "sk-revoked"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 3 and "auth" in proc.stderr.splitlines()[-1], proc.stderr[-2000:]
         failures = sorted(o["failure"] for o in outcomes_of(Path(cli.last_json(proc)["run_dir"])).values())
         assert failures == ["llm_error", "not_attempted"], "one refused answer, the other item not attempted"
@@ -342,18 +440,40 @@ def test_a_missing_key_and_a_dead_api_base_send_no_request(cli):
 
 def test_a_baselines_only_run_never_calls_an_llm(cli):
     listening = CountingServer()  # where the embedded model would be asked (and its server started)
-    env = cli.env | {"AUDIOPROBE_LOCAL_PORT": str(listening.server_address[1]), "AUDIOPROBE_DESCRIBER_MODEL": "local"}
+    env = cli.env | {
+        "AUDIOPROBE_LOCAL_PORT": str(listening.server_address[1]),
+        "AUDIOPROBE_DESCRIBER_MODEL": "local",
+    }
     try:
-        proc = subprocess.run([sys.executable, "-m", "audioprobe", "run", "--model", "baseline/template", "--tier",
-                               "environmental", "--method", "detailed_description", "--limit", "1", "--new"],
-                              env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "audioprobe",
+                "run",
+                "--model",
+                "baseline/template",
+                "--tier",
+                "environmental",
+                "--method",
+                "detailed_description",
+                "--limit",
+                "1",
+                "--new",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         run_dir = Path(cli.last_json(proc)["run_dir"])
         (item,) = json.loads((run_dir / "items-environmental.json").read_text())
         assert not (item["description_source"] or "").startswith("llm:"), "the ontology's text, no describer"
         assert listening.requests == 0, "no LLM was asked"
-        llama = subprocess.run(["pgrep", "-f", f"llama_cpp.server.*--port {listening.server_address[1]}"],
-                               capture_output=True)
+        llama = subprocess.run(
+            ["pgrep", "-f", f"llama_cpp.server.*--port {listening.server_address[1]}"], capture_output=True
+        )
         assert llama.returncode == 1, "no LLM server was started"
     finally:
         listening.shutdown()

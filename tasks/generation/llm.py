@@ -148,8 +148,9 @@ def _preflight(target: Target) -> tuple[str, str] | None:
         litellm.get_llm_provider(target.litellm_model, api_base=target.api_base)
     except Exception as exc:  # noqa: BLE001 - litellm raises its BadRequestError, or worse
         if "LLM Provider NOT provided" in str(exc):
-            return "unknown_model", (f"unknown model {target.name!r}: litellm knows no provider for it (name one, "
-                                     "e.g. openai/gpt-4o, or set models.\"...\".api_base for a local server)")
+            return "unknown_model", (f"unknown model {target.name!r}: litellm knows no provider for it "
+                                     "(name one, e.g. openai/gpt-4o, or set models.\"...\".api_base for a "
+                                     "local server)")
         return "unknown_model", f"unknown model {target.name!r}: {str(exc).splitlines()[0][:300]}"
     if target.key_env and not target.api_key:
         return (
@@ -323,7 +324,8 @@ def generate(
         attempts += 1
         pace()
         with model_slot():
-            if (reason := breaker.open_reason()) is not None:  # another item found the model down meanwhile
+            # Another item may have found the model down while this one waited for the slot.
+            if (reason := breaker.open_reason()) is not None:
                 return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
             t0 = time.monotonic()
             try:
