@@ -175,9 +175,8 @@ def _explain(exc: ValidationError, source: str) -> str:
     loc = [str(part) for part in error["loc"]]
     where = ".".join(loc) or "?"
     if error["type"] == "extra_forbidden":
-        known = ModelSettings.model_fields if len(loc) == 3 and loc[0] == "models" else Settings.model_fields
-        if len(loc) == 2 and loc[0] == "limits":
-            known = ExecutionLimits.model_fields
+        table = {"models": ModelSettings, "limits": ExecutionLimits}.get(loc[0]) if len(loc) > 1 else None
+        known = (table or Settings).model_fields
         return f"{source}: unknown key {where!r}{_nearest(loc[-1], known)}"
     return f"{source}: {where}: {error['msg']} (got {error.get('input')!r})"[:400]
 

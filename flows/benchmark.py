@@ -132,7 +132,7 @@ def _retry_hint(run: Run) -> str:
     try:
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name("retry/retry")
-            ui = client.api_url.host and str(client.api_url).removesuffix("/api/").removesuffix("/api")
+            ui = str(client.api_url).rstrip("/").removesuffix("/api")
     except Exception:  # noqa: BLE001 - not served (ObjectNotFound) or the server is away: the CLI line
         return f"**Retry failed items:** {command} (or serve the `retry` deployment with `audioprobe serve`)."
     return (f"**Retry failed items:** [the retry deployment]({ui}/deployments/deployment/{deployment.id}) "

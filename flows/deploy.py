@@ -50,7 +50,7 @@ def nightly_flow(
         split=split,
     )
     try:
-        run = runs.start_request(request)
+        run = runs.start_request(runs.check_request(request))
     except UserError as exc:
         return _refused(f"nightly run refused: {exc}")
     _rename_flow_run(f"nightly-{run.run_id}")
@@ -135,11 +135,11 @@ def trigger_line(deployment: str, api_url: str, params: dict | None = None) -> s
 def serve_deployments(
     request: RunRequest, cron: str | None, interval_s: float | None, timezone: str | None, api_url: str
 ) -> None:
-    """Serve both deployments from this process until Ctrl-C; flow runs execute in subprocesses."""
+    """Serve both deployments from this process until Ctrl-C; flow runs execute in subprocesses.
+    `request` is the checked one (`runs.check_request`): the nightly deployment's parameters."""
     from prefect import serve
     from prefect.deployments.runner import EntrypointType
 
-    request = runs.check_request(request)
     parameters = request.model_dump(exclude_defaults=True)
     when = schedule(cron, interval_s, timezone)
     nightly = nightly_flow.to_deployment(

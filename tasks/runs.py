@@ -115,8 +115,7 @@ def _check_datasets(tiers: list[str], dataset_root: str | None) -> None:
 
 
 def start_request(request: RunRequest, new: bool = False) -> Run:
-    """Check a request, then start its run or resume the unfinished identical one."""
-    request = check_request(request)
+    """Start the run of a request that `check_request` returned, or resume the unfinished identical one."""
     return start_or_resume(request.models, request.tiers, methods_for(request.tiers, request.methods),
                            request.samples, request.limit, request.seed, request.dataset_root, new=new,
                            repair_rounds=request.repair_rounds, split=request.split)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import launch as launch_browser
 from tests.fixtures_flows import PREFECT_TEST_PORT, Cli, wait_for
 from tests.fixtures_llm import free_port
 
@@ -162,13 +163,7 @@ def test_the_printed_trigger_line_works_in_a_fresh_shell(cli, served):
 
 def test_retry_from_the_deployment_form_reruns_the_timed_out_programs(cli, served):
     tight = cli.env | {"AUDIOPROBE_LIMITS__TIMEOUT_S": "0.05"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "audioprobe", "run", *BASELINE, "--new"],
-        env=tight,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = audioprobe_run(tight, *BASELINE, "--new")
     run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
     timed_out = {k for k, o in outcomes_of(run_dir).items() if o["failure"] == "timeout"}
     assert timed_out, "a 0.05 s limit times the programs out"
@@ -308,14 +303,14 @@ class CountingServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
 
+def audioprobe_run(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """`audioprobe run ARGS` with an environment of the test's own (a tighter limit, a model's settings)."""
+    return subprocess.run([sys.executable, "-m", "audioprobe", "run", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
 def run_expecting_exit_3(cli: Cli, env: dict, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "audioprobe", "run", *args, "--tier", "notes", "--limit", "1", "--new"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = audioprobe_run(env, *args, "--tier", "notes", "--limit", "1", "--new")
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     return proc, Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
@@ -326,18 +321,7 @@ def ui_text(url: str) -> str:
     from playwright import sync_api as playwright
 
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_browser(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url, wait_until="networkidle")
@@ -411,25 +395,8 @@ def test_a_missing_key_and_a_dead_api_base_send_no_request(cli):
         assert counting.requests == 0, "nothing was sent"
 
         # With a key the provider refuses (401), the first answer trips the model's breaker at once.
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "audioprobe",
-                "run",
-                "--model",
-                "openai/keyed",
-                "--tier",
-                "notes",
-                "--limit",
-                "2",
-                "--new",
-            ],
-            env=env | {"AUDIOPROBE_TEST_SECRET": "sk-revoked"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        revoked = env | {"AUDIOPROBE_TEST_SECRET": "sk-revoked"}
+        proc = audioprobe_run(revoked, "--model", "openai/keyed", "--tier", "notes", "--limit", "2", "--new")
         assert proc.returncode == 3 and "auth" in proc.stderr.splitlines()[-1], proc.stderr[-2000:]
         failures = sorted(o["failure"] for o in outcomes_of(Path(cli.last_json(proc)["run_dir"])).values())
         assert failures == ["llm_error", "not_attempted"], "one refused answer, the other item not attempted"
@@ -445,27 +412,8 @@ def test_a_baselines_only_run_never_calls_an_llm(cli):
         "AUDIOPROBE_DESCRIBER_MODEL": "local",
     }
     try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "audioprobe",
-                "run",
-                "--model",
-                "baseline/template",
-                "--tier",
-                "environmental",
-                "--method",
-                "detailed_description",
-                "--limit",
-                "1",
-                "--new",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        proc = audioprobe_run(env, "--model", "baseline/template", "--tier", "environmental", "--method",
+                              "detailed_description", "--limit", "1", "--new")
         assert proc.returncode == 0, proc.stderr[-2000:]
         run_dir = Path(cli.last_json(proc)["run_dir"])
         (item,) = json.loads((run_dir / "items-environmental.json").read_text())

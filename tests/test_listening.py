@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.browser import launch as launch_browser
 from scipy import stats
 
 from audioprobe.schema import ItemOutcome, Judgement, RunManifest
@@ -482,21 +484,7 @@ def api(base: str, path: str, body: dict):
 
 
 def launch(p):
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(chromium).exists(), "Debian's chromium is missing: apt-get install -y chromium"
-    return p.chromium.launch(
-        executable_path=chromium,
-        headless=True,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--autoplay-policy=no-user-gesture-required",
-        ],
-    )
+    return launch_browser(p, "--autoplay-policy=no-user-gesture-required")
 
 
 def answer_current(page, trials: dict[str, trial_mod.Trial], key: str) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.browser import launch as launch_browser
 import soundfile as sf
 
 from audioprobe.schema import (
@@ -878,22 +880,9 @@ def test_report_in_chromium(report):
     """Debian's chromium loads the page with no console error, and every <audio> can play its source."""
     from playwright import sync_api as playwright
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(chromium).exists(), "Debian's chromium is missing: run scripts/setup.sh browser"
     errors = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_browser(p)
         try:
             page = browser.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

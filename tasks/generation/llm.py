@@ -298,8 +298,12 @@ def generate(
         extraction_status="llm_error",
     )
     breaker = breaker_for(model, settings.breaker_threshold)
-    if (reason := breaker.open_reason()) is not None:
+
+    def not_attempted(reason: str) -> Generation:
         return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
+
+    if (reason := breaker.open_reason()) is not None:
+        return not_attempted(reason)
     problem = _preflight(target)
     if problem:
         breaker.trip(problem[1])  # no item of this model can succeed: the others are not attempted
@@ -326,7 +330,7 @@ def generate(
         with model_slot():
             # Another item may have found the model down while this one waited for the slot.
             if (reason := breaker.open_reason()) is not None:
-                return base.model_copy(update={"error_kind": "not_attempted", "error": f"not attempted: {reason}"})
+                return not_attempted(reason)
             t0 = time.monotonic()
             try:
                 response = litellm.completion(
