@@ -15,7 +15,7 @@ COMMAND_MODULES = (
     "tasks.probesets.cli",
     "tasks.judges.cli",
     "flows.cli",
-    "tasks.listening.cli",
+    "audioprobe.listening.cli",
 )
 
 

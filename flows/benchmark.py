@@ -109,8 +109,8 @@ def _needs_calls(run: Run, model: str) -> bool:
 
 
 def build_and_publish_report(run: Run):
+    from audioprobe.report import build_report, report_summary
     from audioprobe.report_server import report_url
-    from tasks.report import build_report, report_summary
 
     path = build_report(run)
     url = report_url(run.run_id)

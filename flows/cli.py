@@ -201,11 +201,11 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
     """Run the benchmark flow under a watchdog; exit 0 only when every item reached a final outcome,
     else end stderr with one line naming the cause and the command that resumes the run."""
     from audioprobe import prefect_server
+    from audioprobe.report import report_summary
     from flows import orphans
     from flows.benchmark import run_benchmark
     from flows.progress import ProgressWatcher
     from tasks import limits, runs
-    from tasks.report import report_summary
 
     with orphans.run_lock(run):
         if limits.global_limits_on():
@@ -362,7 +362,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     if not args.run_id:
         raise UserError("report: name a run (see `audioprobe runs`), or pass --serve")
-    from tasks.report import build_report
+    from audioprobe.report import build_report
 
     run = _open(args.run_id)
     compare = [str(_open(other).dir) for other in args.compare]

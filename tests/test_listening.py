@@ -18,16 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.browser import launch as launch_browser
 from scipy import stats
 
+from audioprobe.listening import calibrate as cal
+from audioprobe.listening import trials as trial_mod
+from audioprobe.listening.ratings import RatingLog, read_lines
+from audioprobe.listening.server import MAX_BODY, serve
 from audioprobe.schema import ItemOutcome, Judgement, RunManifest
-from tasks.listening import calibrate as cal
-from tasks.listening import trials as trial_mod
-from tasks.listening.ratings import RatingLog, read_lines
-from tasks.listening.server import MAX_BODY, serve
 from tasks.records import Run, outcome_key
+from tests.browser import launch as launch_browser
 from tests.test_report import gate, gen, item, noise_burst, note, ok_exec, prompt, write_wav
 
 RUN_ID = "20261202-listening"
@@ -388,7 +387,7 @@ def test_krippendorff_alpha_matches_published_example():
 
 def test_calibrate_merge_and_report(server, study, tmp_path, capsys):
     """Two synthetic raters through the real endpoint, a third merged from a file; CLI fit; report section."""
-    from tasks.report import build_report
+    from audioprobe.report import build_report
 
     store, trials = study
     firsts = {t.id: t for t in trials}

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tasks.listening import server as server_mod
-from tasks.listening.ratings import RatingLog
+from audioprobe.listening import server as server_mod
+from audioprobe.listening.ratings import RatingLog
 from tests.test_listening import free_port, rate, request, server, study  # noqa: F401 - fixtures
 
 
@@ -177,7 +177,7 @@ def test_trial_ids_are_opaque_and_repeats_look_alike(server, study):
 def test_trials_drawn_before_are_moved_to_private_copies(study):
     """trials.json written before this rule named the run's clips, hard links into the audio store:
     prepare copies each (checked against its hash) and rewrites the file."""
-    from tasks.listening import trials as trial_mod
+    from audioprobe.listening import trials as trial_mod
 
     store, trials = study
     t = trials[0]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from audioprobe.report.sections.common import Row
+from audioprobe.report.sections.distances import matched_n
 from audioprobe.schema import ExecutionResult, GateResult, ItemOutcome, ProbeItem, RunManifest
 from tasks.records import Run
-from tasks.report.sections.common import Row
-from tasks.report.sections.distances import matched_n
 from tests.judges_audio import synth_class, write
 
 

@@ -9,6 +9,7 @@ import wave
 
 import pytest
 
+from audioprobe.report import protocols
 from audioprobe.schema import (
     ExecutionResult,
     GateResult,
@@ -22,7 +23,6 @@ from audioprobe.schema import (
 from tasks import repair, runs
 from tasks.generation import baseline, llm
 from tasks.records import Run
-from tasks.report import protocols
 from tasks.taxonomy import classify_failure
 
 NOTE = ProbeItem(id="notes/guitar_acoustic_010-060-100", tier="notes", label="guitar_acoustic", dataset="x",
@@ -210,7 +210,7 @@ def test_protocol_tables_count_pass_at_k_repair_and_paired_verdicts(tmp_path):
 
 
 def test_report_page_shows_the_protocol_section(tmp_path):
-    from tasks.report import build_report
+    from audioprobe.report import build_report
 
     records = [outcome(NOTE.model_copy(update={"id": f"notes/n{i}"}), execution=OK_EXE, gate=GateResult(ok=True),
                        judgements=[pitch(i % 2 == 0)], generation=gen(finish="length" if i == 0 else "stop"))
@@ -230,7 +230,7 @@ def test_params_a_provider_drops_are_named():
 
 
 def test_compare_runs_pairs_the_same_model_across_runs(tmp_path):
-    from tasks.report import build_report
+    from audioprobe.report import build_report
 
     items = [NOTE.model_copy(update={"id": f"notes/n{i}"}) for i in range(30)]
     good = dict(execution=OK_EXE, gate=GateResult(ok=True), judgements=[pitch(True)])
@@ -307,9 +307,9 @@ def test_one_judged_correct_definition_and_holm_over_the_whole_report(tmp_path):
 def test_sections_one_to_seven_give_each_item_one_vote_and_the_summary_no_nan(tmp_path):
     """--samples 3: three clips of one item are one item in sections 1-7 (sample 0), not three, so their
     Wilson intervals are over items. A model with no scored clip reads "—" in the summary, never nan."""
+    from audioprobe.report.build import summary_markdown
+    from audioprobe.report.tables import build_tables
     from audioprobe.schema import FADResult
-    from tasks.report.build import summary_markdown
-    from tasks.report.tables import build_tables
 
     items = [NOTE.model_copy(update={"id": f"notes/n{i}"}) for i in range(3)]
     good = dict(execution=OK_EXE, gate=GateResult(ok=True), judgements=[pitch(True)])
@@ -329,7 +329,7 @@ def test_sections_one_to_seven_give_each_item_one_vote_and_the_summary_no_nan(tm
 def test_human_calibration_says_where_the_papers_bands_apply():
     import inspect
 
-    from tasks.report import human_calibration
+    from audioprobe.report import human_calibration
 
     text = inspect.getsource(human_calibration)
     assert "whole classes" not in text and "single notes' VGGish FAD at 4 s" in text

@@ -23,35 +23,85 @@ ITEM = ProbeItem(id="notes/x/guitar_acoustic_024-060-100", tier="notes", label="
 
 
 def outcome(gen=None, exe=None, gate=None, judgements=(), sample=0, **kw) -> ItemOutcome:
-    return ItemOutcome(run_id="r1", item=ITEM, model="local", method="paper", sample=sample, generation=gen,
-                       execution=exe, gate=gate, judgements=list(judgements), **kw)
+    return ItemOutcome(
+        run_id="r1",
+        item=ITEM,
+        model="local",
+        method="paper",
+        sample=sample,
+        generation=gen,
+        execution=exe,
+        gate=gate,
+        judgements=list(judgements),
+        **kw,
+    )
 
 
-GOOD_GEN = Generation(response_id="a", model="local", raw_text="```python\nx\n```", code="x",
-                      extraction_status="single_block")
+GOOD_GEN = Generation(
+    response_id="a", model="local", raw_text="```python\nx\n```", code="x", extraction_status="single_block"
+)
 
 
 @pytest.mark.parametrize(
     "gen, exe, gate, judgements, expected",
     [
-        (Generation(response_id="a", model="m", error="no key", error_kind="auth", extraction_status="llm_error"),
-         None, None, (), "llm_error"),
-        (Generation(response_id="a", model="m", raw_text="I cannot", extraction_status="refusal"), None, None, (),
-         "no_code"),
+        (
+            Generation(
+                response_id="a", model="m", error="no key", error_kind="auth", extraction_status="llm_error"
+            ),
+            None,
+            None,
+            (),
+            "llm_error",
+        ),
+        (
+            Generation(response_id="a", model="m", raw_text="I cannot", extraction_status="refusal"),
+            None,
+            None,
+            (),
+            "no_code",
+        ),
         (GOOD_GEN, ExecutionResult(status="error", error_type="SyntaxError"), None, (), "syntax"),
-        (GOOD_GEN, ExecutionResult(status="error", error_type="ModuleNotFoundError", missing_module="midutil"),
-         None, (), "missing_module"),
+        (
+            GOOD_GEN,
+            ExecutionResult(status="error", error_type="ModuleNotFoundError", missing_module="midutil"),
+            None,
+            (),
+            "missing_module",
+        ),
         (GOOD_GEN, ExecutionResult(status="error", error_type="ImportError"), None, (), "bad_import"),
         (GOOD_GEN, ExecutionResult(status="error", error_type="ValueError"), None, (), "runtime"),
         (GOOD_GEN, ExecutionResult(status="timeout"), None, (), "timeout"),
         (GOOD_GEN, ExecutionResult(status="memory"), None, (), "memory"),
         (GOOD_GEN, ExecutionResult(status="no_output"), None, (), "no_output"),
-        (GOOD_GEN, ExecutionResult(status="output_rejected", rejected=["symlink"]), None, (), "output_rejected"),
-        (GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=False, problems=["silent"]), (), "invalid_audio"),
-        (GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=True),
-         [Judgement(judge="pitch/x", judge_version="1", audio_sha256="s", error="boom")], "judge_error"),
-        (GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=True),
-         [Judgement(judge="pitch/x", judge_version="1", audio_sha256="s", correct=True)], None),
+        (
+            GOOD_GEN,
+            ExecutionResult(status="output_rejected", rejected=["symlink"]),
+            None,
+            (),
+            "output_rejected",
+        ),
+        (
+            GOOD_GEN,
+            ExecutionResult(status="ok"),
+            GateResult(ok=False, problems=["silent"]),
+            (),
+            "invalid_audio",
+        ),
+        (
+            GOOD_GEN,
+            ExecutionResult(status="ok"),
+            GateResult(ok=True),
+            [Judgement(judge="pitch/x", judge_version="1", audio_sha256="s", error="boom")],
+            "judge_error",
+        ),
+        (
+            GOOD_GEN,
+            ExecutionResult(status="ok"),
+            GateResult(ok=True),
+            [Judgement(judge="pitch/x", judge_version="1", audio_sha256="s", correct=True)],
+            None,
+        ),
     ],
 )
 def test_every_failure_kind_is_classified(gen, exe, gate, judgements, expected):
@@ -75,16 +125,23 @@ def test_transient_llm_errors_and_infrastructure_are_redone_on_rerun():
 
 @pytest.fixture
 def store(tmp_path):
-    manifest = RunManifest(run_id="r1", created="now", config_hash="h", models=["local"], tiers=["notes"],
-                           methods={"notes": ["paper"]})
+    manifest = RunManifest(
+        run_id="r1",
+        created="now",
+        config_hash="h",
+        models=["local"],
+        tiers=["notes"],
+        methods={"notes": ["paper"]},
+    )
     return Run.create(manifest, runs_dir=tmp_path)
 
 
 def test_outcomes_round_trip_with_side_files(store):
     from tasks import outcomes
 
-    record = outcomes.finalize(outcome(GOOD_GEN, ExecutionResult(status="timeout", stderr_tail="slow"),
-                                       failure="timeout"))
+    record = outcomes.finalize(
+        outcome(GOOD_GEN, ExecutionResult(status="timeout", stderr_tail="slow"), failure="timeout")
+    )
     store.save_outcome(record)
     key = outcome_key("local", "paper", ITEM.id, 0)
     assert store.load_outcome(key) == record
@@ -97,11 +154,18 @@ def test_outcomes_round_trip_with_side_files(store):
 
 def test_retry_selects_only_matching_failures_and_keeps_the_old_records(store, monkeypatch):
     timeout = outcome(GOOD_GEN, ExecutionResult(status="timeout"), failure="timeout", sample=0)
-    module = outcome(GOOD_GEN, ExecutionResult(status="error", error_type="ModuleNotFoundError"),
-                     failure="missing_module", sample=1)
-    llm = outcome(Generation(response_id="b", model="m", error="x", error_kind="auth"), failure="llm_error",
-                  sample=2)
-    fine = outcome(GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=True), sample=3, stage_reached="done")
+    module = outcome(
+        GOOD_GEN,
+        ExecutionResult(status="error", error_type="ModuleNotFoundError"),
+        failure="missing_module",
+        sample=1,
+    )
+    llm = outcome(
+        Generation(response_id="b", model="m", error="x", error_kind="auth"), failure="llm_error", sample=2
+    )
+    fine = outcome(
+        GOOD_GEN, ExecutionResult(status="ok"), GateResult(ok=True), sample=3, stage_reached="done"
+    )
     for record in (timeout, module, llm, fine):
         store.save_outcome(record)
 
@@ -125,15 +189,22 @@ def test_retry_selects_only_matching_failures_and_keeps_the_old_records(store, m
 def test_the_writer_stores_derived_facts_and_old_records_are_migrated(store):
     """Failure kind, stage, detail, message and row are worked out once, when the record is written; a
     record of the first format (none of them stored) gets them when it is read."""
-    from tasks import outcomes
+    from audioprobe import stored
 
-    failed = ExecutionResult(status="error", error_type="ModuleNotFoundError", missing_module="gtts",
-                             stderr_tail="ModuleNotFoundError: No module named 'gtts'")
-    old = outcome(GOOD_GEN, failed)
+    failed = ExecutionResult(
+        status="error",
+        error_type="ModuleNotFoundError",
+        missing_module="gtts",
+        stderr_tail="ModuleNotFoundError: No module named 'gtts'",
+    )
+    old = outcome(GOOD_GEN, failed, format_version=1)
     assert old.format_version == 1 and not old.row
-    path = store.save_outcome(old)  # written as the first format wrote it: raw parts only
+    key = outcome_key(old.model, old.method, old.item.id, old.sample)
+    path = store.outcome_path(key)  # written as the first format wrote it: raw parts only, no version field
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(old.model_dump_json(exclude={"format_version", "failure_detail", "row"}))
     back = store.load_outcome(path.stem)
-    assert back.format_version == outcomes.FORMAT_VERSION
+    assert back.format_version == stored.current(ItemOutcome) == 2
     assert back.failure == "missing_module" and back.stage_reached == "execution"
     assert back.failure_detail == "gtts" and ITEM.id in back.error and "gtts" in back.error
     assert back.row["status"] == "missing_module" and back.row["item_id"] == ITEM.id
@@ -144,8 +215,14 @@ def test_the_writer_stores_derived_facts_and_old_records_are_migrated(store):
 
 
 def _manifest(run_id: str = "20261202-000000-abc123") -> RunManifest:
-    return RunManifest(run_id=run_id, created="2026-12-02T00:00:00+00:00", config_hash="abc123", models=["local"],
-                       tiers=["notes"], methods={"notes": ["paper"]})
+    return RunManifest(
+        run_id=run_id,
+        created="2026-12-02T00:00:00+00:00",
+        config_hash="abc123",
+        models=["local"],
+        tiers=["notes"],
+        methods={"notes": ["paper"]},
+    )
 
 
 def test_a_run_reads_its_manifest_once_and_writes_every_change(tmp_path):
@@ -175,10 +252,20 @@ def test_nothing_below_the_command_line_opens_a_run_by_id():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    entry_points = {"flows/cli.py", "flows/deploy.py", "tasks/report/build.py", "tasks/listening/cli.py",
-                    "tasks/audio_store.py", "tasks/runs.py", "tasks/records.py"}
+    entry_points = {
+        "flows/cli.py",
+        "flows/deploy.py",
+        "audioprobe/report/build.py",
+        "audioprobe/listening/cli.py",
+        "tasks/audio_store.py",
+        "tasks/runs.py",
+        "tasks/records.py",
+    }
     opening = re.compile(r"\bRun\.open\(|\bRunStore\b")
-    offenders = [str(p.relative_to(root)) for folder in ("flows", "tasks", "audioprobe", "sandbox")
-                 for p in (root / folder).rglob("*.py")
-                 if str(p.relative_to(root)) not in entry_points and opening.search(p.read_text())]
+    offenders = [
+        str(p.relative_to(root))
+        for folder in ("flows", "tasks", "audioprobe", "sandbox")
+        for p in (root / folder).rglob("*.py")
+        if str(p.relative_to(root)) not in entry_points and opening.search(p.read_text())
+    ]
     assert offenders == []

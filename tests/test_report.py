@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from tests.browser import launch as launch_browser
 import soundfile as sf
 
+from audioprobe.report import build_report, build_tables, stored_failure, summary_markdown
+from audioprobe.report.html import ReportLimits
 from audioprobe.schema import (
     ExecutionResult,
     FADResult,
@@ -36,8 +36,7 @@ from audioprobe.schema import (
 )
 from tasks.judges import controls, frechet
 from tasks.records import Run, outcome_key
-from tasks.report import build_report, build_tables, stored_failure, summary_markdown
-from tasks.report.html import ReportLimits
+from tests.browser import launch as launch_browser
 
 SR = 16000
 LOCAL, GPT = "local/qwen2.5-coder-1.5b", "openai/gpt-4o"
@@ -651,8 +650,8 @@ def test_missing_modules_split_real_from_invented(run, tmp_path):
 
 def test_pitch_denominators_count_unvoiced_as_a_miss(tmp_path):
     """The paper's denominator (generated WAVs) beside measurable judged notes; an unvoiced clip is a miss."""
-    from tasks.report.sections.common import Row
-    from tasks.report.sections.notes import pitch
+    from audioprobe.report.sections.common import Row
+    from audioprobe.report.sections.notes import pitch
 
     def outcome(iid: str, cents: float | None, wav: bool, judged: bool) -> Row:
         o = ItemOutcome(run_id="r", item=item("notes", iid, "flute_acoustic", tmp_path / "x.wav", pitch=69,

@@ -75,7 +75,7 @@ def test_gate_decides_hostile_files_fast_within_bounded_memory(tmp_path):
 
 
 def test_judges_and_report_read_strictly(tmp_path):
-    from tasks.report import media
+    from audioprobe.report import media
 
     fast = tmp_path / "fast.wav"
     sf.write(fast, tone(0.5, sr=96000), 96000)

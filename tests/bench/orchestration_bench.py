@@ -139,7 +139,7 @@ def run_loop(store, items, samples: int) -> None:
     """Everything the flows do, with the same functions and the same width, and no Prefect."""
     from audioprobe.settings import get_settings
     from tasks import pipeline, runs
-    from tasks.report import build_report
+    from audioprobe.report import build_report
 
     root = store.manifest.dataset_root
     work = [(item, s) for item in items for s in range(samples)]

@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from audioprobe.listening.distances import note_distances
 from tasks.judges.audio import sha256_file
-from tasks.listening.distances import note_distances
 from tasks.records import Run, atomic_write, outcome_key
 
 SIMILARITY = ("highly", "moderately", "not")  # the paper's bands: highly / moderately similar, distinct

@@ -4,7 +4,7 @@ Every count is derived from the ItemOutcome records themselves (generation, exec
 judgements) and FADResults, so a report can be rebuilt from a run directory at any time. Every rate
 carries its N and a Wilson 95% interval; every judged number names the judge (and version) that made it.
 
-The tables of each report section live in tasks/report/sections/<section>.py; this module assembles
+The tables of each report section live in audioprobe/report/sections/<section>.py; this module assembles
 them (build_tables) and re-exports the names other modules use.
 """
 
@@ -15,30 +15,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioprobe.schema import RunManifest
-from tasks.records import Run
-from tasks.report.sections.common import GROUP, Row, frame, wilson
-from tasks.report.sections.distances import matched_n, per_note
-from tasks.report.sections.environmental import environmental
-from tasks.report.sections.notes import (
+from audioprobe.report import protocols
+from audioprobe.report.human_calibration import thresholds_table
+from audioprobe.report.sections.common import GROUP, Row, frame, wilson
+from audioprobe.report.sections.distances import matched_n, per_note
+from audioprobe.report.sections.environmental import environmental
+from audioprobe.report.sections.notes import (
     PITCH_TOLERANCE_CENTS,
     fad_table,
     instrument_rows,
     notes_similarity,
     pitch,
 )
-from tasks.report.sections.overview import KIND_LABELS, KINDS, stored_failure, failures, overview
-from tasks.report.sections.provenance import items, provenance, sandbox_packages, usage
-from tasks.report.sections.reference_points import (
+from audioprobe.report.sections.overview import KIND_LABELS, KINDS, failures, overview, stored_failure
+from audioprobe.report.sections.provenance import items, provenance, sandbox_packages, usage
+from audioprobe.report.sections.reference_points import (
     empirical_chance,
     reference_point_clips,
     reference_points,
     with_empirical_chance,
     with_noise_floor,
 )
-from tasks.report.sections.speech import speech
-from tasks.report import protocols
-from tasks.report.human_calibration import thresholds_table
+from audioprobe.report.sections.speech import speech
+from audioprobe.schema import RunManifest
+from tasks.records import Run
 
 __all__ = [
     "GROUP",

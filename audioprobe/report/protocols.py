@@ -14,10 +14,10 @@ from itertools import combinations
 
 import pandas as pd
 
+from audioprobe.report.sections.common import judged_correct
 from audioprobe.schema import ItemOutcome
 from tasks import stats
 from tasks.records import Run
-from tasks.report.sections.common import judged_correct
 
 E = html.escape
 STAGES = ("code", "executed", "valid_audio", "correct")
@@ -274,7 +274,7 @@ def build(stores: list[Run]) -> dict[str, pd.DataFrame]:
 
 
 def _rate(row, name: str) -> str:
-    from tasks.report.fmt import pct
+    from audioprobe.report.fmt import pct
 
     lo, hi = row.get(f"{name}_ci_lo"), row.get(f"{name}_ci_hi")
     ci = "" if pd.isna(lo) else f" <span class=ci>[{pct(lo, 0)}–{pct(hi, 0)}]</span>"
@@ -287,7 +287,7 @@ def _p(x) -> str:
 
 def section(rt) -> str:
     """Section 8 of the page; rt.tables holds the tables `build` made."""
-    from tasks.report.fmt import num, pct, table
+    from audioprobe.report.fmt import num, pct, table
 
     t = rt.tables
     if "pass_at_k" not in t:

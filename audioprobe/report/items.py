@@ -7,11 +7,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from audioprobe.report import media
+from audioprobe.report.fmt import E, ReportLimits, _isnull, badge, table, who_columns
+from audioprobe.report.tables import KINDS, ReportTables, Row, resolve_audio, stored_failure
 from audioprobe.schema import TIERS
 from audioprobe.settings import get_settings
-from tasks.report import media
-from tasks.report.fmt import E, ReportLimits, _isnull, badge, table, who_columns
-from tasks.report.tables import KINDS, ReportTables, Row, stored_failure, resolve_audio
 
 
 def section_items(rt: ReportTables, limits: ReportLimits) -> str:

@@ -62,8 +62,8 @@ def _publish_quietly(run_id: str, **what) -> str | None:
 
 def listen(args: argparse.Namespace) -> int:
     from audioprobe.cli import UserError, emit
-    from tasks.listening import trials as trial_mod
-    from tasks.listening.server import serve
+    from audioprobe.listening import trials as trial_mod
+    from audioprobe.listening.server import serve
     from tasks.records import Run, now_iso
 
     try:
@@ -109,9 +109,9 @@ def listen(args: argparse.Namespace) -> int:
 
 def calibrate(args: argparse.Namespace) -> int:
     from audioprobe.cli import UserError, emit
-    from tasks.listening import trials as trial_mod
-    from tasks.listening.calibrate import calibrate as fit
-    from tasks.listening.ratings import merge
+    from audioprobe.listening import trials as trial_mod
+    from audioprobe.listening.calibrate import calibrate as fit
+    from audioprobe.listening.ratings import merge
     from tasks.records import Run
 
     try:

@@ -20,8 +20,8 @@ import pandas as pd  # noqa: E402
 import soundfile as sf  # noqa: E402
 from scipy.signal import resample_poly, spectrogram  # noqa: E402
 
+from audioprobe.report import paper  # noqa: E402
 from tasks.judges import wavfile  # noqa: E402
-from tasks.report import paper  # noqa: E402
 
 CLIP_SECONDS = 10.0
 MAX_RATE = 48000

@@ -5,9 +5,9 @@ Parquet beside it, and summary.md: the short summary for the console and Prefect
 `summary_markdown(run)` makes one without writing the report).
 """
 
-from tasks.report.build import build_report, report_summary, summary_markdown
-from tasks.report.html import ReportLimits
-from tasks.report.tables import ReportTables, build_tables, stored_failure
+from audioprobe.report.build import build_report, report_summary, summary_markdown
+from audioprobe.report.html import ReportLimits
+from audioprobe.report.tables import ReportTables, build_tables, stored_failure
 
 __all__ = [
     "build_report",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from tasks.listening.trials import SIMILARITY, Trial
+from audioprobe.listening.trials import SIMILARITY, Trial
 from tasks.records import Run, now_iso
 
 # Used with fullmatch only: `$` also matches before a trailing newline, which made "ana\n" a new rater.

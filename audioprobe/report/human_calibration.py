@@ -62,7 +62,7 @@ def thresholds_table(run_dir: Path | None) -> pd.DataFrame:
 
 def banded(run_dir: Path, cal: dict) -> pd.DataFrame:
     """Every valid clip of the run in its calibrated band, per model, tier and fit."""
-    from tasks.listening.calibrate import band
+    from audioprobe.listening.calibrate import band
 
     path = run_dir / "listening" / "distances.json"
     clips = json.loads(path.read_text()) if path.is_file() else []
@@ -92,7 +92,7 @@ def banded(run_dir: Path, cal: dict) -> pd.DataFrame:
 
 
 def figure(fit: dict) -> str | None:
-    from tasks.report import media
+    from audioprobe.report import media
 
     plt = media.plt
     d, y = np.array(fit["points"]["distance"]), np.array(fit["points"]["rating"], dtype=float)
@@ -121,7 +121,7 @@ def figure(fit: dict) -> str | None:
 
 
 def _ci(t: dict) -> str:
-    from tasks.report.fmt import num
+    from audioprobe.report.fmt import num
 
     lo, hi = t["ci"]
     return (
@@ -136,7 +136,7 @@ def _fitted(row) -> bool:
 
 
 def section_human_calibration(rt) -> str:
-    from tasks.report.fmt import E, fig, num, table  # fmt imports tables, which imports this module
+    from audioprobe.report.fmt import E, fig, num, table  # fmt imports tables, which imports this module
 
     head = "<section id=human-calibration><h2>9. Human calibration of the bands</h2>"
     run_dir = _run_dir(rt)

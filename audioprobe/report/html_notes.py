@@ -3,9 +3,9 @@ pitch accuracy."""
 
 from __future__ import annotations
 
-from tasks.report import media
-from tasks.report.fmt import _isnull, fad_cell, fig, kad_cell, num, pct, quote, rate, table, who_columns
-from tasks.report.tables import ReportTables, instrument_rows
+from audioprobe.report import media
+from audioprobe.report.fmt import _isnull, fad_cell, fig, kad_cell, num, pct, quote, rate, table, who_columns
+from audioprobe.report.tables import ReportTables, instrument_rows
 
 
 def section_notes(rt: ReportTables) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audioprobe.schema import ItemOutcome
-from tasks.report import paper
-from tasks.report.sections.common import (
+from audioprobe.report import paper
+from audioprobe.report.sections.common import (
     Row,
     frame,
     judge_names,
@@ -17,6 +16,7 @@ from tasks.report.sections.common import (
     stages,
     wav_produced,
 )
+from audioprobe.schema import ItemOutcome
 
 
 def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 
-from tasks.report import media, paper
-from tasks.report.fmt import (
+from audioprobe.report import media, paper
+from audioprobe.report.fmt import (
     E,
     _isnull,
     fig,
@@ -18,7 +18,8 @@ from tasks.report.fmt import (
     table,
     who_columns,
 )
-from tasks.report.tables import ReportTables
+from audioprobe.report.tables import ReportTables
+
 
 def section_environmental(rt: ReportTables) -> str:
     t1, stats = rt["environmental_table1"], rt["confidence_stats"]

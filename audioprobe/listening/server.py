@@ -27,9 +27,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from tasks.listening.page import PAGE
-from tasks.listening.ratings import RATER, TRIAL_ID, BlindLabel, RatingError, RatingLog, check, parse_answer
-from tasks.listening.trials import Trial
+from audioprobe.listening.page import PAGE
+from audioprobe.listening.ratings import (
+    RATER,
+    TRIAL_ID,
+    BlindLabel,
+    RatingError,
+    RatingLog,
+    check,
+    parse_answer,
+)
+from audioprobe.listening.trials import Trial
 from tasks.records import Run
 
 HOST = "127.0.0.1"

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from audioprobe.report.sections.common import Row, frame
+from audioprobe.report.sections.overview import stored_failure
 from audioprobe.schema import TIERS, RunManifest
-from tasks.report.sections.common import Row, frame
-from tasks.report.sections.overview import stored_failure
 
 
 def items(rows: list[Row]) -> pd.DataFrame:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from audioprobe.report.sections.common import frame, num, rate_cols
 from tasks.judges import controls
 from tasks.records import Run
-from tasks.report.sections.common import frame, num, rate_cols
 
 CLIP_COLUMNS = [
     "run", "tier", "control", "item", "label", "judge", "gate_ok", "gate_problems", "correct", "chosen",
@@ -117,7 +117,7 @@ def with_noise_floor(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame
 
 
 def section_reference_points(rt) -> str:
-    from tasks.report.fmt import E, num, pct, rate, table
+    from audioprobe.report.fmt import E, num, pct, rate, table
 
     summary, chance = rt["reference_points"], rt["empirical_chance"]
     cols = [

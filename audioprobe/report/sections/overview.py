@@ -6,9 +6,9 @@ from collections import Counter
 
 import pandas as pd
 
+from audioprobe.report.sections.common import GROUP, Row, frame, rate_cols, stages
 from audioprobe.schema import ItemOutcome
 from tasks import taxonomy
-from tasks.report.sections.common import GROUP, Row, frame, rate_cols, stages
 from tasks.taxonomy import FAILURES
 
 # The failure taxonomy is tasks.taxonomy's; the report adds "pending" (a record not finished yet) and

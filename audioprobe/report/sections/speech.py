@@ -6,8 +6,7 @@ import json
 
 import pandas as pd
 
-from audioprobe.schema import ItemOutcome
-from tasks.report.sections.common import (
+from audioprobe.report.sections.common import (
     Row,
     frame,
     judge_names,
@@ -16,6 +15,7 @@ from tasks.report.sections.common import (
     stages,
     wav_produced,
 )
+from audioprobe.schema import ItemOutcome
 
 
 def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from audioprobe.report import paper
+from audioprobe.report.sections.common import Row, frame, judge_names, num, rate_cols, wav_produced
 from audioprobe.schema import RunManifest
 from tasks.judges import frechet
 from tasks.records import Run
-from tasks.report import paper
-from tasks.report.sections.common import Row, frame, judge_names, num, rate_cols, wav_produced
 
 PITCH_TOLERANCE_CENTS = 50.0  # nearest semitone right: the note a listener would name
 

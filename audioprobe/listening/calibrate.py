@@ -22,8 +22,8 @@ from scipy import optimize, stats
 from sklearn.isotonic import IsotonicRegression
 from threadpoolctl import threadpool_limits
 
-from tasks.listening.ratings import Rating, RatingLog
-from tasks.listening.trials import SIMILARITY, Trial, load
+from audioprobe.listening.ratings import Rating, RatingLog
+from audioprobe.listening.trials import SIMILARITY, Trial, load
 from tasks.records import Run, atomic_write, now_iso
 
 BOUNDARIES = ("highly|moderately", "moderately|not")

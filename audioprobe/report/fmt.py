@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tasks.report import media, paper
-from tasks.report.tables import KIND_LABELS, ReportTables
+from audioprobe.report import media, paper
+from audioprobe.report.tables import KIND_LABELS, ReportTables
 
 E = html.escape
 

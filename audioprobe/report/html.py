@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 
-
-from audioprobe.schema import TIERS
-from tasks.report import paper
-from tasks.report.fmt import (
+from audioprobe.report import paper, protocols
+from audioprobe.report.fmt import (
     CSS,
     E,
     ReportLimits,
@@ -22,13 +20,13 @@ from tasks.report.fmt import (
     table,
     who_columns,
 )
-from tasks.report.human_calibration import section_human_calibration
-from tasks.report.html_notes import section_notes
-from tasks.report.html_tiers import section_environmental, section_speech
-from tasks.report import protocols
-from tasks.report.items import section_items
-from tasks.report.sections.reference_points import section_reference_points
-from tasks.report.tables import KIND_LABELS, KINDS, ReportTables
+from audioprobe.report.html_notes import section_notes
+from audioprobe.report.html_tiers import section_environmental, section_speech
+from audioprobe.report.human_calibration import section_human_calibration
+from audioprobe.report.items import section_items
+from audioprobe.report.sections.reference_points import section_reference_points
+from audioprobe.report.tables import KIND_LABELS, KINDS, ReportTables
+from audioprobe.schema import TIERS
 
 __all__ = ["ReportLimits", "render"]
 

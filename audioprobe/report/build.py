@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from audioprobe.report import protocols
+from audioprobe.report.html import ReportLimits, render
+from audioprobe.report.tables import KIND_LABELS, ReportTables, build_tables
 from tasks.records import Run, atomic_write
-from tasks.report import protocols
-from tasks.report.html import ReportLimits, render
-from tasks.report.tables import KIND_LABELS, ReportTables, build_tables
 
 
 def _open(run: str | Path | Run) -> Run:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from audioprobe.report.sections.common import Row, frame, num
 from audioprobe.schema import RunManifest
 from tasks.judges import frechet
 from tasks.records import Run
-from tasks.report.sections.common import Row, frame, num
 
 MATCHED_SEED = 0
 NOTE_COLUMNS = [
@@ -101,7 +101,7 @@ def class_references(rows: list[Row], label: str) -> list[str]:
 
 def _valid_clips(rows: list[Row], r, label: str) -> list[Path]:
     """The audio of this (run, model, method)'s valid clips of the class."""
-    from tasks.report.tables import resolve_audio
+    from audioprobe.report.tables import resolve_audio
 
     mine = [
         x for x in rows

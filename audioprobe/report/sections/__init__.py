@@ -1,0 +1,1 @@
+"""The tables of each report section, one module per section; audioprobe.report.tables assembles them."""

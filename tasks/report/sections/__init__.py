@@ -1,1 +1,0 @@
-"""The tables of each report section, one module per section; tasks.report.tables assembles them."""
