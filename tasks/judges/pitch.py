@@ -18,7 +18,7 @@ exactly the f0 those frames get in a full track. `full` (the GPU default) reads 
 the frames within STEADY_DB of the loudest frame, less the first ATTACK_S after the first of them.
 That skips the attack, where partials have not settled, and the tail, where the tracker hears noise
 and reverb; on 4 s notes it is ~16x fewer frames (docs/judges.md: agreement with the full track).
-Frames of many clips go through the network together (`judge_files`), so a GPU runs at batch speed.
+Frames of many clips go through the network together (`PitchJudge.judge`), so a GPU runs at batch speed.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audioprobe.schema import Judgement
+from audioprobe.schema import Judgement, ProbeItem
 from tasks.judges import audio, compat
+from tasks.judges.base import ClipJudge, cached, check_batch, target_item
 from tasks.judges.cache import JudgementCache
 
 SAMPLE_RATE = 16000
@@ -123,7 +124,9 @@ def f0_frames(frames: np.ndarray, model: str = "full", device: str = "cpu", batc
     hi = torchcrepe.convert.frequency_to_bins(torch.tensor(FMAX_HZ), torch.ceil)
     with torch.inference_mode():
         for start in range(0, len(frames), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(frames[start:start + batch_size], dtype=np.float32)).to(device)
+            x = torch.from_numpy(
+                np.ascontiguousarray(frames[start : start + batch_size], dtype=np.float32)
+            ).to(device)
             x = x - x.mean(dim=1, keepdim=True)
             x = x / torch.clamp(x.std(dim=1, keepdim=True), min=1e-10)
             probs = torchcrepe.infer(x, model, device)  # (frames, 360)
@@ -144,9 +147,15 @@ def f0_track(wave16k: np.ndarray, model: str = "full", device: str = "cpu", batc
 
 def _empty(midi: float) -> dict:
     target = midi_to_hz(midi)
-    values: dict = {"target_hz": round(target, 3), "f0_hz": None, "cents_error": None,
-                    "octave_error": None, "octaves": None, "measurable": FMIN_HZ <= target <= FMAX_HZ,
-                    "voiced_fraction": None}
+    values: dict = {
+        "target_hz": round(target, 3),
+        "f0_hz": None,
+        "cents_error": None,
+        "octave_error": None,
+        "octaves": None,
+        "measurable": FMIN_HZ <= target <= FMAX_HZ,
+        "voiced_fraction": None,
+    }
     if not values["measurable"]:
         values["reason"] = f"target {target:.1f} Hz outside torchcrepe's {FMIN_HZ}-{FMAX_HZ} Hz"
     return values
@@ -161,22 +170,30 @@ def _score(midi: float, f0: np.ndarray, per: np.ndarray, frames: int | None) -> 
     values["voiced_fraction"] = round(fraction, 4)
     if fraction < MIN_VOICED_FRACTION:  # white noise: a few frames reach any threshold, never half of them
         values["not_a_note"] = True
-        values["reason"] = (f"not a note: {fraction:.0%} of the judged frames have periodicity >= {VOICED:g} "
-                            f"(a note needs {MIN_VOICED_FRACTION:.0%})")
+        values["reason"] = (
+            f"not a note: {fraction:.0%} of the judged frames have periodicity >= {VOICED:g} "
+            f"(a note needs {MIN_VOICED_FRACTION:.0%})"
+        )
         return values
     f0_hz = float(np.median(f0[voiced]))
     cents = 1200.0 * math.log2(f0_hz / midi_to_hz(midi))
     octaves = round(cents / 1200.0)
     values.update(
-        f0_hz=round(f0_hz, 3), cents_error=round(cents, 2),
+        f0_hz=round(f0_hz, 3),
+        cents_error=round(cents, 2),
         octave_error=bool(octaves != 0 and abs(cents - 1200.0 * octaves) <= CORRECT_CENTS),
         octaves=int(octaves),
     )
     return values
 
 
-def measure_batch(waves16k: Sequence[np.ndarray], midis: Sequence[float], model: str = "full",
-                  device: str = "cpu", frames: int | None | str = "default") -> list[dict]:
+def measure_batch(
+    waves16k: Sequence[np.ndarray],
+    midis: Sequence[float],
+    model: str = "full",
+    device: str = "cpu",
+    frames: int | None | str = "default",
+) -> list[dict]:
     """One values dict per clip; the chosen frames of measurable clips go through crepe together."""
     frames = _frames_for(model, frames)
     out = [_empty(m) for m in midis]
@@ -186,7 +203,9 @@ def measure_batch(waves16k: Sequence[np.ndarray], midis: Sequence[float], model:
         f0, per = f0_frames(np.concatenate([f for _, f in group]), model=model, device=device)
         start = 0
         for i, chosen in group:
-            out[i] = _score(midis[i], f0[start:start + len(chosen)], per[start:start + len(chosen)], frames)
+            out[i] = _score(
+                midis[i], f0[start : start + len(chosen)], per[start : start + len(chosen)], frames
+            )
             start += len(chosen)
         group.clear()
 
@@ -201,48 +220,83 @@ def measure_batch(waves16k: Sequence[np.ndarray], midis: Sequence[float], model:
     return out
 
 
-def measure(wave16k: np.ndarray, midi: float, model: str = "full", device: str = "cpu",
-            frames: int | None | str = "default") -> dict:
+def measure(
+    wave16k: np.ndarray,
+    midi: float,
+    model: str = "full",
+    device: str = "cpu",
+    frames: int | None | str = "default",
+) -> dict:
     return measure_batch([wave16k], [midi], model=model, device=device, frames=frames)[0]
 
 
-def judge_files(paths: Sequence[str | Path], midis: Sequence[float], *, model: str | None = None,
-                device: str = "cpu", frames: int | None | str = "default",
-                cache: JudgementCache | None = None) -> list[Judgement]:
-    """Judgements in the order of `paths`: cached ones read back, the rest measured in one batch."""
-    if len(paths) != len(midis):
-        raise ValueError(f"pitch.judge_files: {len(paths)} clips but {len(midis)} pitches")
-    cache = cache or JudgementCache()
-    model = model or default_model(device)
-    frames = _frames_for(model, frames)
-    name, version = judge_name(model, frames), judge_version(frames)
-    params = [{"midi": m} for m in midis]
-    found: list[Judgement | None] = [None] * len(paths)
-    shas, waves = [""] * len(paths), {}
-    for i, path in enumerate(paths):
-        try:  # one unreadable clip must not sink the batch: it gets its own error, uncached
-            shas[i] = audio.sha256_file(path)
-            found[i] = cache.get(shas[i], name, version, params[i])
-            if found[i] is None:
-                waves[i] = audio.prepare(path, SAMPLE_RATE, loudness="peak")
-        except (OSError, audio.AudioError) as exc:
-            found[i] = Judgement(judge=name, judge_version=version, audio_sha256=shas[i], params=params[i],
-                                 error=f"unreadable: {exc}")
-    todo = list(waves)
-    measured = measure_batch(list(waves.values()), [midis[i] for i in todo], model, device, frames)
-    for i, v in zip(todo, measured, strict=True):
-        cents = v["cents_error"]
-        found[i] = Judgement(
-            judge=name, judge_version=version, audio_sha256=shas[i], params=params[i], values=v,
+class PitchJudge(ClipJudge):
+    """The asked note's pitch (item.pitch, a MIDI number); every clip's chosen frames in one crepe pass."""
+
+    def __init__(
+        self, device: str = "cpu", model: str | None = None, frames: int | None | str = "default"
+    ) -> None:
+        self.device = device
+        self.model = model or default_model(device)
+        self.frames = _frames_for(self.model, frames)
+        self.name, self.version = judge_name(self.model, self.frames), judge_version(self.frames)
+
+    def target(self, item: ProbeItem) -> float:
+        return float(item.pitch)  # float: the key of the judgements cached before the protocol
+
+    def params(self, item: ProbeItem) -> dict:
+        return {"midi": self.target(item)}
+
+    def judge(self, clips: Sequence[Path], items: Sequence[ProbeItem]) -> list[Judgement]:
+        check_batch(clips, items, self.name)
+        found: list[Judgement | None] = [None] * len(clips)
+        waves = {}
+        for i, clip in enumerate(clips):
+            try:
+                waves[i] = audio.prepare(clip, SAMPLE_RATE, loudness="peak")
+            except (OSError, audio.AudioError) as exc:
+                found[i] = self.unreadable(clip, items[i], exc)
+        todo = list(waves)
+        measured = measure_batch(
+            list(waves.values()), [self.target(items[i]) for i in todo], self.model, self.device, self.frames
+        )
+        for i, v in zip(todo, measured, strict=True):
+            cents = v["cents_error"]
             # An unvoiced clip for a measurable note is a wrong note, not a judge failure; a target
             # outside the tracker's range is left unjudged (values.reason says why).
-            correct=None if not v["measurable"] else (cents is not None and abs(cents) <= CORRECT_CENTS),
-            score=None if cents is None else abs(cents),
-        )
-        cache.put(found[i])
-    return found
+            found[i] = self.verdict(
+                clips[i],
+                items[i],
+                values=v,
+                score=None if cents is None else abs(cents),
+                correct=None if not v["measurable"] else (cents is not None and abs(cents) <= CORRECT_CENTS),
+            )
+        return found  # type: ignore[return-value]
 
 
-def judge_file(path: str | Path, midi: float, *, model: str | None = None, device: str = "cpu",
-               frames: int | None | str = "default", cache: JudgementCache | None = None) -> Judgement:
+# Shims for callers not yet on the protocol (tasks/judges/cli.py, validate.py, the benches).
+def judge_files(
+    paths: Sequence[str | Path],
+    midis: Sequence[float],
+    *,
+    model: str | None = None,
+    device: str = "cpu",
+    frames: int | None | str = "default",
+    cache: JudgementCache | None = None,
+) -> list[Judgement]:
+    if len(paths) != len(midis):
+        raise ValueError(f"pitch.judge_files: {len(paths)} clips but {len(midis)} pitches")
+    judge = cached(PitchJudge(device, model, frames), cache)
+    return judge.judge([Path(p) for p in paths], [target_item("notes", pitch=m) for m in midis])
+
+
+def judge_file(
+    path: str | Path,
+    midi: float,
+    *,
+    model: str | None = None,
+    device: str = "cpu",
+    frames: int | None | str = "default",
+    cache: JudgementCache | None = None,
+) -> Judgement:
     return judge_files([path], [midi], model=model, device=device, frames=frames, cache=cache)[0]
