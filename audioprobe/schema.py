@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from audioprobe import stored
+
 Tier = Literal["notes", "environmental", "speech"]
 TIERS: tuple[Tier, ...] = ("notes", "environmental", "speech")
 
@@ -226,6 +228,7 @@ class FADResult(Record):
     window_s: float | None = None  # every clip cut or padded to this length before embedding
     band_note: str = ""  # why there is no band, where there is none
     per_note: dict[str, dict] = Field(default_factory=dict)  # audio path -> {"fad", "kad", "band"}
+    format_version: int = 1  # stored record: a change bumps it and adds a migration (audioprobe/stored.py)
 
 
 class ReferencePoint(Record):
@@ -242,6 +245,7 @@ class ReferencePoint(Record):
     gate_ok: bool | None = None
     gate_problems: list[str] = Field(default_factory=list)
     error: str | None = None
+    format_version: int = 1  # stored record: a change bumps it and adds a migration (audioprobe/stored.py)
 
 
 # --------------------------------------------------------------------------- records
@@ -270,11 +274,7 @@ class ItemOutcome(Record):
     error: str | None = None  # a clear message naming the item and the reason
     failure_detail: str = ""  # the short specific: module name, exception type, gate problems, ...
     row: dict[str, Any] = Field(default_factory=dict)  # the flat table row (tasks/outcomes.py)
-    format_version: int = 1  # records of older formats are brought up to date when read
-
-    @property
-    def key(self) -> str:
-        return f"{self.model}|{self.method}|{self.item.id}|{self.sample}" + (f"|r{self.round}" if self.round else "")
+    format_version: int = 2  # 1: before the derived fields (failure_detail, row) were stored
 
 
 class RunRequest(Record):
@@ -313,3 +313,17 @@ class RunManifest(Record):
     finished: str | None = None  # set only when every item reached a final outcome
     incomplete: str | None = None  # the one-line reason the last attempt left items unfinished
     flow_runs: list[str] = Field(default_factory=list)
+    format_version: int = 1  # stored record: a change bumps it and adds a migration (audioprobe/stored.py)
+
+
+# --------------------------------------------------------------------------- migrations of stored records
+# One step per version change, on the raw dict (audioprobe/stored.py); a nested model's change is a step
+# of every stored type that holds it (ItemOutcome holds ProbeItem, Generation, ExecutionResult, ...).
+
+
+@stored.migration(ItemOutcome, 1)
+def _outcome_1_to_2(raw: dict) -> dict:
+    return raw  # only derived fields were added; they are computed after validation (below)
+
+
+stored.derive(ItemOutcome, since=2, target="tasks.outcomes:finalize")

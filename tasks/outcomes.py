@@ -4,18 +4,18 @@ Failure kind (tasks.taxonomy), stage reached, the short failure detail, the mess
 and the reason, and the flat table row are computed here and stored in the record. The report,
 items.parquet, the Prefect table artifacts and `retry` read those stored fields; none re-derives them.
 
-Records carry `format_version`. A record written by an older version is brought up to date when it is
-read (`migrate`): the derived facts are recomputed from its raw parts, which every version kept.
+Records carry `format_version`. A record of a version before these fields were stored is brought up to
+date when it is read (audioprobe/stored.py `load` calls `finalize` for it, after its migrations): the derived
+facts are computed from its raw parts, which every version kept.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from audioprobe import stored
 from audioprobe.schema import ItemOutcome
 from tasks.taxonomy import classify_failure
-
-FORMAT_VERSION = 2  # 1: records before the derived fields (failure_detail, row) were stored
 
 
 def where(outcome: ItemOutcome) -> str:
@@ -47,7 +47,9 @@ def failure_detail(outcome: ItemOutcome) -> str:
     """The short specific: the module, the exception type, the gate's problems, the model's error."""
     kind, g, e = outcome.failure, outcome.generation, outcome.execution
     if kind is None:
-        return "" if status(outcome) == "ok" else ("not executed" if g and e is None else outcome.stage_reached)
+        return (
+            "" if status(outcome) == "ok" else ("not executed" if g and e is None else outcome.stage_reached)
+        )
     if kind in ("llm_error", "not_attempted") and g:
         return ": ".join(x for x in (g.error_kind, g.error) if x)
     if kind == "no_code" and g:
@@ -98,23 +100,38 @@ def flat_row(outcome: ItemOutcome) -> dict[str, Any]:
     """The outcome as one table row: items.parquet, the Prefect table artifact and the report's items."""
     gen, exe, gate = outcome.generation, outcome.execution, outcome.gate
     row: dict[str, Any] = {
-        "run_id": outcome.run_id, "model": outcome.model, "method": outcome.method, "tier": outcome.item.tier,
-        "item_id": outcome.item.id, "label": outcome.item.label, "sample": outcome.sample,
-        "round": outcome.round, "repaired_from": outcome.repaired_from,
+        "run_id": outcome.run_id,
+        "model": outcome.model,
+        "method": outcome.method,
+        "tier": outcome.item.tier,
+        "item_id": outcome.item.id,
+        "label": outcome.item.label,
+        "sample": outcome.sample,
+        "round": outcome.round,
+        "repaired_from": outcome.repaired_from,
         "prompt_template": outcome.prompt.template if outcome.prompt else None,
-        "status": status(outcome), "stage_reached": outcome.stage_reached, "failure": outcome.failure,
-        "failure_detail": outcome.failure_detail, "error": outcome.error,
+        "status": status(outcome),
+        "stage_reached": outcome.stage_reached,
+        "failure": outcome.failure,
+        "failure_detail": outcome.failure_detail,
+        "error": outcome.error,
         "extraction_status": gen.extraction_status if gen else None,
         "finish_reason": gen.finish_reason if gen else None,
         **{k: (gen.params.get(k) if gen else None) for k in ("temperature", "max_tokens", "seed")},
         "dropped_params": ",".join(gen.dropped_params) if gen else None,
-        "tokens_in": gen.tokens_in if gen else None, "tokens_out": gen.tokens_out if gen else None,
-        "latency_s": gen.latency_s if gen else None, "cost": gen.cost if gen else None,
+        "tokens_in": gen.tokens_in if gen else None,
+        "tokens_out": gen.tokens_out if gen else None,
+        "latency_s": gen.latency_s if gen else None,
+        "cost": gen.cost if gen else None,
         "cached": gen.cached if gen else None,
-        "execution_status": exe.status if exe else None, "error_type": exe.error_type if exe else None,
-        "missing_module": exe.missing_module if exe else None, "wall_s": exe.wall_s if exe else None,
-        "gate_ok": gate.ok if gate else None, "gate_problems": ",".join(gate.problems) if gate else None,
-        "duration_s": gate.duration_s if gate else None, "audio_path": outcome.audio_path,
+        "execution_status": exe.status if exe else None,
+        "error_type": exe.error_type if exe else None,
+        "missing_module": exe.missing_module if exe else None,
+        "wall_s": exe.wall_s if exe else None,
+        "gate_ok": gate.ok if gate else None,
+        "gate_problems": ",".join(gate.problems) if gate else None,
+        "duration_s": gate.duration_s if gate else None,
+        "audio_path": outcome.audio_path,
     }
     for judgement in outcome.judgements:
         name = judgement.judge.split("/")[0]
@@ -133,12 +150,4 @@ def finalize(outcome: ItemOutcome) -> ItemOutcome:
     if outcome.failure and not outcome.error:
         outcome.error = describe_failure(outcome)
     outcome.row = flat_row(outcome)
-    outcome.format_version = FORMAT_VERSION
-    return outcome
-
-
-def migrate(outcome: ItemOutcome) -> ItemOutcome:
-    """A record of an older format with its derived facts recomputed (its raw parts are unchanged)."""
-    if outcome.format_version >= FORMAT_VERSION:
-        return outcome
-    return finalize(outcome)
+    return stored.stamp(outcome)

@@ -8,7 +8,9 @@
       items.parquet            the outcome table, derived from outcomes/ (rebuilt, never edited)
       report/                  index.html and its CSV/Parquet numbers
 
-Writes are atomic (temp file + rename), so a run killed at any moment leaves only whole records.
+Writes are atomic (temp file + rename), so a run killed at any moment leaves only whole records. Every record
+is read through audioprobe.stored.load (migrated on its raw dict, then validated) and written stamped with
+its type's current format version (docs/records.md).
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ import os
 import re
 import shutil
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, PrivateAttr
 
+from audioprobe import stored
 from audioprobe.schema import FADResult, ItemOutcome, RunManifest
 from audioprobe.settings import get_settings
-from tasks.fileio import atomic_write  # noqa: F401 - re-exported: callers import it from here
-from tasks.outcomes import migrate
+from tasks.fileio import atomic_write  # also imported from here by callers
+from tasks.outcomes import finalize
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -41,12 +44,13 @@ def slug(text: str, limit: int = 60) -> str:
 
 
 def outcome_key(model: str, method: str, item_id: str, sample: int, round: int = 0) -> str:
-    """Round 0 keeps the single-shot key, so runs recorded before repair rounds read the same."""
+    """The one name of an outcome record (its file and its files/ folder). Round 0 keeps the single-shot
+    key, so runs recorded before repair rounds read the same."""
     return f"{slug(model, 40)}__{method}__{slug(item_id, 80)}__s{sample}" + (f"__r{round}" if round else "")
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Run(BaseModel):
@@ -60,17 +64,19 @@ class Run(BaseModel):
 
     # -- creation and lookup
     @classmethod
-    def create(cls, manifest: RunManifest, runs_dir: Path | None = None) -> "Run":
+    def create(cls, manifest: RunManifest, runs_dir: Path | None = None) -> Run:
         run = cls(dir=(runs_dir or get_settings().runs_dir) / manifest.run_id)
         run.dir.mkdir(parents=True, exist_ok=True)
         run.save_manifest(manifest)
         return run
 
     @classmethod
-    def open(cls, run_id: str | Path, runs_dir: Path | None = None) -> "Run":
+    def open(cls, run_id: str | Path, runs_dir: Path | None = None) -> Run:
         """A run by id, or by its directory: for the command line, the report and tools over many runs."""
         candidate = Path(run_id)
-        run_dir = candidate if (candidate / "run.json").exists() else (runs_dir or get_settings().runs_dir) / run_id
+        run_dir = (
+            candidate if (candidate / "run.json").exists() else (runs_dir or get_settings().runs_dir) / run_id
+        )
         if not (run_dir / "run.json").exists():
             raise FileNotFoundError(f"no run {str(run_id)!r}: {run_dir / 'run.json'} does not exist")
         return cls(dir=run_dir)
@@ -83,14 +89,14 @@ class Run(BaseModel):
     @property
     def manifest(self) -> RunManifest:
         if self._manifest is None:
-            self._manifest = RunManifest.model_validate_json((self.dir / "run.json").read_text())
+            self._manifest = stored.load(RunManifest, (self.dir / "run.json").read_text())
         return self._manifest
 
     def save_manifest(self, manifest: RunManifest | None = None) -> None:
         """Write the manifest (this run's own, changed in place, unless another is given)."""
         if manifest is not None:
             self._manifest = manifest
-        atomic_write(self.dir / "run.json", self.manifest.model_dump_json(indent=2))
+        atomic_write(self.dir / "run.json", stored.dumps(self.manifest, indent=2))
 
     # -- outcomes
     def outcome_path(self, key: str) -> Path:
@@ -100,22 +106,23 @@ class Run(BaseModel):
         return self.dir / "files" / key
 
     def save_outcome(self, outcome: ItemOutcome) -> Path:
+        """Write the record with its derived facts (tasks.outcomes.finalize, done here if not done yet)."""
         key = outcome_key(outcome.model, outcome.method, outcome.item.id, outcome.sample, outcome.round)
         path = self.outcome_path(key)
-        atomic_write(path, outcome.model_dump_json(indent=1))
+        atomic_write(path, stored.dumps(finalize(outcome), indent=1))
         self._save_side_files(key, outcome)
         return path
 
     def load_outcome(self, key: str) -> ItemOutcome | None:
         path = self.outcome_path(key)
-        return migrate(ItemOutcome.model_validate_json(path.read_text())) if path.exists() else None
+        return stored.load(ItemOutcome, path.read_text()) if path.exists() else None
 
     def outcomes(self, all_rounds: bool = False) -> list[ItemOutcome]:
         """The first answers (the paper's single shot); `all_rounds` adds every repair round's record."""
         folder = self.dir / "outcomes"
         if not folder.exists():
             return []
-        found = [migrate(ItemOutcome.model_validate_json(p.read_text())) for p in sorted(folder.glob("*.json"))]
+        found = [stored.load(ItemOutcome, p.read_text()) for p in sorted(folder.glob("*.json"))]
         return found if all_rounds else [o for o in found if o.round == 0]
 
     def _save_side_files(self, key: str, outcome: ItemOutcome) -> None:
@@ -146,7 +153,7 @@ class Run(BaseModel):
 
     # -- set-level results
     def save_fad(self, results: Iterable[FADResult]) -> None:
-        atomic_write(self.dir / "fad.json", json.dumps([r.model_dump(mode="json") for r in results], indent=1))
+        atomic_write(self.dir / "fad.json", json.dumps([stored.dump(r) for r in results], indent=1))
 
     def replace_fad(self, model: str, method: str, results: list[FADResult]) -> None:
         """A (model, method)'s FAD results in place of its earlier ones; the others' are kept."""
@@ -154,7 +161,7 @@ class Run(BaseModel):
 
     def fad(self) -> list[FADResult]:
         path = self.dir / "fad.json"
-        return [FADResult.model_validate(r) for r in json.loads(path.read_text())] if path.exists() else []
+        return stored.load_all(FADResult, json.loads(path.read_text())) if path.exists() else []
 
     def conclude(self, unfinished: str | None) -> None:
         """Finished only when every item has a final outcome; else the reason, and the same command resumes."""
@@ -171,5 +178,5 @@ def list_runs(runs_dir: Path | None = None) -> list[RunManifest]:
     folder = runs_dir or get_settings().runs_dir
     if not folder.exists():
         return []
-    manifests = [RunManifest.model_validate_json(p.read_text()) for p in folder.glob("*/run.json")]
+    manifests = [stored.load(RunManifest, p.read_text()) for p in folder.glob("*/run.json")]
     return sorted(manifests, key=lambda m: m.created)
