@@ -10,11 +10,6 @@ import socket
 import sys
 from contextlib import contextmanager
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-from prefect.client.schemas.objects import StateType
-from prefect.states import Crashed
-
 from audioprobe.cli import UserError
 from audioprobe.processes import pid_alive
 
@@ -23,9 +18,6 @@ TAG_PREFIX = "audioprobe-client:"
 
 def client_tag() -> str:
     return f"{TAG_PREFIX}{socket.gethostname()}:{os.getpid()}"
-
-
-    return True
 
 
 def _orphaned(tags: list[str]) -> int | None:
@@ -40,6 +32,12 @@ def _orphaned(tags: list[str]) -> int | None:
 
 def crash_orphaned_flow_runs(limit: int = 200) -> int:
     """Mark Crashed the Running/Pending flow runs of dead clients on this host; return how many."""
+    # Imported here: `audioprobe runs` needs only the lock below, and importing prefect takes 1-5 s.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
     marked = 0
     try:
         with get_client(sync_client=True) as client:

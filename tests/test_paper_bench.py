@@ -163,3 +163,77 @@ def test_real_client_retries_429s_and_asks_each_prompt_once(tmp_path):
     assert stats["requests"] == 6 + stats["rate_limited"]
     assert stats["early_retries"] == 0, "every retry waited for the provider's Retry-After"
     assert {g.finish_reason for g in gens} <= {"stop", "length"}
+
+
+@pytest.mark.prefect
+@pytest.mark.docker
+@pytest.mark.judges
+def test_a_killed_client_resumes_without_loss_or_repeat(small_tree, prefect_server, tmp_path):
+    """SIGKILL `audioprobe run` at half its records, resume with the same command: every final record
+    is kept as it was, no ask is answered twice, and no flow run of the killed client stays Running."""
+    import os
+    import sys
+
+    from tests.bench import faults
+    from tests.fixtures_flows import PREFECT_TEST_PORT
+
+    sim = sim_llm.Sim(latency=0.01, jitter=0.5, rate_limit=0.2, retry_after=0.3)
+    server = sim_llm.serve(sim)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"AUDIOPROBE_DATA_DIR": str(data), "AUDIOPROBE_PREFECT_API_URL": prefect_server,
+            "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT), "PYTHONUNBUFFERED": "1",
+            "AUDIOPROBE_MODELS": json.dumps({"openai/sim-weak": {"api_base": base + "/v1"}}),
+            "AUDIOPROBE_DESCRIBER_MODEL": "", "AUDIOPROBE_TASK_RUNNER": "threads"}
+    command = [sys.executable, "-m", "audioprobe", "run", "--dataset-root", str(small_tree), "--tier", "notes",
+               "--model", "openai/sim-weak", "--model", "baseline/template", "--new"]
+    expected = 28 * 2
+
+    def run_dir():
+        found = sorted((data / "runs").glob("*/run.json"))
+        return found[-1].parent if found else None
+
+    try:
+        with open(tmp_path / "run.log", "w") as log:
+            done, (fault,), summary = faults.run_with_faults(
+                command, env, Path(__file__).resolve().parents[1], run_dir, expected, [faults.Fault("client", 0.5)],
+                prefect_server, base + "/stats", log, server_pid=lambda: None, restart_server=None)
+    finally:
+        server.shutdown()
+    why = f"{summary}; {fault.line()}\n{(tmp_path / 'run.log').read_text()[-3000:]}"
+    assert fault.at_s is not None and done.returncode == 0, why
+    assert 0 < len(fault.before) < expected and fault.after == expected, why
+    assert fault.lost == [] and fault.repeated == 0 and sim.snapshot()["repeated"] == 0, why
+    assert fault.running == 0, why  # the resumed client marked the killed one's flow runs Crashed
+    assert summary.startswith("2 starts, exits [-9, 0]"), why
+
+
+def test_runs_lists_twenty_runs_without_importing_prefect(tmp_path):
+    """`audioprobe runs` with 20 runs on disk: each listed with its record count, and prefect (1-5 s of
+    imports on this machine) left out of a command that only reads run directories and their locks."""
+    import os
+    import subprocess
+    import sys
+
+    from audioprobe.schema import RunManifest
+    from tests.bench.paper_bench import make_run_copies
+
+    run_dir = tmp_path / "runs" / "20261206-000000-abcdef"
+    (run_dir / "outcomes").mkdir(parents=True)
+    manifest = RunManifest(run_id=run_dir.name, created="2026-12-06T00:00:00+00:00", config_hash="abcdef0123",
+                           models=["baseline/template"], tiers=["notes"], methods={"notes": ["paper"]})
+    (run_dir / "run.json").write_text(manifest.model_dump_json())
+    for i in range(156):
+        (run_dir / "outcomes" / f"baseline-template__paper__n{i}__0.json").write_text("{}")
+    (run_dir / "outcomes" / "baseline-template__paper__n0__0__r1.json").write_text("{}")  # a repair round
+    assert make_run_copies(run_dir, 19) == 19
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
+        "AUDIOPROBE_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "audioprobe", "runs"], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    listed = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len({r["run_id"] for r in listed}) == 20
+    assert all(r["outcomes"] == 156 and r["status"] == "incomplete" for r in listed)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
+    assert "prefect" not in imported, "audioprobe runs imports prefect"

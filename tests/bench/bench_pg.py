@@ -35,16 +35,18 @@ def size_mb() -> float:
     return asyncio.run(_sql(f"SELECT pg_database_size('{DB}')")) / 2**20
 
 
-def start(port: int, home: Path) -> tuple[subprocess.Popen, str]:
-    """A fresh database and a Prefect server on it at 127.0.0.1:port; (process, api_url) once healthy."""
-    asyncio.run(_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-    asyncio.run(_sql(f"CREATE DATABASE {DB}"))
+def start(port: int, home: Path, fresh: bool = True) -> tuple[subprocess.Popen, str]:
+    """A Prefect server at 127.0.0.1:port on a fresh database (or, not `fresh`, on the one there, as a
+    restarted server); (process, api_url) once healthy."""
+    if fresh:
+        asyncio.run(_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        asyncio.run(_sql(f"CREATE DATABASE {DB}"))
     home.mkdir(parents=True, exist_ok=True)
     env = server_environment({k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")})
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
                PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://{PG}/{DB}")
     prefect = Path(sys.executable).with_name("prefect")
-    with open(home / "server.log", "wb") as log:
+    with open(home / "server.log", "wb" if fresh else "ab") as log:
         proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"

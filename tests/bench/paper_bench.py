@@ -100,7 +100,7 @@ def stage_line(outcomes: list[dict], wall_min: float) -> str:
     gens = [o["generation"]["latency_s"] for o in outcomes if (o.get("generation") or {}).get("latency_s")]
     execs = [o["execution"]["wall_s"] for o in outcomes if o.get("execution")]
     parts = [f"{s} {n} ({n / wall_min:.0f}/min)" for s, n in reached.items()]
-    mean = lambda xs: f"{statistics.mean(xs):.2f} s" if xs else "n/a"  # noqa: E731
+    mean = lambda xs: f"{statistics.mean(xs):.2f} s" if xs else "n/a"
     return (f"stages: items that reached each stage per minute of the run: {', '.join(parts)}; mean per item: "
             f"model answer {mean(gens)}, sandbox {mean(execs)}")
 
@@ -142,6 +142,89 @@ def report_line(env: dict, run_id: str) -> str:
     return f"report: built in {built:.1f} s, {size:.1f} MB (the run's report folder), {loads}"
 
 
+def run_faults(args, command, env, expected, port, api_base, pg, log, sampler):
+    """The run under faults.run_with_faults: a Dask worker (with --runner dask), the server, the client."""
+    from tests.bench import faults
+
+    kinds = [("worker", 0.3)] if args.runner == "dask" else []
+    kinds += [("server", 0.5), ("client", 0.7)]
+
+    def restart() -> None:
+        pg[0] = bench_pg.start(int(port), args.data_dir / "prefect-pg", fresh=False)[0]
+
+    def run_dir():
+        found = sorted((args.data_dir / "runs").glob("*/run.json"))
+        return found[-1].parent if found else None
+
+    def on_start(pid: int) -> None:
+        sampler.root_pid = pid
+
+    return faults.run_with_faults(
+        command, env, ROOT, run_dir, expected, [faults.Fault(k, share) for k, share in kinds],
+        f"http://127.0.0.1:{port}/api", api_base.removesuffix("/v1") + "/stats", log,
+        server_pid=lambda: pg[0].pid if pg else None, restart_server=restart if pg else None, on_start=on_start)
+
+
+def runs_line(env: dict, run_dir: Path, copies: int = 20) -> str:
+    """`audioprobe runs` with `copies` runs on disk: this run and copies of it under new run ids."""
+    t0 = time.monotonic()
+    made = make_run_copies(run_dir, copies - 1)
+    made_s = time.monotonic() - t0
+    times = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "audioprobe", "runs"], env=env, cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        times.append(time.monotonic() - t0)
+    listed = len(out.strip().splitlines())
+    return (f"runs command: {min(times):.1f} s with {listed} runs in the data dir (best of 3: "
+            f"{', '.join(f'{t:.1f}' for t in times)} s; {made} copies of this run made in {made_s:.1f} s; "
+            f"load {os.getloadavg()[0]:.1f})")
+
+
+def make_run_copies(run_dir: Path, n: int) -> int:
+    """`n` copies of a run directory under new run ids (hard links; run.json rewritten with its new id
+    and a later `created`): what `audioprobe runs` reads of each run is what a real run of that size has."""
+    manifest = json.loads((run_dir / "run.json").read_text())
+    for i in range(n):
+        run_id = f"{manifest['run_id']}-copy{i:02d}"
+        target = run_dir.parent / run_id
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(run_dir, target, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
+        (target / "run.json").unlink()
+        copy = manifest | {"run_id": run_id, "created": f"{manifest['created']}.{i:02d}"}
+        (target / "run.json").write_text(json.dumps(copy, indent=2))
+    return n
+
+
+def artifact_line(api_url: str, run_dir: Path, n: int = 1500) -> str:
+    """The UI's per-tier table at the paper's notes size (flows/tiers.publish: one table artifact per tier
+    x model x method, a row per record): `n` of this run's notes rows (repeated to n) in one create call,
+    as create_table_artifact sends it (the table as a JSON string), timed against the bench's server."""
+    from uuid import uuid4
+
+    from audioprobe.schema import ItemOutcome
+
+    keep = ("item_id", "label", "sample", "round", "status", "failure_detail")  # flows/tiers.outcome_row's
+    rows = [{k: v for k, v in o.row.items() if k in keep or k.endswith(("_correct", "_score"))}
+            for p in sorted((run_dir / "outcomes").glob("*.json"))
+            if (o := ItemOutcome.model_validate_json(p.read_text())).item.tier == "notes"]
+    if not rows:
+        return "table artifact: not measured: no notes records in this run"
+    table = json.dumps([rows[i % len(rows)] | {"item_id": f"{rows[i % len(rows)]['item_id']}-{i}"}
+                        for i in range(n)], default=str)
+    body = {"key": f"bench-table-{uuid4().hex[:8]}", "type": "table", "data": table, "description": "paper bench"}
+    t0 = time.monotonic()
+    made = get_json(api_url + "/artifacts/", body, timeout=120)
+    create_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    get_json(api_url + f"/artifacts/{made['id']}", None, timeout=120)
+    read_s = time.monotonic() - t0
+    return (f"table artifact: {n} notes rows, {len(table) / 2**10:.0f} KiB, created in {create_s * 1000:.0f} ms, "
+            f"read back in {read_s * 1000:.0f} ms (the paper's size: 12 such tables of 1,500 notes or fewer "
+            f"per run; load {os.getloadavg()[0]:.1f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fraction", type=float, default=1.0, help="a stratified fraction of the benchmark")
@@ -152,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("AUDIOPROBE_DATA_DIR", "/tmp/bench-paper-data")))
     ap.add_argument("--keep", action="store_true", help="keep the data dir (runs, responses, Prefect database)")
+    ap.add_argument("--faults", action="store_true",
+                    help="SIGKILL a Dask worker (with --runner dask), the Prefect server and the client at 30 / "
+                         "50 / 70 %% of the records, resuming after each (tests/bench/faults.py)")
     args = ap.parse_args(argv)
     t_all = time.monotonic()
     info = paper_dataset.build(fraction=args.fraction)
@@ -173,15 +259,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.database == "postgres":
             pg, url = bench_pg.start(int(port), args.data_dir / "prefect-pg")
+            pg = [pg]  # the server a fault kills is replaced by a restarted one
             env["AUDIOPROBE_PREFECT_API_URL"] = url
         expected = expected_items(dataset)
         load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())  # the machine is shared: figures move with it
         t0 = time.monotonic()
         log = open(args.data_dir.parent / f"{args.data_dir.name}.run.log", "w")
-        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
-        sampler = RssSampler(proc.pid, (f"--port {port}", "tests.bench.sim_llm"))
+        sampler = RssSampler(os.getpid(), (f"--port {port}", "tests.bench.sim_llm"))
         sampler.start()
-        out, _ = proc.communicate()
+        if args.faults:
+            proc, faults, fault_summary = run_faults(args, command, env, expected, port, api_base, pg, log, sampler)
+            out = proc.stdout
+        else:
+            proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+            sampler.root_pid = proc.pid
+            out, _ = proc.communicate()
         wall = time.monotonic() - t0
         sampler.stop.set()
         if proc.returncode not in (0, 3):
@@ -202,19 +294,20 @@ def main(argv: list[str] | None = None) -> int:
         api_url = f"http://127.0.0.1:{port}/api"
         print(prefect_line(api_url, args.data_dir / "prefect", pg is not None))
         print(report_line(env, result["run_id"]))
-        t0 = time.monotonic()
-        subprocess.run([sys.executable, "-m", "audioprobe", "runs"], env=env, cwd=ROOT, check=True, capture_output=True)
-        print(f"runs command: {time.monotonic() - t0:.1f} s (1 run in the data dir; the target's 20 runs: not "
-              f"measured)")
+        print(runs_line(env, Path(result["run_dir"])))
         print(f"lost records: {expected - n}, repeated requests: {stats['repeated']} (expected {expected} "
               f"records; model requests {stats['requests']}, 429s {stats['rate_limited']}, asked again before "
               f"Retry-After {stats['early_retries']}; answers {json.dumps({m: s['kinds'] for m, s in stats['models'].items()})})")
-        print("faults (kill a Dask worker, the Prefect server, the client): not measured: not built yet")
+        if args.faults:
+            print(f"faults: {fault_summary}; " + "; ".join(f.line() for f in faults))
+        else:
+            print("faults (kill a Dask worker, the Prefect server, the client): not measured: run with --faults")
+        print(artifact_line(api_url, Path(result["run_dir"])))
         print(f"bench total: {(time.monotonic() - t_all) / 60:.1f} min")
     finally:
         sim.terminate()
         if pg is not None:
-            bench_pg.stop(pg, drop=not args.keep)
+            bench_pg.stop(pg[0], drop=not args.keep)
         subprocess.run([sys.executable, "-m", "audioprobe", "server", "stop"], env=env, cwd=ROOT, check=False,
                        capture_output=True, timeout=120)
         if not args.keep:
