@@ -8,7 +8,6 @@ On a terminal a tqdm bar with per-stage counts; elsewhere (a log, CI) a plain li
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -55,12 +54,13 @@ class RunCounts:
         return per_model * len(manifest.models) * manifest.samples
 
     def _read(self, path) -> _Seen | None:
+        from audioprobe import stored
         from audioprobe.schema import ItemOutcome
         from tasks.records import outcome_key
         from tasks.repair import repair_reason, rounds_for
 
         try:
-            o = ItemOutcome.model_validate(json.loads(path.read_text()))
+            o = stored.load(ItemOutcome, path.read_text())
         except (OSError, ValueError):
             return None  # being replaced: read it at the next look
         finished = o.failure is not None or o.stage_reached == "done"
