@@ -59,5 +59,55 @@ def espeak(word: str, path: Path, voice: str = "en-us", speed: int = 140) -> Pat
     if exe is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(path), word], check=True, capture_output=True)
+    subprocess.run(
+        [exe, "-v", voice, "-s", str(speed), "-w", str(path), word], check=True, capture_output=True
+    )
     return path
+
+
+def tiny_clap_checkpoint(d: Path) -> Path:
+    """A randomly initialised CLAP saved in the real transformers format (ClapModel + ClapProcessor): the
+    loading and judging code runs as on the LAION weights, in a second."""
+    import json
+
+    from tasks.judges import compat
+
+    ClapModel, ClapProcessor = compat.import_transformers_clap()
+    from transformers import ClapConfig, ClapFeatureExtractor, RobertaTokenizer
+
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
+    for c in [chr(i) for i in range(33, 127)] + ["Ġ"]:
+        vocab.setdefault(c, len(vocab))
+    (d / "vocab.json").write_text(json.dumps(vocab))
+    (d / "merges.txt").write_text("#version: 0.2\n")
+    tok = RobertaTokenizer(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    cfg = ClapConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 37,
+            "max_position_embeddings": 80,
+            "projection_dim": 16,
+        },
+        audio_config={
+            "patch_embeds_hidden_size": 8,
+            "depths": [1, 1, 1, 1],
+            "num_attention_heads": [1, 1, 1, 1],
+            "hidden_size": 64,
+            "projection_dim": 16,
+            "enable_fusion": False,
+        },
+        projection_dim=16,
+        logit_scale_init_value=20.0,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    folder = d / "clap-tiny"
+    ClapModel(cfg).save_pretrained(folder)
+    ClapProcessor(
+        feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tok
+    ).save_pretrained(folder)
+    return folder

@@ -16,7 +16,7 @@ import pytest
 
 from tasks.judges import audio, choices, distance, frechet, gate
 from tasks.judges.cache import JudgementCache
-from tests.judges_audio import SR, SYNTH_CLASSES, espeak, synth_class, tone, write
+from tests.judges_audio import SR, SYNTH_CLASSES, espeak, synth_class, tiny_clap_checkpoint, tone, write
 
 pytestmark = pytest.mark.judges
 ROOT = Path(__file__).resolve().parent.parent
@@ -395,32 +395,7 @@ def test_vggish_checkpoint_errors_are_clear(vggish_ckpt, tmp_path):
 
 @pytest.fixture(scope="module")
 def clap_folder(tmp_path_factory):
-    from tasks.judges import compat
-
-    ClapModel, ClapProcessor = compat.import_transformers_clap()
-    from transformers import ClapConfig, ClapFeatureExtractor, RobertaTokenizer
-
-    d = tmp_path_factory.mktemp("clap")
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
-    for c in [chr(i) for i in range(33, 127)] + ["Ġ"]:
-        vocab.setdefault(c, len(vocab))
-    (d / "vocab.json").write_text(json.dumps(vocab))
-    (d / "merges.txt").write_text("#version: 0.2\n")
-    tok = RobertaTokenizer(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
-    cfg = ClapConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "intermediate_size": 37, "max_position_embeddings": 80, "projection_dim": 16},
-        audio_config={"patch_embeds_hidden_size": 8, "depths": [1, 1, 1, 1], "num_attention_heads": [1, 1, 1, 1],
-                      "hidden_size": 64, "projection_dim": 16, "enable_fusion": False},
-        projection_dim=16, logit_scale_init_value=20.0,
-    )
-    import torch
-
-    torch.manual_seed(0)
-    folder = d / "clap-tiny"
-    ClapModel(cfg).save_pretrained(folder)
-    ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tok).save_pretrained(folder)
-    return folder
+    return tiny_clap_checkpoint(tmp_path_factory.mktemp("clap"))
 
 
 def test_clap_loads_a_saved_checkpoint_and_judges(clap_folder, tmp_path):

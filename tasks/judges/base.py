@@ -51,6 +51,8 @@ class ClipJudge:
 
     def judge(self, clips: Sequence[Path], items: Sequence[ProbeItem]) -> list[Judgement]:
         check_batch(clips, items, self.name)
+        for item in items:  # a target the judge cannot judge is the caller's mistake: refused before any work
+            self.params(item)
         out = []
         for clip, item in zip(clips, items):
             try:
@@ -89,7 +91,7 @@ class ClipJudge:
         """A copy with other options (seed, exclude_self, ...), sharing the loaded model or bank."""
         twin = copy.copy(self)
         for key, value in options.items():
-            if not hasattr(twin, key):
+            if key not in vars(twin) and not hasattr(type(twin), key):  # a property is not read
                 raise AttributeError(f"{type(self).__name__} has no option {key!r}")
             setattr(twin, key, value)
         return twin

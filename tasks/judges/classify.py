@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audioprobe.schema import Judgement
+from audioprobe.schema import Judgement, ProbeItem
 from tasks.judges import audio
+from tasks.judges.base import ClipJudge, cached, target_item
 from tasks.judges.cache import JudgementCache
 from tasks.judges.clap import DISTRACTORS, five_way
 from tasks.judges.embeddings import Embedding, LogMelStats, embed_files
@@ -26,11 +27,21 @@ JUDGE = "classify/offline-audio-knn"
 TEMPERATURE = 0.1
 
 
-class OfflineClassifier:
-    def __init__(self, bank: Mapping[str, Sequence[str | Path]], embedding: Embedding | None = None,
-                 cache_dir: Path | None = None) -> None:
+class OfflineClassifier(ClipJudge):
+    """The asked label (item.label) among 4 seeded distractors, by the nearest reference of each label.
+    `exclude_self`: a clip that is itself a reference is not compared with itself (leave-one-out)."""
+
+    def __init__(
+        self,
+        bank: Mapping[str, Sequence[str | Path]],
+        embedding: Embedding | None = None,
+        cache_dir: Path | None = None,
+        seed: int = 0,
+        exclude_self: bool = False,
+    ) -> None:
         self.embedding = embedding or LogMelStats()
         self.cache_dir = cache_dir
+        self.seed, self.exclude_self = seed, exclude_self
         self.labels: list[str] = []
         paths: list[Path] = []
         for label, clips in sorted(bank.items()):
@@ -44,8 +55,12 @@ class OfflineClassifier:
         self.mu, self.sd = raw.mean(axis=0), raw.std(axis=0) + 1e-6
         self.refs = self._normalise(raw)
         self.name = JUDGE
-        bank_id = hashlib.sha256("|".join(f"{l}:{s}" for l, s in zip(self.labels, self.shas)).encode()).hexdigest()
-        self.version = f"offline-knn-v1+{self.embedding.version}+{audio.PREPROCESS_VERSION}+bank-{bank_id[:12]}"
+        bank_id = hashlib.sha256(
+            "|".join(f"{l}:{s}" for l, s in zip(self.labels, self.shas)).encode()
+        ).hexdigest()
+        self.version = (
+            f"offline-knn-v1+{self.embedding.version}+{audio.PREPROCESS_VERSION}+bank-{bank_id[:12]}"
+        )
 
     def _normalise(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mu) / self.sd
@@ -63,22 +78,33 @@ class OfflineClassifier:
             out[label] = max(out.get(label, -np.inf), float(s) / TEMPERATURE)
         return out
 
-    def judge_file(self, path: str | Path, target: str, *, seed: int = 0, exclude_self: bool = False,
-                   cache: JudgementCache | None = None) -> Judgement:
-        cache = cache or JudgementCache()
-        if target not in set(self.labels):
-            raise ValueError(f"target {target!r} has no reference clips in the bank")
-        sha = audio.sha256_file(path)
-        params = {"target": target, "seed": seed, "exclude_self": exclude_self, "distractors": DISTRACTORS}
+    def params(self, item: ProbeItem) -> dict:
+        if item.label not in set(self.labels):
+            raise ValueError(f"target {item.label!r} has no reference clips in the bank")
+        return {
+            "target": item.label,
+            "seed": self.seed,
+            "exclude_self": self.exclude_self,
+            "distractors": DISTRACTORS,
+        }
 
-        def compute() -> Judgement:
-            scores = self.scores_for(path, exclude_self=exclude_self)
-            if target not in scores:
-                return Judgement(judge=JUDGE, judge_version=self.version, audio_sha256=sha, params=params,
-                                 error=f"{target!r}: its only reference is this clip")
-            v = five_way(scores, target, seed)
-            v["judge"] = JUDGE
-            return Judgement(judge=JUDGE, judge_version=self.version, audio_sha256=sha, params=params,
-                             correct=v["correct"], score=v["confidence"], values=v)
+    def judge_clip(self, clip: Path, item: ProbeItem) -> Judgement:
+        scores = self.scores_for(clip, exclude_self=self.exclude_self)
+        if item.label not in scores:
+            return self.verdict(clip, item, error=f"{item.label!r}: its only reference is this clip")
+        v = five_way(scores, item.label, self.seed)
+        v["judge"] = JUDGE
+        return self.verdict(clip, item, correct=v["correct"], score=v["confidence"], values=v)
 
-        return cache.get_or_compute(sha, JUDGE, self.version, params, compute)
+    def judge_file(
+        self,
+        path: str | Path,
+        target: str,
+        *,
+        seed: int = 0,
+        exclude_self: bool = False,
+        cache: JudgementCache | None = None,
+    ) -> Judgement:
+        """Shim for callers not yet on the protocol (judges/cli.py, controls.py, validate.py, the benches)."""
+        judge = cached(self.configured(seed=seed, exclude_self=exclude_self), cache)
+        return judge.judge([Path(path)], [target_item("environmental", target)])[0]

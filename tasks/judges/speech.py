@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audioprobe.schema import Judgement
+from audioprobe.schema import Judgement, ProbeItem
 from tasks.judges import audio, choices
+from tasks.judges.base import ClipJudge, cached, target_item
 from tasks.judges.cache import JudgementCache
 from tasks.judges.gate import SILENCE_PEAK
 from tasks.probesets.speech_commands import WORDS
@@ -23,7 +24,9 @@ SAMPLE_RATE = 16000
 PAD_S = 0.25  # silence either side: the model expects a lead-in before speech
 SPEECH_VERSION = f"speech-v1+{audio.PREPROCESS_VERSION}+pocketsphinx-5.1.1-en-us"
 JUDGE = "speech/pocketsphinx"
-SPEECH_COMMANDS_WORDS = WORDS  # the 35 words the paper's speech tier draws from (order is irrelevant: draws sort)
+SPEECH_COMMANDS_WORDS = (
+    WORDS  # the 35 words the paper's speech tier draws from (order is irrelevant: draws sort)
+)
 
 _lock = threading.Lock()  # one Decoder, not thread-safe
 _decoder = None
@@ -77,23 +80,41 @@ def recognise(wave16k: np.ndarray, options: list[str]) -> dict:
     return {"chosen": chosen, "text": text}
 
 
-def judge_file(path: str | Path, word: str, *, seed: int = 0, vocabulary: tuple[str, ...] = SPEECH_COMMANDS_WORDS,
-               cache: JudgementCache | None = None) -> Judgement:
-    cache = cache or JudgementCache()
-    sha = audio.sha256_file(path)
-    word = word.lower()
-    opts = choices.draw(word, vocabulary if word in vocabulary else (*vocabulary, word), seed=seed)
-    params = {"word": word, "seed": seed, "choices": opts}
+class SpeechJudge(ClipJudge):
+    """The asked word (item.label) among 4 distractors drawn from `vocabulary` with `seed`."""
 
-    def compute() -> Judgement:
-        wave = audio.prepare(path, SAMPLE_RATE, loudness="keep", max_seconds=30.0)
+    name, version = JUDGE, SPEECH_VERSION
+
+    def __init__(self, seed: int = 0, vocabulary: tuple[str, ...] = SPEECH_COMMANDS_WORDS) -> None:
+        self.seed, self.vocabulary = seed, tuple(vocabulary)
+
+    def params(self, item: ProbeItem) -> dict:
+        word = item.label.lower()
+        words = self.vocabulary if word in self.vocabulary else (*self.vocabulary, word)
+        return {"word": word, "seed": self.seed, "choices": choices.draw(word, words, seed=self.seed)}
+
+    def judge_clip(self, clip: Path, item: ProbeItem) -> Judgement:
+        asked = self.params(item)
+        word, opts = asked["word"], asked["choices"]
+        wave = audio.prepare(clip, SAMPLE_RATE, loudness="keep", max_seconds=30.0)
         values = {"choices": opts, "chosen": None, "correct": False, "text": ""}
         if wave.size == 0 or float(np.max(np.abs(wave))) < SILENCE_PEAK:
-            return Judgement(judge=JUDGE, judge_version=SPEECH_VERSION, audio_sha256=sha, params=params,
-                             correct=False, values=values, error="silent: not decoded")
+            return self.verdict(clip, item, correct=False, values=values, error="silent: not decoded")
         values.update(recognise(audio.apply_loudness(wave, "peak"), opts))
         values["correct"] = values["chosen"] == word
-        return Judgement(judge=JUDGE, judge_version=SPEECH_VERSION, audio_sha256=sha, params=params,
-                         correct=values["correct"], score=float(values["correct"]), values=values)
+        return self.verdict(
+            clip, item, correct=values["correct"], score=float(values["correct"]), values=values
+        )
 
-    return cache.get_or_compute(sha, JUDGE, SPEECH_VERSION, params, compute)
+
+def judge_file(
+    path: str | Path,
+    word: str,
+    *,
+    seed: int = 0,
+    vocabulary: tuple[str, ...] = SPEECH_COMMANDS_WORDS,
+    cache: JudgementCache | None = None,
+) -> Judgement:
+    """Shim for callers not yet on the protocol (tasks/judges/cli.py, validate.py, the benches)."""
+    judge = cached(SpeechJudge(seed, vocabulary), cache)
+    return judge.judge([Path(path)], [target_item("speech", word)])[0]
