@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audioprobe.schema import ProbeItem
+
 SR = 16000
 
 
@@ -111,3 +113,13 @@ def tiny_clap_checkpoint(d: Path) -> Path:
         feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tok
     ).save_pretrained(folder)
     return folder
+
+
+def note_item(midi: int, label: str = "keyboard_synthetic") -> ProbeItem:
+    """A notes item asking for `midi`: what the pitch judge reads of it."""
+    return ProbeItem(id=f"note-{midi}", tier="notes", label=label, dataset="test", pitch=midi)
+
+
+def label_item(label: str, tier: str = "environmental") -> ProbeItem:
+    """An environmental or speech item asking for `label`."""
+    return ProbeItem(id=f"{tier}-{label}", tier=tier, label=label, dataset="test")

@@ -15,8 +15,19 @@ import numpy as np
 import pytest
 
 from tasks.judges import audio, choices, distance, frechet, gate
+from tasks.judges.base import cached
 from tasks.judges.cache import JudgementCache
-from tests.judges_audio import SR, SYNTH_CLASSES, espeak, synth_class, tiny_clap_checkpoint, tone, write
+from tests.judges_audio import (
+    SR,
+    SYNTH_CLASSES,
+    espeak,
+    label_item,
+    note_item,
+    synth_class,
+    tiny_clap_checkpoint,
+    tone,
+    write,
+)
 
 pytestmark = pytest.mark.judges
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +53,9 @@ def test_frechet_matches_closed_form(d):
     rng = np.random.default_rng(d)
     mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
     s1, s2 = random_spd(d, rng), random_spd(d, rng)
-    assert frechet.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(closed_form(mu1, s1, mu2, s2), rel=1e-6, abs=1e-8)
+    assert frechet.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
+        closed_form(mu1, s1, mu2, s2), rel=1e-6, abs=1e-8
+    )
 
 
 def test_frechet_diagonal_gaussians_exact():
@@ -147,7 +160,11 @@ def test_same_n_baseline_and_matched_subsets():
     rng = np.random.default_rng(1)
     ref = [rng.standard_normal((2, 3)) for _ in range(50)]
     drawn = distance.same_n_baseline("fad", ref, 10, 30)
-    assert (drawn.n_gen, drawn.n_ref, drawn.method) == (10, 30, "drawn") and 0 < drawn.low < drawn.value < drawn.high
+    assert (drawn.n_gen, drawn.n_ref, drawn.method) == (
+        10,
+        30,
+        "drawn",
+    ) and 0 < drawn.low < drawn.value < drawn.high
     far = distance.same_n_baseline("fad", ref, 40, 50)  # pool too small: extrapolated, never drawn at 25/25
     assert (far.n_gen, far.n_ref, far.method) == (40, 50, "extrapolated") and "1/N form" in far.note
     sub = distance.matched(ref, 7, seed=3)
@@ -189,8 +206,15 @@ def test_choices_are_seeded_and_expected_accuracy_exact():
     assert a == choices.draw("c3", vocab, seed=7) and "c3" in a and len(set(a)) == 5
     assert any(choices.draw("c3", vocab, seed=s) != a for s in range(5))
     scores = {f"c{i}": float(i) for i in range(8)}  # c5 has 2 labels above it
-    brute = [all(scores["c5"] > scores[d] for d in ds) for ds in itertools.combinations([v for v in vocab if v != "c5"], 4)]
-    assert choices.expected_accuracy(scores, "c5") == pytest.approx(np.mean(brute)) == pytest.approx(comb(5, 4) / comb(7, 4))
+    brute = [
+        all(scores["c5"] > scores[d] for d in ds)
+        for ds in itertools.combinations([v for v in vocab if v != "c5"], 4)
+    ]
+    assert (
+        choices.expected_accuracy(scores, "c5")
+        == pytest.approx(np.mean(brute))
+        == pytest.approx(comb(5, 4) / comb(7, 4))
+    )
     assert choices.expected_accuracy(scores, "c7") == 1.0 and choices.expected_accuracy(scores, "c0") == 0.0
     assert choices.rank(scores, "c7") == 1
 
@@ -235,23 +259,26 @@ def test_gate_accepts_a_good_file(wavs):
     assert g.ok and g.problems == [] and g.sample_rate == SR and g.duration_s == 1.0 and g.sha256
 
 
-@pytest.mark.parametrize("kind,asked,problem,fatal", [
-    ("missing", {}, "missing", True),
-    ("unreadable", {}, "unreadable", True),
-    ("empty", {}, "empty", True),
-    ("silent", {}, "silent", True),
-    ("nan", {}, "nan", True),
-    ("inf", {}, "inf", True),
-    ("tiny", {}, "absurd_length", True),
-    ("absurd", {"seconds": 1.0}, "absurd_length", True),
-    ("lowrate", {}, "absurd_sample_rate", True),
-    ("clipping", {}, "clipping", False),
-    ("over", {}, "clipping", False),
-    ("dc", {}, "dc_offset", False),
-    ("rate", {"sr": SR}, "sample_rate", False),
-    ("stereo", {"channels": 1}, "channels", False),
-    ("long", {"seconds": 1.0}, "duration", False),
-])
+@pytest.mark.parametrize(
+    "kind,asked,problem,fatal",
+    [
+        ("missing", {}, "missing", True),
+        ("unreadable", {}, "unreadable", True),
+        ("empty", {}, "empty", True),
+        ("silent", {}, "silent", True),
+        ("nan", {}, "nan", True),
+        ("inf", {}, "inf", True),
+        ("tiny", {}, "absurd_length", True),
+        ("absurd", {"seconds": 1.0}, "absurd_length", True),
+        ("lowrate", {}, "absurd_sample_rate", True),
+        ("clipping", {}, "clipping", False),
+        ("over", {}, "clipping", False),
+        ("dc", {}, "dc_offset", False),
+        ("rate", {"sr": SR}, "sample_rate", False),
+        ("stereo", {"channels": 1}, "channels", False),
+        ("long", {"seconds": 1.0}, "duration", False),
+    ],
+)
 def test_gate_names_every_malformed_kind(wavs, kind, asked, problem, fatal):
     g = gate.check(wavs[kind], **asked)
     assert problem in gate.problem_names(g.problems), g.problems
@@ -303,7 +330,9 @@ def test_pitch_on_tones_across_the_range(tmp_path, midi, harmonics):
 
     hz = pitch.midi_to_hz(midi)
     path = write(tmp_path / f"{midi}.wav", tone(hz, 1.0, harmonics=harmonics))
-    j = pitch.judge_file(path, midi, model="tiny", cache=JudgementCache(tmp_path / "c"))
+    j = cached(pitch.PitchJudge(model="tiny"), JudgementCache(tmp_path / "c")).judge(
+        [path], [note_item(midi)]
+    )[0]
     assert j.values["measurable"] and abs(j.values["cents_error"]) < 35, j.values
     assert j.correct and not j.values["octave_error"]
 
@@ -311,17 +340,17 @@ def test_pitch_on_tones_across_the_range(tmp_path, midi, harmonics):
 def test_pitch_octave_error_unmeasurable_silence_and_determinism(tmp_path):
     from tasks.judges import pitch
 
-    cache = JudgementCache(tmp_path / "c")
+    judge = cached(pitch.PitchJudge(model="tiny"), JudgementCache(tmp_path / "c"))
     path = write(tmp_path / "c5.wav", tone(pitch.midi_to_hz(72), 1.0))
-    j = pitch.judge_file(path, 60, model="tiny", cache=cache)
+    j = judge.judge([path], [note_item(60)])[0]
     assert j.values["octave_error"] and j.values["octaves"] == 1 and not j.correct
     again = pitch.measure(audio.prepare(path, 16000, loudness="peak"), 60, model="tiny")
     assert again["f0_hz"] == j.values["f0_hz"]  # no dither, no random decoder
-    assert pitch.judge_file(path, 60, model="tiny", cache=cache).cached
-    high = pitch.judge_file(path, 100, model="tiny", cache=cache)
+    assert judge.judge([path], [note_item(60)])[0].cached
+    high = judge.judge([path], [note_item(100)])[0]
     assert high.values["measurable"] is False and high.correct is None
     silent = write(tmp_path / "silent.wav", np.zeros(SR, np.float32))
-    s = pitch.judge_file(silent, 60, model="tiny", cache=cache)
+    s = judge.judge([silent], [note_item(60)])[0]
     assert s.values["f0_hz"] is None and s.values["reason"] and s.correct is False and s.error is None
 
 
@@ -359,7 +388,9 @@ def test_vggish_loads_and_embeds_without_final_relu(vggish_ckpt, tmp_path):
     assert ex.shape == (4, 96, 64)
     assert vggish.examples(tone(1000, 0.3)).shape == (1, 96, 64)  # padded to one example
     band = np.argmax(ex[1].mean(axis=0))
-    centres = 700 * (np.exp(np.linspace(vggish._hz_to_mel(125), vggish._hz_to_mel(7500), 66)[1:-1] / 1127) - 1)
+    centres = 700 * (
+        np.exp(np.linspace(vggish._hz_to_mel(125), vggish._hz_to_mel(7500), 66)[1:-1] / 1127) - 1
+    )
     assert abs(centres[band] - 1000) < 80  # the 1 kHz tone lands in the 1 kHz band
     emb = VGGishEmbedding(vggish_ckpt)
     files = [write(tmp_path / f"{i}.wav", tone(200 * (i + 1), 2.0)) for i in range(3)]
@@ -382,7 +413,9 @@ def test_vggish_checkpoint_errors_are_clear(vggish_ckpt, tmp_path):
     state["features.0.weight"] = torch.zeros(32, 1, 3, 3)
     bad = tmp_path / "bad.pth"
     torch.save(state, bad)
-    with pytest.raises(vggish.CheckpointError, match="missing .*embeddings.4.bias.*wrong shapes .*features.0.weight"):
+    with pytest.raises(
+        vggish.CheckpointError, match="missing .*embeddings.4.bias.*wrong shapes .*features.0.weight"
+    ):
         vggish.load_model(bad)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
@@ -401,17 +434,17 @@ def clap_folder(tmp_path_factory):
 def test_clap_loads_a_saved_checkpoint_and_judges(clap_folder, tmp_path):
     from tasks.judges import clap
 
-    judge = clap.ClapJudge(clap_folder)
+    vocab = {f"label{i}": f"thing number {i}" for i in range(10)}
+    judge = clap.ClapJudge(clap_folder, vocabulary=vocab, seed=1)
     assert judge.logit_scale == pytest.approx(20.0, rel=1e-5)  # read from the checkpoint, not assumed
     assert judge.name == "classify/clap-clap-tiny"
-    vocab = {f"label{i}": f"thing number {i}" for i in range(10)}
     wav = write(tmp_path / "a.wav", tone(440, 2.0, sr=44100), sr=44100)
     cache = JudgementCache(tmp_path / "c")
-    j = clap.judge_file(wav, "label3", vocab, judge, seed=1, cache=cache)
+    j = cached(judge, cache).judge([wav], [label_item("label3")])[0]
     v = j.values
     assert len(v["choices"]) == 5 and "label3" in v["choices"] and v["chosen"] in v["choices"]
     assert 0.2 <= v["confidence"] <= 1.0 and 0.0 <= v["expected_accuracy"] <= 1.0 and v["n_labels"] == 10
-    assert clap.judge_file(wav, "label3", vocab, judge, seed=1, cache=cache).cached
+    assert cached(judge, cache).judge([wav], [label_item("label3")])[0].cached
     assert judge.audio_embeddings([audio.prepare(wav, 48000)]).shape == (1, 16)
 
 
@@ -434,37 +467,44 @@ def test_clap_checkpoint_errors_are_clear(tmp_path):
 def test_offline_classifier_recognises_distinct_sounds(tmp_path):
     from tasks.judges.classify import JUDGE, OfflineClassifier
 
-    bank = {k: [write(tmp_path / "refs" / k / f"{i}.wav", synth_class(k, i)) for i in range(3)] for k in SYNTH_CLASSES}
-    clf = OfflineClassifier(bank, cache_dir=tmp_path / "emb")
+    bank = {
+        k: [write(tmp_path / "refs" / k / f"{i}.wav", synth_class(k, i)) for i in range(3)]
+        for k in SYNTH_CLASSES
+    }
+    clf = OfflineClassifier(bank, cache_dir=tmp_path / "emb", seed=0)
     cache = JudgementCache(tmp_path / "c")
     right = 0
     for k in SYNTH_CLASSES:
         new = write(tmp_path / "gen" / f"{k}.wav", synth_class(k, 99))
-        j = clf.judge_file(new, k, seed=0, cache=cache)
+        j = cached(clf, cache).judge([new], [label_item(k)])[0]
         assert j.judge == JUDGE and j.values["judge"] == JUDGE and len(j.values["choices"]) == 5
         right += bool(j.correct)
     assert right >= 5
-    loo = clf.judge_file(bank["whistle"][0], "whistle", exclude_self=True, cache=cache)
+    loo = cached(clf.configured(exclude_self=True), cache).judge(
+        [bank["whistle"][0]], [label_item("whistle")]
+    )[0]
     assert loo.values["rank"] >= 1 and loo.correct  # its two siblings are still in the bank
 
 
 # --------------------------------------------------------------------------- speech
 
 
-@pytest.mark.skipif(espeak("x", Path("/tmp/.audioprobe-espeak-probe.wav")) is None, reason="espeak-ng not installed")
+@pytest.mark.skipif(
+    espeak("x", Path("/tmp/.audioprobe-espeak-probe.wav")) is None, reason="espeak-ng not installed"
+)
 def test_speech_on_real_speech_and_silence(tmp_path):
     from tasks.judges import speech
 
-    cache = JudgementCache(tmp_path / "c")
+    judge = cached(speech.SpeechJudge(), JudgementCache(tmp_path / "c"))
     words = ["yes", "no", "up", "left", "right", "three", "four", "house", "bird", "marvin"]
     right = 0
     for w in words:
-        j = speech.judge_file(espeak(w, tmp_path / f"{w}.wav"), w, cache=cache)
+        j = judge.judge([espeak(w, tmp_path / f"{w}.wav")], [label_item(w, "speech")])[0]
         assert j.values["choices"].count(w) == 1 and len(j.values["choices"]) == 5
         right += bool(j.correct)
     assert right >= 7, right  # measured 10/10; chance is 2/10
     silent = write(tmp_path / "silent.wav", np.zeros(SR, np.float32))
-    s = speech.judge_file(silent, "dog", cache=cache)
+    s = judge.judge([silent], [label_item("dog", "speech")])[0]
     assert s.correct is False and s.values["chosen"] is None and "silent" in s.error
 
 
@@ -481,24 +521,46 @@ def test_reference_points_notes_and_speech(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIOPROBE_CACHE_DIR", str(tmp_path / "cache"))
     get_settings.cache_clear()
     try:
-        refs = [write(tmp_path / "ref" / f"kb-{60 + (i % 2) * 7:03d}-{i:03d}.wav",
-                      tone(440 * 2 ** ((60 + (i % 2) * 7 - 69) / 12) * (1 + 0.002 * i), 4.0, harmonics=6))
-                for i in range(6)]
-        note = ProbeItem(id="notes/test/kb-C4", tier="notes", label="keyboard_acoustic", dataset="test", pitch=60,
-                         instrument_family="keyboard", references=[str(r) for r in refs])
+        refs = [
+            write(
+                tmp_path / "ref" / f"kb-{60 + (i % 2) * 7:03d}-{i:03d}.wav",
+                tone(440 * 2 ** ((60 + (i % 2) * 7 - 69) / 12) * (1 + 0.002 * i), 4.0, harmonics=6),
+            )
+            for i in range(6)
+        ]
+        note = ProbeItem(
+            id="notes/test/kb-C4",
+            tier="notes",
+            label="keyboard_acoustic",
+            dataset="test",
+            pitch=60,
+            instrument_family="keyboard",
+            references=[str(r) for r in refs],
+        )
         points = controls.reference_points("notes", [note], tmp_path / "ctl")
         by = {(p.control, p.judge.split("/")[0]): p for p in points}
         assert {c for c, _ in by} == set(controls.CONTROLS["notes"])
         assert by[("sine_at_target", "pitch")].correct and by[("held_out_real", "pitch")].correct
         assert not by[("white_noise", "pitch")].correct and not by[("silence", "pitch")].correct
         assert by[("silence", "pitch")].gate_ok is False  # judged anyway, the gate's verdict beside it
-        fad = {c: by[(c, "distance")].values["fad"] for c in ("held_out_real", "white_noise", "sine_at_target")}
+        fad = {
+            c: by[(c, "distance")].values["fad"] for c in ("held_out_real", "white_noise", "sine_at_target")
+        }
         assert fad["held_out_real"] < fad["sine_at_target"] < fad["white_noise"]
         assert by[("held_out_real", "distance")].values["n_ref"] == 5  # the held-out clip is not its own ref
         words = [w for w in ("yes", "no", "left") if espeak(w, tmp_path / "w" / w / "0.wav")]
-        speech_items = [ProbeItem(id=w, tier="speech", label=w, dataset="test",
-                                  references=[str(espeak(w, tmp_path / "w" / w / f"{i}.wav", speed=120 + 20 * i))
-                                              for i in range(2)]) for w in words]
+        speech_items = [
+            ProbeItem(
+                id=w,
+                tier="speech",
+                label=w,
+                dataset="test",
+                references=[
+                    str(espeak(w, tmp_path / "w" / w / f"{i}.wav", speed=120 + 20 * i)) for i in range(2)
+                ],
+            )
+            for w in words
+        ]
         sp = controls.reference_points("speech", speech_items, tmp_path / "ctl")
         chance = controls.empirical_chance(sp)
         # silence is never decoded: an abstention, left out of the chance, counted apart
@@ -515,11 +577,22 @@ def test_reference_points_notes_and_speech(tmp_path, monkeypatch):
 
 
 def _cli(*args, env_dir: Path) -> tuple[int, dict]:
-    env = dict(os.environ, AUDIOPROBE_DATA_DIR=str(env_dir / "data"), AUDIOPROBE_CACHE_DIR=str(env_dir / "cache"),
-               AUDIOPROBE_JUDGE_DEVICE="cpu")
+    env = dict(
+        os.environ,
+        AUDIOPROBE_DATA_DIR=str(env_dir / "data"),
+        AUDIOPROBE_CACHE_DIR=str(env_dir / "cache"),
+        AUDIOPROBE_JUDGE_DEVICE="cpu",
+    )
     exe = Path(sys.executable).parent / "audioprobe"  # the entry point, as a user runs it
-    p = subprocess.run([str(exe), "judge", *args], check=False, capture_output=True, text=True,
-                       env=env, cwd=ROOT, timeout=300)
+    p = subprocess.run(
+        [str(exe), "judge", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else {"stderr": p.stderr})
 
 
@@ -534,24 +607,55 @@ def test_cli_gate_pitch_fad(tmp_path, wavs):
         write(tmp_path / "gen" / f"{i}.wav", synth_class("whistle", i))
         write(tmp_path / "ref" / f"{i}.wav", synth_class("rumble", i))
         write(tmp_path / "ref2" / f"{i}.wav", synth_class("rumble", 10 + i))
-    rc, far = _cli("fad", str(tmp_path / "gen"), str(tmp_path / "ref"), "--embedding", "logmel-stats", env_dir=tmp_path)
-    rc2, near = _cli("fad", str(tmp_path / "ref2"), str(tmp_path / "ref"), "--embedding", "logmel-stats", env_dir=tmp_path)
-    assert rc == rc2 == 0 and far["embedding"] == "logmel-stats-v1" and far["n_gen"] == 6 and far["n_ref"] == 6
+    rc, far = _cli(
+        "fad", str(tmp_path / "gen"), str(tmp_path / "ref"), "--embedding", "logmel-stats", env_dir=tmp_path
+    )
+    rc2, near = _cli(
+        "fad", str(tmp_path / "ref2"), str(tmp_path / "ref"), "--embedding", "logmel-stats", env_dir=tmp_path
+    )
+    assert (
+        rc == rc2 == 0 and far["embedding"] == "logmel-stats-v1" and far["n_gen"] == 6 and far["n_ref"] == 6
+    )
     assert far["fad"] > 5 * near["fad"] and far["baseline"] is not None and len(far["ci"]) == 2
-    rc, out = _cli("fad", str(tmp_path / "gen"), str(tmp_path / "ref"), "--embedding", "vggish", env_dir=tmp_path)
+    rc, out = _cli(
+        "fad", str(tmp_path / "gen"), str(tmp_path / "ref"), "--embedding", "vggish", env_dir=tmp_path
+    )
     assert rc == 2 and "no VGGish checkpoint" in out["stderr"], out
-    rc, kad = _cli("distance", str(tmp_path / "ref"), str(tmp_path / "gen"), "--metric", "kad", "--embedding",
-                   "logmel-stats", "--boot", "50", env_dir=tmp_path)
-    assert rc == 0 and kad["metric"] == "kad" and kad["n_ref"] == 6 and kad["n_gen"] == 6 and kad["window_s"] > 0
+    rc, kad = _cli(
+        "distance",
+        str(tmp_path / "ref"),
+        str(tmp_path / "gen"),
+        "--metric",
+        "kad",
+        "--embedding",
+        "logmel-stats",
+        "--boot",
+        "50",
+        env_dir=tmp_path,
+    )
+    assert (
+        rc == 0 and kad["metric"] == "kad" and kad["n_ref"] == 6 and kad["n_gen"] == 6 and kad["window_s"] > 0
+    )
     assert kad["ci"][0] > kad["baseline"] and kad["bandwidth"] > 0 and kad["embedding"] == "logmel-stats-v1"
     assert (kad["baseline_n_gen"], kad["baseline_n_ref"]) == (6, 6) and "extrapolated" in kad["note"]
     # one path: judge fad, judge distance and the run's per-class scores agree on the same folders
-    rc, dist = _cli("distance", str(tmp_path / "ref"), str(tmp_path / "gen"), "--metric", "fad", "--embedding",
-                    "logmel-stats", env_dir=tmp_path)
+    rc, dist = _cli(
+        "distance",
+        str(tmp_path / "ref"),
+        str(tmp_path / "gen"),
+        "--metric",
+        "fad",
+        "--embedding",
+        "logmel-stats",
+        env_dir=tmp_path,
+    )
     from tasks.judges.fad import fad_per_class
 
-    (report,), _ = fad_per_class({"c": sorted((tmp_path / "gen").glob("*.wav"))},
-                                 {"c": sorted((tmp_path / "ref").glob("*.wav"))}, embedding="logmel-stats")
+    (report,), _ = fad_per_class(
+        {"c": sorted((tmp_path / "gen").glob("*.wav"))},
+        {"c": sorted((tmp_path / "ref").glob("*.wav"))},
+        embedding="logmel-stats",
+    )
     assert rc == 0 and far["window_s"] == dist["window_s"] == report.window_s
     for cli_fad in (far, {"fad": dist["value"], "ci": dist["ci"], "baseline": dist["baseline"]}):
         assert cli_fad["fad"] == pytest.approx(report.fad, rel=1e-9)
@@ -559,7 +663,7 @@ def test_cli_gate_pitch_fad(tmp_path, wavs):
         assert cli_fad["baseline"] == pytest.approx(report.baseline, rel=1e-9)
 
 
-# --------------------------------------------------------------------------- per-class FAD and validation helpers
+# ------------------------------------------------------------- per-class FAD and validation helpers
 
 
 def test_fad_per_class_and_validation_helpers(tmp_path, monkeypatch):
@@ -572,9 +676,14 @@ def test_fad_per_class_and_validation_helpers(tmp_path, monkeypatch):
 
     get_settings.cache_clear()
     try:
-        refs = {k: [write(tmp_path / "r" / k / f"{i}.wav", synth_class(k, i)) for i in range(6)] for k in SYNTH_CLASSES}
-        gen = {"whistle": [write(tmp_path / "g" / f"{i}.wav", synth_class("whistle", 50 + i)) for i in range(4)],
-               "clicks": [write(tmp_path / "g2" / f"{i}.wav", synth_class("low_hum", 50 + i)) for i in range(4)]}
+        refs = {
+            k: [write(tmp_path / "r" / k / f"{i}.wav", synth_class(k, i)) for i in range(6)]
+            for k in SYNTH_CLASSES
+        }
+        gen = {
+            "whistle": [write(tmp_path / "g" / f"{i}.wav", synth_class("whistle", 50 + i)) for i in range(4)],
+            "clicks": [write(tmp_path / "g2" / f"{i}.wav", synth_class("low_hum", 50 + i)) for i in range(4)],
+        }
         results, macro = fad_per_class(gen, refs, embedding=LogMelStats(), group="instrument", n_boot=20)
         by = {r.label: r for r in results}
         assert by["whistle"].fad < by["clicks"].fad  # right sound vs wrong sound for the class

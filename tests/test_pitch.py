@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from tasks.judges import audio, compat, pitch
+from tasks.judges.base import cached
 from tasks.judges.cache import JudgementCache
-from tests.judges_audio import SR, tone, write
+from tests.judges_audio import SR, note_item, tone, write
 
 
 def _note_with_silence(midi: int) -> np.ndarray:
@@ -26,9 +27,18 @@ def test_frames_are_torchcrepes_and_every_frame_reproduces_its_full_track():
     wave = tone(pitch.midi_to_hz(57), 0.5, harmonics=3)
     f0, per = pitch.f0_track(wave, model="tiny")
     with torch.inference_mode():
-        ref_f0, ref_per = torchcrepe.predict(torch.from_numpy(wave)[None], SR, pitch.HOP, pitch.FMIN_HZ, pitch.FMAX_HZ,
-                                             model="tiny", decoder=pitch._weighted_argmax, return_periodicity=True,
-                                             batch_size=512, pad=True)
+        ref_f0, ref_per = torchcrepe.predict(
+            torch.from_numpy(wave)[None],
+            SR,
+            pitch.HOP,
+            pitch.FMIN_HZ,
+            pitch.FMAX_HZ,
+            model="tiny",
+            decoder=pitch._weighted_argmax,
+            return_periodicity=True,
+            batch_size=512,
+            pad=True,
+        )
     assert len(f0) == ref_f0.shape[1] == 1 + len(wave) // pitch.HOP
     np.testing.assert_allclose(f0, ref_f0[0].numpy(), rtol=1e-4)
     np.testing.assert_allclose(per, ref_per[0].numpy(), atol=1e-4)
@@ -57,15 +67,17 @@ def test_steady_judge_agrees_with_the_whole_track(tmp_path):
     assert steady["voiced_fraction"] == 1.0 > whole["voiced_fraction"]  # the silence is not counted
 
 
-def test_judge_files_is_one_batch_in_order_with_cache_and_bad_clips(tmp_path):
+def test_the_judge_is_one_batch_in_order_with_cache_and_bad_clips(tmp_path):
     cache = JudgementCache(tmp_path / "c")
     midis = [45, 60, 72, 84]
     paths = [write(tmp_path / f"{m}.wav", tone(pitch.midi_to_hz(m), 1.0, harmonics=2)) for m in midis]
-    one = pitch.judge_file(paths[1], 60, cache=cache)  # default on CPU: tiny, steady frames
-    assert one.judge == "pitch/torchcrepe-tiny-steady24" and one.judge_version.startswith("pitch-v4") and "steady24" in one.judge_version
+    judge = cached(pitch.PitchJudge("cpu"), cache)  # default on CPU: tiny, steady frames
+    one = judge.judge(paths[1:2], [note_item(60)])[0]
+    assert one.judge == "pitch/torchcrepe-tiny-steady24" and one.judge_version.startswith("pitch-v4")
+    assert "steady24" in one.judge_version
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not a wav")
-    js = pitch.judge_files([*paths, broken], [*midis, 60], cache=cache)
+    js = judge.judge([*paths, broken], [note_item(m) for m in [*midis, 60]])
     assert [j.params["midi"] for j in js] == [*midis, 60]
     assert js[1].cached and not js[0].cached and js[1].values == one.values
     assert all(j.correct for j in js[:4]), [j.values for j in js]
@@ -73,8 +85,10 @@ def test_judge_files_is_one_batch_in_order_with_cache_and_bad_clips(tmp_path):
     # a batch gives each clip exactly what it gets alone
     alone = pitch.measure(audio.prepare(paths[2], SR, loudness="peak"), 72, model="tiny")
     assert alone["f0_hz"] == js[2].values["f0_hz"]
-    with pytest.raises(ValueError, match="4 clips but 3 pitches"):
-        pitch.judge_files(paths, midis[:3], cache=cache)
+    with pytest.raises(ValueError, match="4 clips but 3 items"):
+        judge.judge(paths, [note_item(m) for m in midis[:3]])
+    with pytest.raises(ValueError, match="4 clips but 3 items"):  # the judge itself, not only the wrapper
+        pitch.PitchJudge("cpu").judge(paths, [note_item(m) for m in midis[:3]])
 
 
 def test_names_and_versions_say_which_frames():
@@ -103,13 +117,16 @@ def test_white_noise_is_not_a_note_while_notes_keep_their_pitch():
     its ~200 Hz median f0. Now >= 95 % of noise draws are "not a note" at every target, and notes, sustained
     or plucked, are still measured."""
     midis = [48 + (i % 24) for i in range(40)]  # 130-523 Hz, where noise's median f0 used to land
-    noise = pitch.measure_batch([audio.apply_loudness(_white_noise(i), "peak") for i in range(40)], midis,
-                                model="tiny")
+    noise = pitch.measure_batch(
+        [audio.apply_loudness(_white_noise(i), "peak") for i in range(40)], midis, model="tiny"
+    )
     not_a_note = [v.get("not_a_note", False) and v["cents_error"] is None for v in noise]
     assert np.mean(not_a_note) >= 0.95, [v["voiced_fraction"] for v in noise]
     notes = [tone(pitch.midi_to_hz(m), 1.0, harmonics=h) for m, h in ((45, 3), (57, 1), (64, 6), (76, 2))]
     t = np.arange(SR) / SR
-    notes.append((np.sin(2 * np.pi * pitch.midi_to_hz(67) * t) * np.exp(-t / 0.15)).astype(np.float32))  # a mallet
+    notes.append(
+        (np.sin(2 * np.pi * pitch.midi_to_hz(67) * t) * np.exp(-t / 0.15)).astype(np.float32)
+    )  # a mallet
     measured = pitch.measure_batch(notes, [45, 57, 64, 76, 67], model="tiny")
     assert all(abs(v["cents_error"]) < 35 and not v.get("not_a_note") for v in measured), measured
 
@@ -120,7 +137,8 @@ def test_tone_bursts_are_a_1khz_tone_never_the_note_asked(tmp_path):
     t = np.arange(2 * SR) / SR
     burst = (0.5 * np.sin(2 * np.pi * 1000.0 * t) * ((t >= 0.75) & (t < 1.25))).astype(np.float32)
     path = write(tmp_path / "burst.wav", burst)
-    cache = JudgementCache(tmp_path / "c")
-    verdicts = {m: pitch.judge_file(path, m, model="tiny", cache=cache) for m in range(48, 96, 4)}
+    judge = cached(pitch.PitchJudge(model="tiny"), JudgementCache(tmp_path / "c"))
+    midis = list(range(48, 96, 4))
+    verdicts = dict(zip(midis, judge.judge([path] * len(midis), [note_item(m) for m in midis])))
     assert all(j.correct is False for m, j in verdicts.items() if abs(pitch.midi_to_hz(m) / 1000 - 1) > 0.03)
-    assert pitch.judge_file(path, 83, model="tiny", cache=cache).values["f0_hz"] == pytest.approx(1000, rel=0.03)
+    assert judge.judge([path], [note_item(83)])[0].values["f0_hz"] == pytest.approx(1000, rel=0.03)

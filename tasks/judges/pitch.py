@@ -7,10 +7,11 @@ voiced when its periodicity is >= VOICED (crepe's confidence), and a clip is a n
 MIN_VOICED_FRACTION of its judged frames are voiced. Validated on the reference points (docs/judges.md):
 at 0.2 with no minimum, white noise had 8-38 % of its steady frames voiced, a median f0 near 200 Hz, and
 was "correct" for targets there; at 0.3 it has at most 17 %, while 95 % of 450 real NSynth notes have
->= 96 % voiced and their accuracy is unchanged (417/450 either way). A clip that is not a note is a miss. Pitches outside crepe's 360 bins (31.7-2005.5 Hz) cannot be measured: such targets
-are marked unmeasurable rather than scored. An octave error is a median within 50 cents of the target
-shifted by a whole, non-zero number of octaves: the right pitch class, the wrong register, as often
-happens when a synthesised fundamental is weaker than its second harmonic.
+>= 96 % voiced and their accuracy is unchanged (417/450 either way). A clip that is not a note is a miss.
+Pitches outside crepe's 360 bins (31.7-2005.5 Hz) cannot be measured: such targets are marked
+unmeasurable rather than scored. An octave error is a median within 50 cents of the target shifted by a
+whole, non-zero number of octaves: the right pitch class, the wrong register, as often happens when a
+synthesised fundamental is weaker than its second harmonic.
 
 Which frames: crepe judges each 1024-sample frame on its own, so any subset of a clip's frames gives
 exactly the f0 those frames get in a full track. `full` (the GPU default) reads every 10 ms frame.
@@ -100,7 +101,8 @@ def steady_frames(frames: np.ndarray, n: int | None) -> np.ndarray:
 
 
 def _weighted_argmax(logits):
-    """torchcrepe.decode.weighted_argmax without dither: sigmoid-weighted mean of the 9 bins around the argmax."""
+    """torchcrepe.decode.weighted_argmax without dither: sigmoid-weighted mean of the 9 bins around the
+    argmax."""
     import torch
 
     torchcrepe = compat.import_torchcrepe()
