@@ -10,19 +10,21 @@ import pytest
 
 from audioprobe.schema import Judgement, ProbeItem
 from tasks.judges import audio
-from tasks.judges.base import ClipJudge, Judge, cached
+from tasks.judges.base import ClipJudge, Judge, cached, judge_all
 from tasks.judges.cache import JudgementCache, cache_key, refreshed
-from tests.judges_audio import SR, SYNTH_CLASSES, espeak, synth_class, tiny_clap_checkpoint, tone, write
+from tests.judges_audio import (
+    SR,
+    SYNTH_CLASSES,
+    espeak,
+    label_item,
+    note_item,
+    synth_class,
+    tiny_clap_checkpoint,
+    tone,
+    write,
+)
 
 pytestmark = pytest.mark.judges
-
-
-def note(pitch: int, label: str = "keyboard_synthetic") -> ProbeItem:
-    return ProbeItem(id=f"n{pitch}", tier="notes", label=label, dataset="test", pitch=pitch)
-
-
-def labelled(label: str, tier: str = "environmental") -> ProbeItem:
-    return ProbeItem(id=f"{tier}-{label}", tier=tier, label=label, dataset="test")
 
 
 class PeakFrequency(ClipJudge):
@@ -53,7 +55,7 @@ class PeakFrequency(ClipJudge):
 def tones(tmp_path):
     midis = [57, 64, 69]
     paths = [write(tmp_path / f"{m}.wav", tone(440 * 2 ** ((m - 69) / 12), 0.5)) for m in midis]
-    return paths, [note(m) for m in midis]
+    return paths, [note_item(m) for m in midis]
 
 
 def test_a_new_judge_is_one_class(tmp_path, tones):
@@ -63,7 +65,7 @@ def test_a_new_judge_is_one_class(tmp_path, tones):
     js = cached(judge, JudgementCache(tmp_path / "c")).judge(paths, items)
     assert [j.correct for j in js] == [True, True, True], [j.values for j in js]
     assert js[2].values["peak_hz"] == pytest.approx(440, abs=3) and js[2].judge == "test/peak-frequency"
-    wrong = cached(judge, JudgementCache(tmp_path / "c")).judge(paths[:1], [note(69)])[0]
+    wrong = cached(judge, JudgementCache(tmp_path / "c")).judge(paths[:1], [note_item(69)])[0]
     assert wrong.correct is False and wrong.score > 1000  # A3 heard for A4: an octave off
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not a wav")
@@ -80,7 +82,7 @@ def test_the_wrapper_caches_and_a_version_bump_misses(tmp_path, tones):
     assert judge.heard[2:] == [paths[2]] and [j.cached for j in both] == [True, True, False]
     assert [j.values for j in both[:2]] == [j.values for j in first]
     assert cached(judge, cache).judge(paths, items)[2].cached and len(judge.heard) == 3
-    other = cached(judge, cache).judge(paths[:1], [note(70)])  # another target is another key
+    other = cached(judge, cache).judge(paths[:1], [note_item(70)])  # another target is another key
     assert not other[0].cached and len(judge.heard) == 4
     judge.version = "2"
     bumped = cached(judge, cache).judge(paths, items)
@@ -97,6 +99,20 @@ def test_the_wrapper_caches_and_a_version_bump_misses(tmp_path, tones):
         cached(judge, cache).judge(paths, items[:2])
 
 
+def test_judge_all_gives_each_clip_every_judges_verdict(tmp_path, tones):
+    from tasks.judges import pitch
+
+    paths, items = tones
+    peak = PeakFrequency()
+    rows = judge_all([pitch.PitchJudge("cpu"), peak], paths, items, JudgementCache(tmp_path / "c"))
+    assert [[j.judge for j in row] for row in rows] == [["pitch/torchcrepe-tiny-steady24", peak.name]] * 3
+    assert all(row[0].correct and row[1].correct for row in rows), rows
+    assert all(
+        j.cached for row in judge_all([peak], paths, items, JudgementCache(tmp_path / "c")) for j in row
+    )
+    assert judge_all([], paths, items) == [[], [], []]
+
+
 # --------------------------------------------------------------------------- the judges
 
 
@@ -109,13 +125,13 @@ def test_pitch_judge_batch_and_the_cache_keys_of_before(tmp_path):
     judge = pitch.PitchJudge("cpu")
     assert judge.name == "pitch/torchcrepe-tiny-steady24" and "steady24" in judge.version
     cache = JudgementCache(tmp_path / "c")
-    js = cached(judge, cache).judge([*paths, octave], [*map(note, midis), note(60)])
+    js = cached(judge, cache).judge([*paths, octave], [*map(note_item, midis), note_item(60)])
     assert [j.correct for j in js] == [True, True, True, False], [j.values for j in js]
     assert js[3].values["octave_error"] and js[3].values["octaves"] == 1
     # where the judgements of pitch.judge_files were stored before the protocol: still hits
     key = cache_key(audio.sha256_file(paths[1]), judge.name, judge.version, {"midi": 60.0})
     assert cache.path(key, judge.name).is_file()
-    assert cached(judge, cache).judge(paths[1:2], [note(60)])[0].cached
+    assert cached(judge, cache).judge(paths[1:2], [note_item(60)])[0].cached
 
 
 def test_offline_classifier_judge(tmp_path):
@@ -127,13 +143,13 @@ def test_offline_classifier_judge(tmp_path):
     }
     judge = OfflineClassifier(bank, cache_dir=tmp_path / "emb", seed=3)
     gen = [write(tmp_path / "gen" / f"{k}.wav", synth_class(k, 99)) for k in SYNTH_CLASSES]
-    js = cached(judge, JudgementCache(tmp_path / "c")).judge(gen, [labelled(k) for k in SYNTH_CLASSES])
+    js = cached(judge, JudgementCache(tmp_path / "c")).judge(gen, [label_item(k) for k in SYNTH_CLASSES])
     assert all(j.judge == JUDGE and j.params["seed"] == 3 and len(j.values["choices"]) == 5 for j in js)
     assert sum(bool(j.correct) for j in js) >= 5, [j.values["chosen"] for j in js]
-    loo = judge.configured(exclude_self=True).judge([bank["chirp"][0]], [labelled("chirp")])[0]
+    loo = judge.configured(exclude_self=True).judge([bank["chirp"][0]], [label_item("chirp")])[0]
     assert loo.params["exclude_self"] and loo.correct  # its sibling is still in the bank
     with pytest.raises(ValueError, match="no reference clips"):
-        judge.judge(gen[:1], [labelled("trumpet")])
+        judge.judge(gen[:1], [label_item("trumpet")])
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +164,15 @@ def test_clap_judge(tmp_path, tiny_clap):
     judge = clap.ClapJudge(tiny_clap, vocabulary=vocab, seed=1)
     wavs = [write(tmp_path / f"{hz}.wav", tone(hz, 2.0, sr=44100), sr=44100) for hz in (220, 880)]
     cache = JudgementCache(tmp_path / "c")
-    js = cached(judge, cache).judge(wavs, [labelled("label3"), labelled("label7")])
+    js = cached(judge, cache).judge(wavs, [label_item("label3"), label_item("label7")])
     assert all(len(j.values["choices"]) == 5 and j.values["n_labels"] == 10 for j in js)
     assert "label3" in js[0].values["choices"] and js[1].params["target"] == "label7"
     assert all(0.2 <= j.score <= 1.0 for j in js)
-    assert cached(judge, cache).judge(wavs[:1], [labelled("label3")])[0].cached
+    assert cached(judge, cache).judge(wavs[:1], [label_item("label3")])[0].cached
     other = judge.configured(seed=2)
-    assert other.params(labelled("label3")) != judge.params(labelled("label3"))
+    assert other.params(label_item("label3")) != judge.params(label_item("label3"))
     with pytest.raises(ValueError, match="not in the vocabulary"):
-        judge.judge(wavs[:1], [labelled("label99")])
+        judge.judge(wavs[:1], [label_item("label99")])
 
 
 @pytest.mark.skipif(
@@ -170,7 +186,7 @@ def test_speech_judge(tmp_path):
     silent = write(tmp_path / "silent.wav", np.zeros(SR, np.float32))
     judge = speech.SpeechJudge(seed=0)
     js = cached(judge, JudgementCache(tmp_path / "c")).judge(
-        [*clips, silent], [labelled(w, "speech") for w in [*words, "dog"]]
+        [*clips, silent], [label_item(w, "speech") for w in [*words, "dog"]]
     )
     assert sum(bool(j.correct) for j in js[:4]) >= 3, [j.values for j in js]
     assert all(j.values["choices"].count(w) == 1 for j, w in zip(js, words))

@@ -162,6 +162,17 @@ def cached(judge: Judge, cache: JudgementCache | None = None) -> CachedJudge:
     return CachedJudge(judge.inner if isinstance(judge, CachedJudge) else judge, cache)
 
 
+def judge_all(
+    judges: Sequence[Judge],
+    clips: Sequence[Path],
+    items: Sequence[ProbeItem],
+    cache: JudgementCache | None = None,
+) -> list[list[Judgement]]:
+    """Every judge, cached, over the whole batch: each clip's judgements, in the order of `judges`."""
+    per_judge = [cached(judge, cache).judge(clips, items) for judge in judges]
+    return [list(row) for row in zip(*per_judge, strict=True)] if per_judge else [[] for _ in clips]
+
+
 def target_item(tier: str, label: str = "", **fields: Any) -> ProbeItem:
     """An item that carries only a target (a pitch, a label): for judging a file outside a run (the CLI,
     validation). Not validated: a CLI pitch may be fractional."""
