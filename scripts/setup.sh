@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make setup: every step idempotent, each says what it does and skips what is already done.
-# Usage: scripts/setup.sh [python|docker|image|llm|refs|browser|postgres|all]...
+# Usage: scripts/setup.sh [python|docker|image|compose|llm|refs|browser|postgres|all]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -45,6 +45,9 @@ step_docker() {
   apt_install docker-compose  # Debian's compose v1: validates docker-compose.yml in the tests
 }
 step_image() { "$VENV/bin/audioprobe" sandbox build; }
+# docker-compose.yml's images (PostgreSQL, the Prefect server and worker) from the same Debian base,
+# offline from any registry; skipped when images with the same content hash exist (docs/compose.md).
+step_compose() { "$VENV/bin/python" -m deploy.build; }
 step_llm() { bash scripts/setup_llm.sh; }
 step_refs() {
   # Only the two programs are installed; the builder fetches the soundfont and the recordings as
@@ -78,8 +81,8 @@ step_postgres() {
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(all)
 for s in "${steps[@]}"; do
   case "$s" in
-    all) step_python; step_docker; step_image; step_llm; step_refs; step_browser; step_postgres ;;
-    python|docker|image|llm|refs|browser|postgres) "step_$s" ;;
+    all) step_python; step_docker; step_image; step_compose; step_llm; step_refs; step_browser; step_postgres ;;
+    python|docker|image|compose|llm|refs|browser|postgres) "step_$s" ;;
     *) echo "setup: unknown step $s" >&2; exit 2 ;;
   esac
 done
