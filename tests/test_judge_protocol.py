@@ -191,3 +191,38 @@ def test_speech_judge(tmp_path):
     assert sum(bool(j.correct) for j in js[:4]) >= 3, [j.values for j in js]
     assert all(j.values["choices"].count(w) == 1 for j, w in zip(js, words))
     assert js[4].correct is False and "silent" in js[4].error
+
+
+def test_hostile_files_never_sink_a_batch(tmp_path, tiny_clap):
+    """Every judge class on the files the strict reader refuses, with one good clip among them: one verdict
+    per clip, the hostile ones `unreadable` (and asked again next time), the good one judged."""
+    from tasks.judges import clap, pitch, speech
+    from tasks.judges.classify import OfflineClassifier
+    from tests.hostile_audio import hostile_files
+
+    files = hostile_files(tmp_path / "hostile")
+    del files["rate_two_gigahertz"]  # a consistent header the reader reads: the gate refuses its rate
+    hostile = list(files.values())
+    good = write(tmp_path / "good.wav", tone(pitch.midi_to_hz(60), 1.0, harmonics=2))
+    clips = [*hostile[:10], good, *hostile[10:]]
+    bank = {
+        k: [write(tmp_path / "refs" / k / f"{i}.wav", synth_class(k, i)) for i in range(2)]
+        for k in SYNTH_CLASSES
+    }
+    judges = {
+        pitch.PitchJudge("cpu"): note_item(60),
+        speech.SpeechJudge(): label_item("yes", "speech"),
+        OfflineClassifier(bank, cache_dir=tmp_path / "emb"): label_item("whistle"),
+        clap.ClapJudge(tiny_clap, vocabulary={f"l{i}": f"thing {i}" for i in range(6)}): label_item("l2"),
+        PeakFrequency(): note_item(60),
+    }
+    cache = JudgementCache(tmp_path / "c")
+    for judge, item in judges.items():
+        js = cached(judge, cache).judge(clips, [item] * len(clips))
+        assert len(js) == len(clips) and all(j.judge == judge.name for j in js)
+        assert [j.error is None or not j.error.startswith("unreadable") for j in js] == [
+            c == good for c in clips
+        ]
+        assert all(j.correct is None for j in js if j.error), judge.name
+        again = cached(judge, cache).judge(clips, [item] * len(clips))
+        assert [j.cached for j in again] == [c == good for c in clips], judge.name
