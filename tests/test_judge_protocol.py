@@ -3,13 +3,14 @@ new judge written as one class."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from audioprobe.schema import Judgement, ProbeItem
-from tasks.judges import audio
+from tasks.judges import audio, choices
 from tasks.judges.base import ClipJudge, Judge, cached, judge_all
 from tasks.judges.cache import JudgementCache, cache_key, refreshed
 from tests.judges_audio import (
@@ -146,6 +147,13 @@ def test_offline_classifier_judge(tmp_path):
     js = cached(judge, JudgementCache(tmp_path / "c")).judge(gen, [label_item(k) for k in SYNTH_CLASSES])
     assert all(j.judge == JUDGE and j.params["seed"] == 3 and len(j.values["choices"]) == 5 for j in js)
     assert sum(bool(j.correct) for j in js) >= 5, [j.values["chosen"] for j in js]
+    # the params of judgements cached before the protocol: they still hit
+    assert js[0].params == {
+        "target": SYNTH_CLASSES[0],
+        "seed": 3,
+        "exclude_self": False,
+        "distractors": "ontology-relatives-excluded-v1",
+    }
     loo = judge.configured(exclude_self=True).judge([bank["chirp"][0]], [label_item("chirp")])[0]
     assert loo.params["exclude_self"] and loo.correct  # its sibling is still in the bank
     with pytest.raises(ValueError, match="no reference clips"):
@@ -168,6 +176,14 @@ def test_clap_judge(tmp_path, tiny_clap):
     assert all(len(j.values["choices"]) == 5 and j.values["n_labels"] == 10 for j in js)
     assert "label3" in js[0].values["choices"] and js[1].params["target"] == "label7"
     assert all(0.2 <= j.score <= 1.0 for j in js)
+    vocabulary_id = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()[:12]
+    assert js[0].params == {
+        "target": "label3",
+        "seed": 1,
+        "distractors": "ontology-relatives-excluded-v1",
+        "template": "This is a sound of {label}.",
+        "vocabulary": vocabulary_id,
+    }
     assert cached(judge, cache).judge(wavs[:1], [label_item("label3")])[0].cached
     other = judge.configured(seed=2)
     assert other.params(label_item("label3")) != judge.params(label_item("label3"))
@@ -191,6 +207,7 @@ def test_speech_judge(tmp_path):
     assert sum(bool(j.correct) for j in js[:4]) >= 3, [j.values for j in js]
     assert all(j.values["choices"].count(w) == 1 for j, w in zip(js, words))
     assert js[4].correct is False and "silent" in js[4].error
+    assert js[0].params == {"word": "yes", "seed": 0, "choices": choices.draw("yes", speech.WORDS, seed=0)}
 
 
 def test_hostile_files_never_sink_a_batch(tmp_path, tiny_clap):
