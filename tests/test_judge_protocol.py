@@ -98,6 +98,13 @@ def test_the_wrapper_caches_and_a_version_bump_misses(tmp_path, tones):
     assert judge.heard[-2:] == [broken, broken]
     with pytest.raises(ValueError, match="3 clips but 2 items"):
         cached(judge, cache).judge(paths, items[:2])
+    twin = write(tmp_path / "twin.wav", tone(440 * 2 ** ((57 - 69) / 12), 0.5))  # the same bytes as paths[0]
+    heard = len(judge.heard)
+    js = cached(judge, JudgementCache(tmp_path / "c2")).judge(
+        [paths[0], twin, paths[0]], [*items[:1] * 2, note_item(60)]
+    )
+    assert len(judge.heard) == heard + 2 and [j.cached for j in js] == [False, True, False]
+    assert js[1].values == js[0].values and js[2].params == {"midi": 60}
 
 
 def test_judge_all_gives_each_clip_every_judges_verdict(tmp_path, tones):

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from audioprobe.schema import Judgement, ProbeItem
 from tasks.judges import audio
-from tasks.judges.cache import JudgementCache
+from tasks.judges.cache import JudgementCache, cache_key
 
 UNREADABLE = "unreadable"  # an error that says the file, not the judge, failed: never cached
 
@@ -119,6 +119,7 @@ class CachedJudge:
         check_batch(clips, items, self.name)
         name, version = self.inner.name, self.inner.version
         out: list[Judgement | None] = [None] * len(clips)
+        misses: dict[str, list[int]] = {}  # key -> the clips that share it: judged once
         keys: dict[int, tuple[str, dict[str, Any]]] = {}
         for i, (clip, item) in enumerate(zip(clips, items)):
             params = self.inner.params(item)
@@ -136,23 +137,20 @@ class CachedJudge:
             out[i] = self.cache.get(sha, name, version, params)
             if out[i] is None:
                 keys[i] = (sha, params)
-        todo = list(keys)
+                misses.setdefault(cache_key(sha, name, version, params), []).append(i)
+        # samples of a deterministic program are often the same bytes: one judgement serves them all
+        todo = [same[0] for same in misses.values()]
         fresh = self.inner.judge([clips[i] for i in todo], [items[i] for i in todo]) if todo else []
-        for i, j in zip(todo, fresh, strict=True):
-            sha, params = keys[i]
+        for same, j in zip(misses.values(), fresh, strict=True):
+            sha, params = keys[same[0]]
             # the key is the wrapper's: a judge that misnamed itself cannot store under another's key
-            j = j.model_copy(
-                update={
-                    "judge": name,
-                    "judge_version": version,
-                    "audio_sha256": sha,
-                    "params": params,
-                    "cached": False,
-                }
-            )
+            update = {"judge": name, "judge_version": version, "audio_sha256": sha, "params": params}
+            j = j.model_copy(update={**update, "cached": False})
             if not (j.error or "").startswith(UNREADABLE):
                 self.cache.put(j)
-            out[i] = j
+            out[same[0]] = j
+            for i in same[1:]:
+                out[i] = j.model_copy(update={"cached": True})
         return out  # type: ignore[return-value]
 
 
