@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audioprobe import stored
 
-Tier = Literal["notes", "environmental", "speech"]
-TIERS: tuple[Tier, ...] = ("notes", "environmental", "speech")
+Tier = str  # a registered tier's name (tasks/tiers); checked where a run is asked for
+TIERS: tuple[Tier, ...] = ("notes", "environmental", "speech")  # the paper's, in its order
 
 # Prompt methods per tier, as the paper names them; one template file per (tier, method).
 PromptMethod = Literal["paper", "detailed", "detailed_description"]

@@ -44,8 +44,8 @@ def benchmark_flow(run: Run, refresh: str | None = None) -> State:
                 if orchestration_lost():
                     break
                 with tags(f"model:{model}", f"tier:{tier}", f"method:{method}"):
-                    tier_flow = TIER_FLOWS[tier].with_options(task_runner=task_runner())
-                    tier_flow(run=run, model=model, method=method, refresh=refresh, return_state=True)
+                    probe_tier = tier_flow(tier).with_options(task_runner=task_runner())
+                    probe_tier(run=run, model=model, method=method, refresh=refresh, return_state=True)
     if orchestration_lost():  # nothing more can be shown in the UI; the CLI says why
         return Failed(message=orchestration_lost())
     runs.write_table(run)

@@ -1,9 +1,11 @@
-"""One flow per tier. Each probes its items with flows.probe and adds what only that tier needs."""
+"""One flow per tier, built from the registry (tasks/tiers): it probes the tier's items with flows.probe,
+scores the controls, then the tier's set-level judges (notes: FAD)."""
 
+from functools import cache
 
-from prefect import flow, get_run_logger
-from prefect.context import TagsContext
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import TagsContext
 from prefect.states import Completed, Failed, State
 
 from audioprobe.prefect_server import orchestration_lost
@@ -12,6 +14,7 @@ from flows.probe import probe_items
 from flows.ui import best_effort
 from tasks import pipeline, runs
 from tasks.records import Run
+from tasks.tiers import get_tier
 
 
 def untagged_task_runs() -> TagsContext:
@@ -21,37 +24,22 @@ def untagged_task_runs() -> TagsContext:
     return TagsContext(current_tags=set())
 
 
-def _name(tier: str) -> str:
-    return tier + "-{model}-{method}"
+@cache
+def tier_flow(name: str) -> Flow:
+    """The flow of a registered tier, built once: Prefect names a flow per tier (`notes`, its runs
+    `notes-{model}-{method}`), so the UI filters by tier while one function does the work."""
+    tier = get_tier(name)
 
+    def probe_tier(run: Run, model: str, method: str = tier.default_method, refresh: str | None = None) -> State:
+        with untagged_task_runs():
+            items = runs.items_for(run, tier.name)
+            outcomes = probe_items(run, model, method, items, refresh)
+            pipeline.reference_points(run, tier.name, items)
+            tier.set_judges(run, outcomes, model, method)
+            return conclude(run, tier.name, model, method, outcomes)
 
-def _probe_tier(tier: str, run: Run, model: str, method: str, refresh: str | None) -> list[ItemOutcome]:
-    items = runs.items_for(run, tier)
-    outcomes = probe_items(run, model, method, items, refresh)
-    pipeline.reference_points(run, tier, items)
-    return outcomes
-
-
-@flow(name="notes", flow_run_name=_name("notes"), log_prints=True)
-def notes_flow(run: Run, model: str, method: str = "paper", refresh: str | None = None) -> State:
-    with untagged_task_runs():
-        outcomes = _probe_tier("notes", run, model, method, refresh)
-        run.replace_fad(model, method, pipeline.fad_per_class(outcomes, model, method))
-        return conclude(run, "notes", model, method, outcomes)
-
-
-@flow(name="environmental", flow_run_name=_name("environmental"), log_prints=True)
-def environmental_flow(run: Run, model: str, method: str = "detailed", refresh: str | None = None) -> State:
-    with untagged_task_runs():
-        outcomes = _probe_tier("environmental", run, model, method, refresh)
-        return conclude(run, "environmental", model, method, outcomes)
-
-
-@flow(name="speech", flow_run_name=_name("speech"), log_prints=True)
-def speech_flow(run: Run, model: str, method: str = "paper", refresh: str | None = None) -> State:
-    with untagged_task_runs():
-        outcomes = _probe_tier("speech", run, model, method, refresh)
-        return conclude(run, "speech", model, method, outcomes)
+    probe_tier.__name__ = probe_tier.__qualname__ = f"{tier.name}_flow"
+    return flow(name=tier.name, flow_run_name=tier.name + "-{model}-{method}", log_prints=True)(probe_tier)
 
 
 def conclude(run: Run, tier: str, model: str, method: str, outcomes: list[ItemOutcome]) -> State:
@@ -67,9 +55,6 @@ def conclude(run: Run, tier: str, model: str, method: str, outcomes: list[ItemOu
     line = runs.counts_line(outcomes)
     get_run_logger().info(f"{tier} · {model} · {method}: {line}")
     return Completed(message=line)
-
-
-TIER_FLOWS = {"notes": notes_flow, "environmental": environmental_flow, "speech": speech_flow}
 
 
 def tally(outcomes: list[ItemOutcome]) -> dict[str, int]:

@@ -20,8 +20,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from audioprobe.schema import TIER_METHODS, ProbeItem, RenderedPrompt
+from audioprobe.schema import ProbeItem, RenderedPrompt
 from audioprobe.settings import PROMPTS_DIR
+from tasks.tiers import UnknownTier, get_tier
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 STRAY_BRACE = re.compile(r"[{}]")
@@ -46,10 +47,12 @@ class OutputContract:
 
 
 def template_path(tier: str, method: str) -> Path:
-    if tier not in TIER_METHODS:
-        raise PromptError(f"unknown tier {tier!r}; known: {', '.join(TIER_METHODS)}")
-    if method not in TIER_METHODS[tier]:
-        raise PromptError(f"tier {tier!r} has no method {method!r}; known: {', '.join(TIER_METHODS[tier])}")
+    try:
+        methods = get_tier(tier).methods
+    except UnknownTier as exc:
+        raise PromptError(str(exc)) from exc
+    if method not in methods:
+        raise PromptError(f"tier {tier!r} has no method {method!r}; known: {', '.join(methods)}")
     return PROMPTS_DIR / f"{tier}.{method}.txt"
 
 
@@ -66,43 +69,15 @@ def sound_id(item: ProbeItem) -> str:
     return safe
 
 
-def _num(x: float) -> str:
-    return f"{round(float(x), 3):g}"
-
-
 def _values(item: ProbeItem) -> dict[str, str | None]:
     """Every placeholder a template may use, from the item's own fields (None = the item lacks it)."""
-    sid = sound_id(item)
-    if item.tier == "notes":
-        amp = (
-            item.amplitude
-            if item.amplitude is not None
-            else (item.velocity / 127 if item.velocity is not None else None)
-        )
-        return {
-            "pitch": None if item.pitch is None else str(item.pitch),
-            "velocity": None if item.velocity is None else str(item.velocity),
-            "note": item.note_name,
-            "amplitude": None if amp is None else _num(amp),
-            "instrument": item.instrument_family,
-            "production": item.instrument_source,
-            # An NSynth note without qualities is real data, not a gap: say so rather than fail.
-            "quality_des": "; ".join(item.quality_descriptions) if item.quality_descriptions else "none",
-            "sound_id": sid,
-        }
-    if item.tier == "environmental":
-        return {"input": item.display_name or item.label, "description": item.description, "sound_id": sid}
-    return {"word": item.label, "description": item.description, "sound_id": sid}
+    return {**get_tier(item.tier).prompt_values(item), "sound_id": sound_id(item)}
 
 
 def default_contract(item: ProbeItem) -> OutputContract:
-    """The paper's own numbers per tier; environmental says 2-3 s (3 is used), speech names no rate."""
-    sid = sound_id(item)
-    if item.tier == "notes":
-        return OutputContract(f"{sid}.WAV", 16000, 4.0)
-    if item.tier == "environmental":
-        return OutputContract(f"{sid}.wav", 44100, 3.0)
-    return OutputContract(f"{sid}.wav", 16000, 2.0)
+    """The tier's own numbers (tasks/tiers): environmental says 2-3 s (3 is used), speech names no rate."""
+    spec = get_tier(item.tier).contract
+    return OutputContract(f"{sound_id(item)}{spec.suffix}", spec.sample_rate, spec.seconds)
 
 
 def render(
@@ -129,8 +104,8 @@ def render(
         raise PromptError(f"{path.name}: a brace that is not a {{placeholder}}")
 
     text = PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
-    # The notes prompt names its file; the others leave the name to the model.
-    output_name = f"{values['sound_id']}.WAV" if "{sound_id}" in template else None
+    # A prompt that names its file (notes, tones) expects it; the others leave the name to the model.
+    output_name = f"{values['sound_id']}{get_tier(tier).contract.suffix}" if "{sound_id}" in template else None
     contract_line = None
     if contract:
         spec = contract_spec or default_contract(item)

@@ -105,9 +105,9 @@ def feedback(outcome: ItemOutcome) -> tuple[str, str, str]:
         detail = "; ".join(exe.rejected) if exe and exe.rejected else ""
         name, values = "repair.no_output.txt", {"expected": expected, "detail": detail}
     elif reason == "invalid_audio":
-        from tasks.judging import ASKED
+        from tasks.tiers import get_tier
 
-        rate, seconds, _ = ASKED[outcome.item.tier]
+        rate, seconds, _ = get_tier(outcome.item.tier).asked
         asked = f"{seconds:g} seconds" + (f" at {rate} Hz" if rate else "") + ", audible, not clipped"
         problems = ", ".join(gate.problems) if gate else "refused"
         name, values = "repair.gate.txt", {"problems": problems, "asked": asked}
@@ -123,17 +123,10 @@ def feedback(outcome: ItemOutcome) -> tuple[str, str, str]:
 
 
 def _judge_feedback(outcome: ItemOutcome) -> tuple[str, dict[str, object]]:
+    from tasks.tiers import get_tier
+
     judgement = next(j for j in outcome.judgements if j.correct is False)
-    v = judgement.values
-    if outcome.item.tier == "notes":
-        measured = "no pitch at all" if v.get("f0_hz") is None else f"{v['f0_hz']:.1f} Hz"
-        cents = "?" if v.get("cents_error") is None else f"{v['cents_error']:+.0f}"
-        return "repair.pitch.txt", {"measured": measured, "midi": outcome.item.pitch,
-                                    "target_hz": f"{v.get('target_hz', 0):.1f}", "cents": cents}
-    confidence = f" (confidence {v['confidence']:.2f})" if v.get("confidence") is not None else ""
-    heard = v.get("chosen") or (f"nothing it could name (it decoded {v.get('text')!r})" if v.get("text") else "nothing")
-    return "repair.classes.txt", {"choices": ", ".join(f'"{c}"' for c in v.get("choices", [])),
-                                  "chosen": heard, "confidence": confidence, "target": outcome.item.label}
+    return get_tier(outcome.item.tier).wrong_sound_feedback(outcome, judgement.values)
 
 
 def next_prompt(outcome: ItemOutcome) -> RenderedPrompt:

@@ -12,10 +12,10 @@ from importlib import metadata
 from pathlib import Path
 
 from audioprobe.cli import UserError
-from audioprobe.schema import (TIER_METHODS, TIERS, ItemOutcome, ProbeItem, RunManifest, RunRequest,
-                               SkippedItem)
+from audioprobe.schema import ItemOutcome, ProbeItem, RunManifest, RunRequest, SkippedItem
 from audioprobe.settings import get_settings
 from tasks.records import Run, atomic_write, list_runs, now_iso
+from tasks.tiers import get_tier, names, paper_tiers
 
 _VERSIONED = ("audioprobe", "prefect", "litellm", "docker", "numpy", "torch", "torchcrepe", "pocketsphinx",
               "transformers")
@@ -56,7 +56,7 @@ def config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repa
 def methods_for(tiers: list[str], asked: list[str] | None) -> dict[str, list[str]]:
     chosen = {}
     for tier in tiers:
-        known = TIER_METHODS[tier]
+        known = get_tier(tier).methods
         picked = [m for m in (asked or known) if m in known]
         chosen[tier] = picked or list(known)
     return chosen
@@ -78,10 +78,15 @@ def check_request(request: RunRequest) -> RunRequest:
     if not request.models or any(not m.strip() for m in request.models):
         raise UserError("no model: name at least one with --model (a litellm model string, 'local' or "
                         "'baseline/template')")
-    _one_of("--tier", request.tiers, [*TIERS, "all"])
-    tiers = list(TIERS) if not request.tiers or "all" in request.tiers else list(dict.fromkeys(request.tiers))
+    _one_of("--tier", request.tiers, [*names(), "all"])
+    # "all" is the paper's tiers; another tier (tones) runs when named, alone or beside "all"
+    if not request.tiers or "all" in request.tiers:
+        paper = [t.name for t in paper_tiers()]
+        tiers = paper + [n for n in names() if n in request.tiers and n not in paper]
+    else:
+        tiers = list(dict.fromkeys(request.tiers))
     if request.methods:
-        offered = sorted({m for t in tiers for m in TIER_METHODS[t]})
+        offered = sorted({m for t in tiers for m in get_tier(t).methods})
         _one_of(f"--method for tier(s) {', '.join(tiers)}:", request.methods, offered)
     if request.limit is not None and request.limit < 1:
         raise UserError(f"--limit must be at least 1 item per tier, got {request.limit}")
@@ -97,8 +102,9 @@ def check_request(request: RunRequest) -> RunRequest:
 
 
 def _check_datasets(tiers: list[str], dataset_root: str | None) -> None:
-    from tasks.probesets.loaders import OFFLINE_DIRS, offline_root
+    from tasks.probesets.loaders import offline_root
 
+    tiers = [t for t in tiers if get_tier(t).offline_dir]  # the others make their own items
     if dataset_root is None:
         for tier in tiers:
             if not offline_root(tier).is_dir():
@@ -109,9 +115,10 @@ def _check_datasets(tiers: list[str], dataset_root: str | None) -> None:
     if not root.is_dir():
         raise UserError(f"--dataset-root {dataset_root}: no such folder")
     for tier in tiers:
-        if not (root / OFFLINE_DIRS[tier]).is_dir():
-            raise UserError(f"--dataset-root {dataset_root}: no {OFFLINE_DIRS[tier]}/ folder for the {tier} "
-                            f"tier (expected {root / OFFLINE_DIRS[tier]})")
+        folder = get_tier(tier).offline_dir
+        if not (root / folder).is_dir():
+            raise UserError(f"--dataset-root {dataset_root}: no {folder}/ folder for the {tier} "
+                            f"tier (expected {root / folder})")
 
 
 def start_request(request: RunRequest, new: bool = False) -> Run:
@@ -162,12 +169,12 @@ def items_for(run: Run, tier: str) -> list[ProbeItem]:
     if path.exists():
         return [ProbeItem.model_validate(i) for i in json.loads(path.read_text())]
     from tasks.probesets.descriptions import describe_items
-    from tasks.probesets.loaders import OFFLINE_DIRS, load_items
+    from tasks.probesets.loaders import load_items
 
-    manifest = run.manifest
+    manifest, spec = run.manifest, get_tier(tier)
     # --dataset-root holds each dataset in its native layout, under the same folder names as the refs
-    dataset = Path(manifest.dataset_root) / OFFLINE_DIRS[tier] if manifest.dataset_root else None
-    options = {"split": manifest.split} if manifest.split and dataset is not None and tier == "notes" else {}
+    dataset = Path(manifest.dataset_root) / spec.offline_dir if manifest.dataset_root and spec.offline_dir else None
+    options = {"split": manifest.split} if manifest.split and dataset is not None and spec.split_option else {}
     items, skipped = load_items(tier, dataset, manifest.limit, manifest.seed, **options)
     # Only that prompt shows descriptions; a baselines-only run keeps the ontology's text and asks no LLM.
     if "detailed_description" in manifest.methods.get(tier, []) and asks_an_llm(manifest.models):

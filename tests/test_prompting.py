@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from audioprobe.schema import TIER_METHODS, ProbeItem
+from audioprobe.schema import ProbeItem
+from tasks.tiers import tier_methods
 from audioprobe.settings import PROMPTS_DIR, REPO_ROOT
 from tasks import prompting
 from tasks.prompting import PromptError, render
@@ -54,7 +55,7 @@ def word(**kw) -> ProbeItem:
     return ProbeItem(**base | kw)
 
 
-@pytest.mark.parametrize("tier,method", [(t, m) for t, ms in TIER_METHODS.items() for m in ms])
+@pytest.mark.parametrize("tier,method", [(t, m) for t, ms in tier_methods().items() for m in ms])
 def test_every_tier_and_method_has_a_template(tier, method):
     assert (PROMPTS_DIR / f"{tier}.{method}.txt").is_file()
 

@@ -1,3 +1,7 @@
+# NOTE TO HELPER T from helper R (02:12 UTC): R's script truncated this file by mistake, losing your unsaved
+# edits. R rebuilt it from HEAD plus the hunks R had seen in `git diff` (CONTROLS from all_tiers, control_seconds,
+# the pitch test in held_out, get_tier(...).controls in control_files, per_note_distances) and R's own change
+# (load through audioprobe.stored). Please re-check your later edits, then delete this note. Sorry.
 """Reference points: what known inputs score under every judge of a tier, so each number has a scale.
 
 For a few items of a tier (seeded), four controls go through the same gate and judges as generated clips:
@@ -28,13 +32,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audioprobe import stored
 from audioprobe.schema import ProbeItem, ReferencePoint
+from tasks.tiers import all_tiers, get_tier
 
-CONTROLS = {
-    "notes": ("silence", "white_noise", "sine_at_target", "held_out_real"),
-    "environmental": ("silence", "white_noise", "tone_burst", "held_out_real"),
-    "speech": ("silence", "white_noise", "tone_burst", "held_out_real"),
-}
+CONTROLS = {tier.name: tier.controls for tier in all_tiers()}  # each tier declares its own (tasks/tiers)
 NON_SPEECH = ("silence", "white_noise", "tone_burst")
 CONTROL_ITEMS = 5  # items per tier: enough for a floor and a ceiling, cheap enough for every run
 SR = 16000
@@ -43,7 +45,7 @@ CONTROLS_VERSION = "controls-v1"
 
 
 def synthesise(control: str, item: ProbeItem, seed: int = 0) -> np.ndarray:
-    seconds = 4.0 if item.tier == "notes" else 2.0
+    seconds = get_tier(item.tier).control_seconds
     t = np.arange(int(seconds * SR)) / SR
     if control == "silence":
         return np.zeros_like(t)
@@ -66,7 +68,7 @@ def held_out(item: ProbeItem) -> str | None:
     refs = [r for r in item.references if Path(r).is_file()]
     if len(refs) < 2:
         return None
-    if item.tier == "notes" and item.pitch is not None:
+    if item.pitch is not None:  # NSynth file names carry the pitch
         same = [r for r in refs if f"-{int(item.pitch):03d}-" in Path(r).name]
         if same:
             return same[0]
@@ -91,7 +93,7 @@ def control_files(item: ProbeItem, folder: Path, seed: int = 0) -> dict[str, Pat
     folder.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", item.id)  # item ids hold slashes: notes/nsynth/<note>
     out = {}
-    for control in CONTROLS[item.tier]:
+    for control in get_tier(item.tier).controls:
         path = folder / f"{stem}.{control}.wav"
         if control == "held_out_real":
             source = held_out(item)
@@ -114,7 +116,7 @@ def reference_points(tier: str, items: Sequence[ProbeItem], folder: Path, datase
     for item in pick_items([i for i in items if i.tier == tier], n_items, seed):
         files = control_files(item, folder / tier, seed)
         pool = [r for r in item.references if r != held_out(item)]
-        distances = _note_distances(files, pool) if tier == "notes" else {}
+        distances = _note_distances(files, pool) if get_tier(tier).per_note_distances else {}
         for control, path in files.items():
             gate = judging.gate_for_tier(path, tier)
             base = {"tier": tier, "control": control, "item": item.id, "label": item.label,
@@ -198,7 +200,7 @@ def load(run_dir: Path) -> list[ReferencePoint]:
     path = Path(run_dir) / FILE
     if not path.exists():
         return []
-    return [ReferencePoint.model_validate(p) for tier in json.loads(path.read_text()).values() for p in tier]
+    return stored.load_all(ReferencePoint, [p for tier in json.loads(path.read_text()).values() for p in tier])
 
 
 def has_tier(run_dir: Path, tier: str) -> bool:

@@ -8,12 +8,12 @@ import sys
 import time
 
 from audioprobe.cli import UserError, emit
-from audioprobe.schema import TIERS
+from tasks.tiers import get_tier, names, with_references
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("items", help="list a tier's probe items, one JSON object per line")
-    p.add_argument("--tier", required=True, choices=TIERS, help="the tier whose items to list")
+    p.add_argument("--tier", required=True, choices=names(), help="the tier whose items to list")
     p.add_argument(
         "--dataset",
         help="the dataset folder in its native layout, or tfds[:split]; "
@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     r = subparsers.add_parser("refs", help="offline reference sets built from Debian/PyPI recordings")
     rs = r.add_subparsers(dest="refs_command", required=True)
     b = rs.add_parser("build", help="build (or confirm up to date) the offline reference sets")
-    b.add_argument("--tier", action="append", choices=TIERS, help="repeat for several; default all three")
+    b.add_argument("--tier", action="append", choices=[t.name for t in with_references()],
+                   help="repeat for several; default every tier with a reference set")
     b.add_argument("--out", help="output folder (default: settings.refs_dir)")
     b.add_argument("--force", action="store_true", help="rebuild even when up to date")
     b.set_defaults(func=cmd_refs_build)
@@ -50,9 +51,9 @@ def cmd_items(args) -> int:
     try:
         for item in items:
             record = item.model_dump(mode="json", exclude_none=True)
-            if item.tier != "notes":
-                record.pop("qualities", None)
-                record.pop("quality_descriptions", None)
+            for field in ("qualities", "quality_descriptions"):  # only a tier that shows them says "none"
+                if field not in get_tier(item.tier).columns:
+                    record.pop(field, None)
             emit(record)
         sys.stdout.flush()
     except BrokenPipeError:  # `| head`: the reader has all it wants
@@ -77,7 +78,7 @@ def cmd_refs_build(args) -> int:
 
     t0 = time.monotonic()
     try:
-        summary = build_refs(args.tier or TIERS, Path(args.out) if args.out else None, force=args.force)
+        summary = build_refs(args.tier, Path(args.out) if args.out else None, force=args.force)
     except DatasetError as exc:
         raise UserError(str(exc)) from exc
     emit({"tiers": summary, "seconds": round(time.monotonic() - t0, 1)})

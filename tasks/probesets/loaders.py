@@ -1,8 +1,9 @@
 """`load_items(tier, dataset, limit, seed)`: one entry point for every tier and source.
 
 `dataset` is a folder in the dataset's native layout, "tfds" / "tfds:<split>" for TensorFlow Datasets
-(notes and speech, when tensorflow-datasets is installed), or None for the offline reference sets that
-`audioprobe refs build` writes under settings.refs_dir in the same layouts.
+(the tiers that name a TFDS dataset, when tensorflow-datasets is installed), or None for the offline
+reference sets that `audioprobe refs build` writes under settings.refs_dir in the same layouts. A tier
+without an offline folder (tones) makes its items itself and ignores `dataset`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from audioprobe.schema import TIERS, ProbeItem, SkippedItem
+from audioprobe.schema import ProbeItem, SkippedItem
 from tasks.probesets.common import DatasetError
+from tasks.tiers import UnknownTier, get_tier, with_references
 
-OFFLINE_DIRS = {"notes": "nsynth", "environmental": "fsd50k", "speech": "speech_commands"}
+# tier -> its folder (tasks/tiers declares it); kept as a mapping for tests/bench/paper_bench.py
+OFFLINE_DIRS = {tier.name: tier.offline_dir for tier in with_references()}
 
 
 def offline_root(tier: str, refs_dir: Path | None = None) -> Path:
@@ -21,7 +24,10 @@ def offline_root(tier: str, refs_dir: Path | None = None) -> Path:
         from audioprobe.settings import get_settings
 
         refs_dir = get_settings().refs_dir
-    return Path(refs_dir) / OFFLINE_DIRS[tier]
+    folder = get_tier(tier).offline_dir
+    if folder is None:
+        raise DatasetError(f"the {tier} tier has no reference set: it makes its own items")
+    return Path(refs_dir) / folder
 
 
 def load_items(
@@ -31,19 +37,17 @@ def load_items(
     seed: int = 0,
     **options: Any,
 ) -> tuple[list[ProbeItem], list[SkippedItem]]:
-    if tier not in TIERS:
-        raise DatasetError(f"unknown tier {tier!r}: {', '.join(TIERS)}")
+    try:
+        spec = get_tier(tier)
+    except UnknownTier as exc:
+        raise DatasetError(str(exc)) from exc
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0, got {limit}")
+    if spec.offline_dir is None:
+        options.pop("refs_dir", None)
+        return spec.load_items(None, limit, seed, **options)
     if isinstance(dataset, str) and (dataset == "tfds" or dataset.startswith("tfds:")):
-        split = dataset.partition(":")[2] or "test"
-        if tier == "notes":
-            from tasks.probesets.nsynth import load_tfds
-        elif tier == "speech":
-            from tasks.probesets.speech_commands import load_tfds
-        else:
-            raise DatasetError("FSD50K is not in TensorFlow Datasets: pass its folder with --dataset")
-        return load_tfds(split=split, limit=limit, seed=seed, **options)
+        return spec.load_tfds(dataset.partition(":")[2] or "test", limit, seed, **options)
     if dataset is None:
         root = offline_root(tier, options.pop("refs_dir", None))
         if not root.exists():
@@ -54,10 +58,4 @@ def load_items(
         root = Path(dataset).expanduser()
         if not root.exists():
             raise DatasetError(f"dataset path {root} does not exist")
-    if tier == "notes":
-        from tasks.probesets import nsynth as mod
-    elif tier == "environmental":
-        from tasks.probesets import fsd50k as mod
-    else:
-        from tasks.probesets import speech_commands as mod
-    return mod.load(root, limit=limit, seed=seed, **options)
+    return spec.load_items(root, limit, seed, **options)

@@ -24,20 +24,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from audioprobe.schema import TIERS
 from tasks.probesets.common import DatasetError
-from tasks.probesets.loaders import OFFLINE_DIRS
 from tasks.probesets.refs_common import Progress, progress_default, write_credits
 from tasks.probesets.refs_environmental import build_environmental
-from tasks.probesets.refs_notes import GM_PROGRAMS, VELOCITIES, build_notes
+from tasks.probesets.refs_notes import build_notes
 from tasks.probesets.refs_sources import Fetcher, opensfx_entry
 from tasks.probesets.refs_speech import build_speech
+from tasks.tiers import UnknownTier, get_tier, with_references
 
 __all__ = ["build_environmental", "build_notes", "build_refs", "build_speech", "opensfx_entry", "write_credits"]
 
 
 def build_refs(
-    tiers: Iterable[str] = TIERS,
+    tiers: Iterable[str] | None = None,
     out_dir: Path | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
@@ -59,26 +58,15 @@ def build_refs(
     fetcher = Fetcher(cache_dir, progress)
     fetcher.root.mkdir(parents=True, exist_ok=True)
     summary = {}
-    for tier in tiers:
-        if tier not in TIERS:
-            raise DatasetError(f"unknown tier {tier!r}: {', '.join(TIERS)}")
-        root = out_dir / OFFLINE_DIRS[tier]
-        if tier == "notes":
-            pitches = subset.get("notes_pitches")
-            man = build_notes(
-                root,
-                fetcher,
-                progress,
-                subset.get("notes_families"),
-                subset.get("notes_sources"),
-                {f: pitches for f in GM_PROGRAMS} if pitches else None,
-                subset.get("notes_velocities") or VELOCITIES,
-                force,
-            )
-        elif tier == "environmental":
-            man = build_environmental(root, fetcher, progress, subset.get("env_labels"), force)
-        else:
-            man = build_speech(root, fetcher, progress, subset.get("words"), force)
+    for tier in tiers or [t.name for t in with_references()]:
+        try:
+            spec = get_tier(tier)
+        except UnknownTier as exc:
+            raise DatasetError(str(exc)) from exc
+        if spec.offline_dir is None:
+            raise DatasetError(f"the {tier} tier makes its own items: it has no reference set to build")
+        root = out_dir / spec.offline_dir
+        man = spec.build_refs(root, fetcher, progress, force, **subset)
         summary[tier] = _summarise(root, man)
     write_credits(out_dir, fetcher)
     return summary

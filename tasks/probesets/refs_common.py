@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from audioprobe.schema import TIERS
 from tasks.probesets.common import MANIFEST
 from tasks.probesets.descriptions import DATA_DIR
-from tasks.probesets.loaders import OFFLINE_DIRS
 from tasks.probesets.refs_sources import Fetcher
+from tasks.tiers import get_tier, with_references
 
 SR = 16000
 Progress = Callable[[str], None]
@@ -64,7 +63,7 @@ def write_manifest(
     man = {
         "tier": tier,
         "dataset": f"offline-{tier}",
-        "layout": OFFLINE_DIRS[tier],
+        "layout": get_tier(tier).offline_dir,
         "sample_rate": SR,
         "build_key": key,
         "clips": {
@@ -88,12 +87,12 @@ def write_manifest(
 def write_credits(out_dir: Path, fetcher: Fetcher | None = None) -> Path:
     """CREDITS.md and credits.csv for every clip in every built tier, plus the packages' copyright files."""
     rows = []
-    for tier in TIERS:
-        path = out_dir / OFFLINE_DIRS[tier] / MANIFEST
+    for spec in with_references():
+        path = out_dir / spec.offline_dir / MANIFEST
         if path.exists():
             man = json.loads(path.read_text())
             for rel, c in man["clips"].items():
-                rows.append({"tier": tier, "clip": f"{OFFLINE_DIRS[tier]}/{rel}", **c})
+                rows.append({"tier": spec.name, "clip": f"{spec.offline_dir}/{rel}", **c})
     with open(out_dir / "credits.csv", "w", newline="") as fh:
         w = csv.DictWriter(
             fh,
