@@ -8,7 +8,7 @@ from prefect.states import Completed, Failed, State
 from audioprobe.prefect_server import orchestration_lost
 from audioprobe.settings import get_settings
 from flows.runners import task_runner
-from flows.tiers import TIER_FLOWS
+from flows.tiers import tier_flow
 from flows.ui import best_effort
 from tasks import runs
 from tasks.probesets.common import DatasetError
