@@ -13,16 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audioprobe import stored
 
-Tier = str  # a registered tier's name (tasks/tiers); checked where a run is asked for
-TIERS: tuple[Tier, ...] = ("notes", "environmental", "speech")  # the paper's, in its order
-
-# Prompt methods per tier, as the paper names them; one template file per (tier, method).
-PromptMethod = Literal["paper", "detailed", "detailed_description"]
-TIER_METHODS: dict[str, tuple[str, ...]] = {
-    "notes": ("paper",),
-    "environmental": ("detailed", "detailed_description"),
-    "speech": ("paper",),
-}
+# A registered tier's name; what a tier is (its prompt methods, what it asks, its judges) is tasks/tiers.
+Tier = str
 
 
 class Record(BaseModel):

@@ -9,8 +9,9 @@ import sys
 import threading
 
 from audioprobe.cli import UserError, emit, non_negative_int, positive_int
-from audioprobe.schema import TIER_METHODS, TIERS, RunRequest
+from audioprobe.schema import RunRequest
 from tasks.runs import RETRY_STAGES
+from tasks.tiers import names, tier_methods
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +30,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "--tier",
         action="append",
         dest="tiers",
-        choices=[*TIERS, "all"],
-        help="tier to probe; repeatable (default: all)",
+        choices=[*names(), "all"],
+        help="tier to probe; repeatable (default: all, the paper's three; tones only when named)",
     )
     parser.add_argument(
         "--method",
@@ -38,7 +39,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         dest="methods",
         metavar="METHOD",
         help="prompt method: "
-        + ", ".join(f"{t}: {'/'.join(m)}" for t, m in TIER_METHODS.items())
+        + ", ".join(f"{t}: {'/'.join(m)}" for t, m in tier_methods().items())
         + "; repeatable (default: every method of each tier)",
     )
     parser.add_argument(
