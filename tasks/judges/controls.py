@@ -136,14 +136,7 @@ def reference_points(tier: str, items: Sequence[ProbeItem], folder: Path, datase
 
 
 def _judge(path: Path, item: ProbeItem, control: str, dataset_root: str | None):
-    from audioprobe.settings import get_settings
-    from tasks import judging
-
-    if item.tier == "environmental" and not get_settings().clap_checkpoint:
-        bank = judging._offline_classifier(dataset_root)
-        return [bank.judge_file(path, item.label, seed=judging.DISTRACTOR_SEED,
-                                exclude_self=control == "held_out_real")]
-    return judging.judge_item(path, item, dataset_root)
+    return get_tier(item.tier).judge_control(path, item, control, dataset_root)
 
 
 def _note_distances(files: dict[str, Path], pool: list[str]) -> dict[str, dict]:

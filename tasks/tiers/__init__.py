@@ -97,13 +97,21 @@ class Tier:
 
     # ------------------------------------------------------------------ judges
 
+    def judges(self, dataset_root: str | None = None) -> list:
+        """The per-clip judges (the Judge protocol, tasks/judges/base.py), each built once per process and
+        dataset: a judge that loads a model or embeds a reference bank is not built twice."""
+        raise NotImplementedError
+
     def judge(self, audios: list[Path], items: list[ProbeItem],
               dataset_root: str | None = None) -> list[list[Judgement]]:
-        """The per-clip judges, over a batch of clips that passed the gate."""
-        raise NotImplementedError
+        """Every judge of the tier, cached per clip content, over a batch of clips that passed the gate."""
+        from tasks.judges.base import judge_all
+
+        return judge_all(self.judges(dataset_root), audios, items)
 
     def judge_control(self, audio: Path, item: ProbeItem, control: str,
                       dataset_root: str | None = None) -> list[Judgement]:
+        """A control clip (tasks/judges/controls.py) through the same judges."""
         return self.judge([audio], [item], dataset_root)[0]
 
     def set_judges(self, run, outcomes: list[ItemOutcome], model: str, method: str) -> None:

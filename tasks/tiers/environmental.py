@@ -23,24 +23,23 @@ class EnvironmentalTier(Tier):
     def prompt_values(self, item: ProbeItem) -> dict[str, str | None]:
         return {"input": item.display_name or item.label, "description": item.description}
 
-    def judge(self, audios: list[Path], items: list[ProbeItem],
-              dataset_root: str | None = None) -> list[list[Judgement]]:
-        return [self.judge_control(a, i, "", dataset_root) for a, i in zip(audios, items)]
+    def judges(self, dataset_root: str | None = None) -> list:
+        """CLAP with a checkpoint, else the offline classifier over the dataset's reference bank."""
+        from audioprobe.settings import get_settings
+        from tasks.judging import device
+
+        checkpoint = get_settings().clap_checkpoint
+        return [_clap_judge(str(checkpoint), device()) if checkpoint else offline_classifier(dataset_root)]
 
     def judge_control(self, audio: Path, item: ProbeItem, control: str,
                       dataset_root: str | None = None) -> list[Judgement]:
         """A held-out real clip is judged with itself left out of the offline bank (exclude_self)."""
-        from audioprobe.settings import get_settings
-        from tasks.judging import DISTRACTOR_SEED, device
+        from tasks.judges.base import judge_all
 
-        checkpoint = get_settings().clap_checkpoint
-        if checkpoint:
-            from tasks.judges import clap
-
-            return [clap.judge_file(audio, item.label, clap_vocabulary(), _clap_judge(str(checkpoint), device()),
-                                    seed=DISTRACTOR_SEED)]
-        return [offline_classifier(dataset_root).judge_file(audio, item.label, seed=DISTRACTOR_SEED,
-                                                            exclude_self=control == "held_out_real")]
+        judges = self.judges(dataset_root)
+        if control == "held_out_real":
+            judges = [j.configured(exclude_self=True) if hasattr(j, "exclude_self") else j for j in judges]
+        return judge_all(judges, [audio], [item])[0]
 
     def baseline_program(self, item: ProbeItem, out_name: str) -> str:
         """Band-limited noise bursts, the band placed by the class name's hash (200 Hz .. ~4 kHz)."""
@@ -49,19 +48,13 @@ class EnvironmentalTier(Tier):
         return PROGRAM.format(low=round(center / 1.5, 1), high=round(center * 1.5, 1), out=out_name)
 
 
-@lru_cache(maxsize=1)
-def clap_vocabulary() -> dict[str, str]:
-    """All 200 FSD50K labels and their AudioSet names: the paper draws distractors from the 199 others."""
-    from tasks.probesets.descriptions import vocabulary
-
-    return {label: entry["name"] for label, entry in vocabulary().items()}
-
-
 @lru_cache(maxsize=2)
 def _clap_judge(checkpoint: str, device: str):
-    from tasks.judges import clap
+    from tasks.judges.clap import ClapJudge
+    from tasks.judging import DISTRACTOR_SEED
 
-    return clap.ClapJudge(checkpoint, device=device)
+    # its default vocabulary: all 200 FSD50K labels, so distractors come from the 199 others (the paper's)
+    return ClapJudge(checkpoint, device=device, seed=DISTRACTOR_SEED)
 
 
 @lru_cache(maxsize=4)
@@ -69,12 +62,13 @@ def offline_classifier(dataset_root: str | None):
     """The reference bank: every class of the dataset that has clips, not only the run's items."""
     from audioprobe.settings import get_settings
     from tasks.judges.classify import OfflineClassifier
+    from tasks.judging import DISTRACTOR_SEED
     from tasks.probesets.loaders import load_items
 
     dataset = Path(dataset_root) / TIER.offline_dir if dataset_root else None
     items, _ = load_items(TIER.name, dataset)
     bank = {item.label: item.references for item in items if item.references}
-    return OfflineClassifier(bank, cache_dir=get_settings().cache_dir / "embeddings")
+    return OfflineClassifier(bank, cache_dir=get_settings().cache_dir / "embeddings", seed=DISTRACTOR_SEED)
 
 
 TIER = register(EnvironmentalTier(

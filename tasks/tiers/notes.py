@@ -6,10 +6,19 @@ whole set, by FAD per instrument and per instrument x source against the NSynth 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
-from audioprobe.schema import ItemOutcome, Judgement, ProbeItem
+from audioprobe.schema import ItemOutcome, ProbeItem
 from tasks.tiers import Asked, Contract, Tier, register
+
+
+@lru_cache(maxsize=2)
+def _pitch_judge(device: str):
+    """One pass of the pitch tracker over every clip's chosen frames: a GPU's batch speed."""
+    from tasks.judges.pitch import PitchJudge
+
+    return PitchJudge(device)
 
 
 def _num(x: float) -> str:
@@ -39,13 +48,10 @@ class NotesTier(Tier):
             "quality_des": "; ".join(item.quality_descriptions) if item.quality_descriptions else "none",
         }
 
-    def judge(self, audios: list[Path], items: list[ProbeItem],
-              dataset_root: str | None = None) -> list[list[Judgement]]:
-        from tasks.judges import pitch
+    def judges(self, dataset_root: str | None = None) -> list:
         from tasks.judging import device
 
-        judged = pitch.judge_files(audios, [float(i.pitch) for i in items], device=device())
-        return [[j] for j in judged]
+        return [_pitch_judge(device())]
 
     def set_judges(self, run, outcomes: list[ItemOutcome], model: str, method: str) -> None:
         from tasks import pipeline

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from audioprobe.schema import Judgement, ProbeItem
+from audioprobe.schema import ProbeItem
 from tasks.tiers import Asked, Contract, Tier, register
 
 # ARPAbet vowels -> (F1, F2, F3) in Hz, adult male averages (Peterson & Barney; Hillenbrand et al.)
@@ -37,12 +37,11 @@ class SpeechTier(Tier):
     def prompt_values(self, item: ProbeItem) -> dict[str, str | None]:
         return {"word": item.label, "description": item.description}
 
-    def judge(self, audios: list[Path], items: list[ProbeItem],
-              dataset_root: str | None = None) -> list[list[Judgement]]:
-        from tasks.judges import speech
+    def judges(self, dataset_root: str | None = None) -> list:
+        from tasks.judges.speech import SpeechJudge
         from tasks.judging import DISTRACTOR_SEED
 
-        return [[speech.judge_file(a, i.label, seed=DISTRACTOR_SEED)] for a, i in zip(audios, items)]
+        return [SpeechJudge(seed=DISTRACTOR_SEED)]
 
     def baseline_program(self, item: ProbeItem, out_name: str) -> str:
         """A 120 Hz glottal buzz through formant filters, one vowel per vowel of the word's phones."""

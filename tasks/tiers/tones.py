@@ -7,8 +7,8 @@ spectral peaks, within 25 cents. It is the example of docs/CONTRIBUTING.md's "ad
 
 from __future__ import annotations
 
-import hashlib
 import random
+from functools import lru_cache
 from pathlib import Path
 
 from audioprobe.schema import ItemOutcome, Judgement, ProbeItem, SkippedItem
@@ -55,19 +55,30 @@ def peaks(path: Path, count: int) -> list[float]:
     return sorted(out)
 
 
-def judge_clip(path: Path, item: ProbeItem) -> Judgement:
+@lru_cache(maxsize=1)
+def tones_judge():
+    """The DSP check as a judge of the protocol (tasks/judges/base.py), so its verdicts are cached; built
+    on first use, as the registry imports no judge code (numpy, soundfile) when the CLI starts."""
     import numpy as np
 
-    targets = frequencies(item)
-    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    params = {"targets_hz": targets, "tolerance_cents": TOLERANCE_CENTS}
-    found = peaks(path, len(targets))
-    cents = [min((abs(1200 * np.log2(p / t)) for p in found if p > 0), default=None) for t in targets]
-    hits = [c is not None and c <= TOLERANCE_CENTS for c in cents]
-    return Judgement(judge=JUDGE, judge_version=JUDGE_VERSION, audio_sha256=sha, params=params,
-                     correct=all(hits), score=sum(hits) / len(targets),
-                     values={"peaks_hz": [round(p, 2) for p in found],
-                             "cents_off": [None if c is None else round(float(c), 1) for c in cents]})
+    from tasks.judges.base import ClipJudge
+
+    class TonesJudge(ClipJudge):
+        name, version = JUDGE, JUDGE_VERSION
+
+        def params(self, item: ProbeItem) -> dict:
+            return {"targets_hz": frequencies(item), "tolerance_cents": TOLERANCE_CENTS}
+
+        def judge_clip(self, clip: Path, item: ProbeItem) -> Judgement:
+            targets = frequencies(item)
+            found = peaks(clip, len(targets))
+            cents = [min((abs(1200 * np.log2(p / t)) for p in found if p > 0), default=None) for t in targets]
+            hits = [c is not None and c <= TOLERANCE_CENTS for c in cents]
+            return self.verdict(clip, item, correct=all(hits), score=sum(hits) / len(targets),
+                                values={"peaks_hz": [round(p, 2) for p in found],
+                                        "cents_off": [None if c is None else round(float(c), 1) for c in cents]})
+
+    return TonesJudge()
 
 
 class TonesTier(Tier):
@@ -81,9 +92,8 @@ class TonesTier(Tier):
         low, high = frequencies(item)
         return {"low": f"{low:g}", "high": f"{high:g}", "interval": item.display_name}
 
-    def judge(self, audios: list[Path], items: list[ProbeItem],
-              dataset_root: str | None = None) -> list[list[Judgement]]:
-        return [[judge_clip(a, i)] for a, i in zip(audios, items)]
+    def judges(self, dataset_root: str | None = None) -> list:
+        return [tones_judge()]
 
     def wrong_sound_feedback(self, outcome: ItemOutcome, values: dict) -> tuple[str, dict[str, object]]:
         heard = ", ".join(f"{p:g} Hz" for p in values.get("peaks_hz", [])) or "no tone"
