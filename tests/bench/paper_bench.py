@@ -82,12 +82,14 @@ class RssSampler(threading.Thread):
                 self.peak[(p.pid, name)] = max(self.peak.get((p.pid, name), 0), rss)
 
 
-def expected_items(dataset: Path) -> int:
+def expected_items(dataset: Path, tiers=tuple(METHODS)) -> int:
     """Model x tier x method x item, from the loaders themselves: what a complete run records."""
     from tasks.probesets.loaders import OFFLINE_DIRS, load_items
 
     total = 0
     for tier, methods in METHODS.items():
+        if tier not in tiers:
+            continue
         items, _ = load_items(tier, dataset / OFFLINE_DIRS[tier])
         total += len(items) * len(methods) * len(MODELS)
     return total
@@ -206,11 +208,11 @@ def artifact_line(api_url: str, run_dir: Path, n: int = 1500) -> str:
     from audioprobe.schema import ItemOutcome
 
     keep = ("item_id", "label", "sample", "round", "status", "failure_detail")  # flows/tiers.outcome_row's
-    rows = [{k: v for k, v in o.row.items() if k in keep or k.endswith(("_correct", "_score"))}
-            for p in sorted((run_dir / "outcomes").glob("*.json"))
-            if (o := ItemOutcome.model_validate_json(p.read_text())).item.tier == "notes"]
+    outcomes = [ItemOutcome.model_validate_json(p.read_text()) for p in sorted((run_dir / "outcomes").glob("*.json"))]
+    shaped = [o for o in outcomes if o.item.tier == "notes"] or outcomes  # else another tier's rows
+    rows = [{k: v for k, v in o.row.items() if k in keep or k.endswith(("_correct", "_score"))} for o in shaped]
     if not rows:
-        return "table artifact: not measured: no notes records in this run"
+        return "table artifact: not measured: no records in this run"
     table = json.dumps([rows[i % len(rows)] | {"item_id": f"{rows[i % len(rows)]['item_id']}-{i}"}
                         for i in range(n)], default=str)
     body = {"key": f"bench-table-{uuid4().hex[:8]}", "type": "table", "data": table, "description": "paper bench"}
@@ -220,7 +222,7 @@ def artifact_line(api_url: str, run_dir: Path, n: int = 1500) -> str:
     t0 = time.monotonic()
     get_json(api_url + f"/artifacts/{made['id']}", None, timeout=120)
     read_s = time.monotonic() - t0
-    return (f"table artifact: {n} notes rows, {len(table) / 2**10:.0f} KiB, created in {create_s * 1000:.0f} ms, "
+    return (f"table artifact: {n} {shaped[0].item.tier} rows, {len(table) / 2**10:.0f} KiB, created in {create_s * 1000:.0f} ms, "
             f"read back in {read_s * 1000:.0f} ms (the paper's size: 12 such tables of 1,500 notes or fewer "
             f"per run; load {os.getloadavg()[0]:.1f})")
 
@@ -235,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("AUDIOPROBE_DATA_DIR", "/tmp/bench-paper-data")))
     ap.add_argument("--keep", action="store_true", help="keep the data dir (runs, responses, Prefect database)")
+    ap.add_argument("--tier", action="append", dest="tiers", choices=list(METHODS),
+                    help="only these tiers (repeatable; default all): the notes tier's FAD is recomputed on each "
+                         "resume, minutes per model under load")
     ap.add_argument("--faults", action="store_true",
                     help="SIGKILL a Dask worker (with --runner dask), the Prefect server and the client at 30 / "
                          "50 / 70 %% of the records, resuming after each (tests/bench/faults.py)")
@@ -253,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             "AUDIOPROBE_MODELS": json.dumps({m: {"api_base": api_base} for m in MODELS[:2]}),
             "AUDIOPROBE_DESCRIBER_MODEL": "",  # the ontology's descriptions: no local LLM in this bench
             "AUDIOPROBE_TASK_RUNNER": args.runner}
-    command = [sys.executable, "-m", "audioprobe", "run", "--dataset-root", str(dataset), "--tier", "all",
+    tiers = args.tiers or list(METHODS)
+    command = [sys.executable, "-m", "audioprobe", "run", "--dataset-root", str(dataset),
+               *(a for t in tiers for a in ("--tier", t)),
                *(a for m in MODELS for a in ("--model", m)), "--new"]
     pg = None
     try:
@@ -261,15 +268,16 @@ def main(argv: list[str] | None = None) -> int:
             pg, url = bench_pg.start(int(port), args.data_dir / "prefect-pg")
             pg = [pg]  # the server a fault kills is replaced by a restarted one
             env["AUDIOPROBE_PREFECT_API_URL"] = url
-        expected = expected_items(dataset)
+        expected = expected_items(dataset, tiers)
         load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())  # the machine is shared: figures move with it
         t0 = time.monotonic()
-        log = open(args.data_dir.parent / f"{args.data_dir.name}.run.log", "w")
+        log = open(args.data_dir.parent / f"{args.data_dir.name}.run.log", "w")  # noqa: SIM115 - all resumes
         sampler = RssSampler(os.getpid(), (f"--port {port}", "tests.bench.sim_llm"))
         sampler.start()
         if args.faults:
             proc, faults, fault_summary = run_faults(args, command, env, expected, port, api_base, pg, log, sampler)
             out = proc.stdout
+            print(f"faults: {fault_summary}; " + "; ".join(f.line() for f in faults), flush=True)
         else:
             proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
             sampler.root_pid = proc.pid
@@ -286,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         n = len(keys)
         print(f"paper benchmark: {n} items in {wall / 60:.1f} min (orchestration overhead: not measured: needs a "
               f"plain-loop arm of the same items; orchestration_bench measures it on replayed notes) "
-              f"[fraction {args.fraction:g}, {args.runner}, {args.database}, exit {proc.returncode}; load average "
+              f"[fraction {args.fraction:g}, tiers {'+'.join(tiers)}, {args.runner}, {args.database}, exit {proc.returncode}; load average "
               f"{load0} at the start, {os.getloadavg()[0]:.1f} at the end]")
         print(stage_line(outcomes, wall / 60))
         peak = sorted(((rss, name) for (_, name), rss in sampler.peak.items()), reverse=True)
@@ -298,9 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lost records: {expected - n}, repeated requests: {stats['repeated']} (expected {expected} "
               f"records; model requests {stats['requests']}, 429s {stats['rate_limited']}, asked again before "
               f"Retry-After {stats['early_retries']}; answers {json.dumps({m: s['kinds'] for m, s in stats['models'].items()})})")
-        if args.faults:
-            print(f"faults: {fault_summary}; " + "; ".join(f.line() for f in faults))
-        else:
+        if not args.faults:
             print("faults (kill a Dask worker, the Prefect server, the client): not measured: run with --faults")
         print(artifact_line(api_url, Path(result["run_dir"])))
         print(f"bench total: {(time.monotonic() - t_all) / 60:.1f} min")
