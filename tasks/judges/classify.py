@@ -105,6 +105,6 @@ class OfflineClassifier(ClipJudge):
         exclude_self: bool = False,
         cache: JudgementCache | None = None,
     ) -> Judgement:
-        """Shim for callers not yet on the protocol (judges/cli.py, controls.py, validate.py, the benches)."""
+        """Shim for callers not yet on the protocol (tasks/judges/cli.py, validate.py, the benches)."""
         judge = cached(self.configured(seed=seed, exclude_self=exclude_self), cache)
         return judge.judge([Path(path)], [target_item("environmental", target)])[0]
