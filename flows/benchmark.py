@@ -1,7 +1,8 @@
 """The benchmark: models x tiers x prompt methods x samples, each tier its own flow."""
 
 
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger, tags, task
+from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
@@ -10,7 +11,7 @@ from audioprobe.settings import get_settings
 from flows.runners import task_runner
 from flows.tiers import tier_flow
 from flows.ui import best_effort
-from tasks import runs
+from tasks import comparisons, runs
 from tasks.probesets.common import DatasetError
 from tasks.generation import local_model, local_server
 from tasks.generation import breaker
@@ -51,6 +52,7 @@ def benchmark_flow(run: Run, refresh: str | None = None) -> State:
     runs.write_table(run)
     unfinished = runs.why_unfinished(run.outcomes(), runs.expected_count(run))
     run.conclude(unfinished)
+    store_comparisons(run)
     build_and_publish_report(run)
     if unfinished:
         return _failed(run, unfinished, concluded=True)
@@ -106,6 +108,20 @@ def _needs_calls(run: Run, model: str) -> bool:
                 if not is_answered(pipeline.render_prompt(item, method), model, sample, manifest.samples):
                     return True
     return False
+
+
+@task(name="comparisons", cache_policy=NO_CACHE, persist_result=False)
+def comparisons_task(run: Run) -> str:
+    return str(comparisons.store_comparisons(run))
+
+
+def store_comparisons(run: Run) -> None:
+    """The cross-model tables the report shows, stored now so the report only reads. A failure is logged
+    and the report says the table is missing; the run's items are judged already."""
+    state = comparisons_task(run=run, return_state=True)
+    if not state.is_completed():
+        get_run_logger().error(f"comparisons not stored: {state.message}; `audioprobe retry {run.run_id} "
+                               "--only judging` computes them")
 
 
 def build_and_publish_report(run: Run):

@@ -184,6 +184,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
     chosen, refresh = runs.plan_retry(run, args.only, statuses)
     print(f"retrying {len(chosen)} failed item(s) of run {run.run_id}", file=sys.stderr)
     if not chosen:
+        if args.only == "judging":  # nothing to rejudge, but a run from before may lack its comparisons
+            _store_comparisons(run)
         emit({"run_id": run.run_id, "retried": 0})
         return 0
     from audioprobe.prefect_server import ensure_server
@@ -196,6 +198,15 @@ def cmd_retry(args: argparse.Namespace) -> int:
         refresh=refresh,
         resume=f"audioprobe retry {run.run_id} --only generation --status not_attempted,llm_error",
     )
+
+
+def _store_comparisons(run) -> None:
+    """The run's stored comparisons (tasks/comparisons.py) and its report rebuilt on them."""
+    from audioprobe.report import build_report
+    from tasks import comparisons
+
+    path = comparisons.store_comparisons(run)
+    print(f"stored {path.name}; report: {build_report(run)}", file=sys.stderr)
 
 
 def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:

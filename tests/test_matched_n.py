@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from audioprobe.report.sections.common import Row
-from audioprobe.report.sections.distances import matched_n
 from audioprobe.schema import ExecutionResult, GateResult, ItemOutcome, ProbeItem, RunManifest
+from tasks import comparisons
 from tasks.records import Run
 from tests.judges_audio import synth_class, write
 
@@ -31,11 +30,12 @@ def test_matched_n_uses_one_reference_set_for_every_model(tmp_path, monkeypatch)
                 clip = write(tmp_path / model / f"{i}.wav", synth_class("whistle" if model == "a" else "rumble", i))
                 o = ItemOutcome(run_id="r", item=item, model=model, method="paper", execution=ExecutionResult(status="ok"),
                                 gate=GateResult(ok=valid), audio_path=str(clip))
-                rows.append(Row("r", store, o))
+                rows.append(o)
         fad = pd.DataFrame([{"run": "r", "model": m, "method": "paper", "label": "guitar", "group": "instrument",
                              "n_gen": n, "n_ref": 12, "embedding": "logmel-stats-v1", "window_s": 1.0}
                             for m, n in (("a", 4), ("b", 2))])
-        table = matched_n([store], [manifest], rows, fad, {"guitar"}).set_index("model")
+        comparisons.save(store, comparisons.matched_n(store, rows, fad))
+        table = comparisons.load(store).set_index("model")  # as stored, as the report reads it
     finally:
         get_settings.cache_clear()
     assert list(table["n_ref"]) == [12, 12], "the n_ref shown is the one used: every reference of the class"

@@ -9,7 +9,7 @@ import wave
 
 import pytest
 
-from audioprobe.report import protocols
+from audioprobe.report.sections import protocols
 from audioprobe.schema import (
     ExecutionResult,
     GateResult,
@@ -329,7 +329,7 @@ def test_sections_one_to_seven_give_each_item_one_vote_and_the_summary_no_nan(tm
 def test_human_calibration_says_where_the_papers_bands_apply():
     import inspect
 
-    from audioprobe.report import human_calibration
+    from audioprobe.report import html_human_calibration as human_calibration
 
     text = inspect.getsource(human_calibration)
     assert "whole classes" not in text and "single notes' VGGish FAD at 4 s" in text

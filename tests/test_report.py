@@ -874,6 +874,72 @@ def test_summary_markdown(run, report):
     assert str(report) in md
 
 
+# The report only reads: a subprocess where every module that embeds audio or runs a judge fails to import.
+READ_ONLY = """
+import importlib.abc, sys
+BLOCKED = ("torch", "tasks.judges.embeddings", "tasks.judges.vggish", "tasks.judges.distance",
+           "tasks.judges.fad", "tasks.judges.pitch", "tasks.judges.classify", "tasks.judges.clap",
+           "tasks.judges.speech")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name in BLOCKED or name.startswith(tuple(b + "." for b in BLOCKED)):
+            raise ImportError(f"the report imported {name}: it must only read the run")
+sys.meta_path.insert(0, Block())
+from audioprobe.report import build_report
+print(build_report(sys.argv[1]))
+"""
+
+
+def test_report_never_embeds_or_judges(run, tmp_path):
+    import subprocess
+
+    from tasks import comparisons
+
+    copy = Run(dir=copy_run(run, tmp_path / RUN_ID, RUN_ID))
+    cache = tmp_path / "cache"
+    env = {**__import__("os").environ, "AUDIOPROBE_CACHE_DIR": str(cache)}
+
+    def build() -> str:
+        done = subprocess.run([sys.executable, "-c", READ_ONLY, str(copy.dir)], capture_output=True,
+                              text=True, env=env, cwd=Path(__file__).resolve().parents[1], timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return Path(done.stdout.strip().splitlines()[-1]).read_text()
+
+    page = build()  # a run from before the matched-N table was stored: one line says how to get it
+    assert f"<code>audioprobe retry {RUN_ID} --only judging</code> computes it" in page
+    row = {c: None for c in comparisons.MATCHED_COLUMNS} | {
+        "run": RUN_ID, "label": "keyboard", "model": GPT, "method": "paper", "n_gen": 3, "matched_n": 2,
+        "n_ref": 7, "fad": 4.25, "embedding": "vggish-v1", "note": "subsampled 2 of 3 clips (seed 0)"}
+    comparisons.save(copy, pd.DataFrame([row], columns=comparisons.MATCHED_COLUMNS))
+    page = build()
+    assert "--only judging</code> computes it" not in page
+    assert "subsampled 2 of 3 clips (seed 0)" in page and "3 → 2" in page
+    assert not cache.exists() or not any(cache.rglob("*.npy")), "no embedding was cached by the report"
+
+
+def test_a_tier_without_its_own_section_gets_the_generic_one(run, tmp_path):
+    from audioprobe.report.html import TIER_SECTIONS
+
+    copy = copy_run(run, tmp_path / RUN_ID, RUN_ID)
+    manifest = json.loads((copy / "run.json").read_text())
+    manifest["tiers"].append("hum")
+    manifest["methods"]["hum"] = ["paper"]
+    (copy / "run.json").write_text(json.dumps(manifest))
+    hum = ProbeItem(id="hum/1", tier="hum", label="hum", dataset="t", references=[])
+    sha = write_wav(copy / "files" / "hum" / "output.wav", note(57))
+    verdict = Judgement(judge="hum/ear", judge_version="1", audio_sha256=sha, correct=True)
+    Run(dir=copy).save_outcome(ItemOutcome(
+        run_id=RUN_ID, item=hum, model=GPT, method="paper", generation=gen(GPT), execution=ok_exec(sha),
+        gate=gate(note(57), sha), judgements=[verdict], audio_path=str(copy / "files" / "hum" / "output.wav"),
+        stage_reached="done"))  # fmt: skip
+    assert "hum" not in TIER_SECTIONS
+    text = build_report(copy).read_text()
+    section = text[text.index("<section id=hum>"):]
+    section = section[: section.index("</section>")]
+    assert "hum/ear 1" in section and "100%" in section, "each judge's verdicts and the accuracy"
+    assert '<a href="#hum">' in text
+
+
 @pytest.mark.browser
 def test_report_in_chromium(report):
     """Debian's chromium loads the page with no console error, and every <audio> can play its source."""

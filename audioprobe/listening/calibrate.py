@@ -197,13 +197,13 @@ def agreement(ratings: list[Rating], trials: dict[str, Trial]) -> dict:
     }
 
 
-def calibrate(store: Run, n_boot: int = 300, seed: int = 0) -> dict:
-    trials = {t.id: t for t in load(store)}
+def calibrate(run: Run, n_boot: int = 300, seed: int = 0) -> dict:
+    trials = {t.id: t for t in load(run)}
     if not trials:
         raise ValueError(
-            f"run {store.run_id}: no listening trials yet; run `audioprobe listen {store.run_id}` first"
+            f"run {run.run_id}: no listening trials yet; run `audioprobe listen {run.run_id}` first"
         )
-    ratings = [r for r in RatingLog(store).ratings() if r.trial in trials]
+    ratings = [r for r in RatingLog(run).ratings() if r.trial in trials]
     groups = defaultdict(list)
     for r in ratings:
         t = trials[r.trial]
@@ -228,12 +228,12 @@ def calibrate(store: Run, n_boot: int = 300, seed: int = 0) -> dict:
             entry.update(fit_group(d, y, np.array([r[2] for r in rows]), n_boot=n_boot, seed=seed))
         fits.append(entry)
     result = {
-        "run": store.run_id,
+        "run": run.run_id,
         "created": now_iso(),
         "fits": fits,
         "agreement": agreement(ratings, {t.base: t for t in trials.values() if t.repeat == 0}),
     }
-    atomic_write(store.dir / "listening" / "calibration.json", json.dumps(result, indent=1))
+    atomic_write(run.dir / "listening" / "calibration.json", json.dumps(result, indent=1))
     return result
 
 

@@ -67,28 +67,28 @@ def listen(args: argparse.Namespace) -> int:
     from tasks.records import Run, now_iso
 
     try:
-        store = Run.open(args.run)
+        run = Run.open(args.run)
         trials = trial_mod.prepare(
-            store, n=args.trials, embedding=args.embedding, resample=args.resample, seed=args.seed
+            run, n=args.trials, embedding=args.embedding, resample=args.resample, seed=args.seed
         )
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     try:
-        server, _ = serve(store, trials, port=args.port)
+        server, _ = serve(run, trials, port=args.port)
     except OSError as exc:
         raise UserError(
             f"port {args.port} on 127.0.0.1: {exc.strerror}; choose another with --port"
         ) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    api = None if args.no_artifact else _publish_quietly(store.run_id, url=server.url)
+    api = None if args.no_artifact else _publish_quietly(run.run_id, url=server.url)
     emit(
         {
             "url": server.url,
-            "run": store.run_id,
+            "run": run.run_id,
             "trials": len(trials),
             "ratings": str(server.log.path),
-            "prefect_artifact": artifact_key(store.run_id) if api else None,
+            "prefect_artifact": artifact_key(run.run_id) if api else None,
         }
     )
     try:
@@ -100,9 +100,9 @@ def listen(args: argparse.Namespace) -> int:
         server.server_close()
         if api:
             _publish_quietly(
-                store.run_id,
-                markdown=f"The listening study of `{store.run_id}` is not served since "
-                f"{now_iso()}. Serve it again with `audioprobe listen {store.run_id}`.",
+                run.run_id,
+                markdown=f"The listening study of `{run.run_id}` is not served since "
+                f"{now_iso()}. Serve it again with `audioprobe listen {run.run_id}`.",
             )
     return 0
 
@@ -115,14 +115,14 @@ def calibrate(args: argparse.Namespace) -> int:
     from tasks.records import Run
 
     try:
-        store = Run.open(args.run)
+        run = Run.open(args.run)
         merged = None
         if args.merge:
             missing = [f for f in args.merge if not Path(f).is_file()]
             if missing:
                 raise UserError(f"--merge: no such file {missing[0]}")
-            merged = merge(store, args.merge, {t.id: t for t in trial_mod.load(store)})
-        result = fit(store, n_boot=args.boot, seed=args.seed)
+            merged = merge(run, args.merge, {t.id: t for t in trial_mod.load(run)})
+        result = fit(run, n_boot=args.boot, seed=args.seed)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     summary = [
@@ -135,11 +135,11 @@ def calibrate(args: argparse.Namespace) -> int:
     ]
     emit(
         {
-            "run": store.run_id,
+            "run": run.run_id,
             "merged": merged,
             "fits": summary,
             "agreement": result["agreement"],
-            "written": str(store.dir / "listening" / "calibration.json"),
+            "written": str(run.dir / "listening" / "calibration.json"),
         }
     )
     return 0

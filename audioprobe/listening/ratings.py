@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from audioprobe import stored
 from audioprobe.listening.trials import SIMILARITY, Trial
 from tasks.records import Run, now_iso
 
@@ -71,6 +72,7 @@ class Rating(BaseModel):
     label: str | None = None
     elapsed_ms: int | None = None
     time: str
+    format_version: int = 1  # stored record: a change bumps it and adds a migration (audioprobe/stored.py)
 
 
 def check(answer: Answer, trials: dict[str, Trial]) -> Trial:
@@ -95,6 +97,7 @@ class BlindLabel(BaseModel):
     rater: str
     trial: str
     label: str
+    format_version: int = 1  # stored in listening/blind_labels.jsonl: a change adds a migration
 
     _rater = field_validator("rater")(Answer._rater.__func__)
     _trial = field_validator("trial")(Answer._trial.__func__)
@@ -126,15 +129,15 @@ def read_lines(path: Path) -> tuple[list[Rating], int]:
         if not line.strip():
             continue
         try:
-            ratings.append(Rating.model_validate_json(line))
-        except ValidationError:
+            ratings.append(stored.load(Rating, line))
+        except (ValueError, AttributeError):  # torn or edited: bad JSON, not an object, not a rating
             bad += 1
     return ratings, bad
 
 
 class RatingLog:
-    def __init__(self, store: Run):
-        self.path = store.dir / "listening" / "ratings.jsonl"
+    def __init__(self, run: Run):
+        self.path = run.dir / "listening" / "ratings.jsonl"
         self._lock = threading.Lock()
 
     def ratings(self) -> list[Rating]:
@@ -179,7 +182,7 @@ class RatingLog:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     torn = os.fstat(fd).st_size and not self._ends_with_newline()
-                    payload = ("\n" if torn else "") + "".join(r.model_dump_json() + "\n" for r in new)
+                    payload = ("\n" if torn else "") + "".join(stored.dumps(r) + "\n" for r in new)
                     os.write(fd, payload.encode())
                     os.fsync(fd)
                 finally:
@@ -192,7 +195,7 @@ class RatingLog:
             return fh.read(1) == b"\n"
 
 
-def merge(store: Run, files: Iterable[Path], trials: dict[str, Trial]) -> dict:
+def merge(run: Run, files: Iterable[Path], trials: dict[str, Trial]) -> dict:
     """Add other raters' JSONL files to the run's log; ratings of other clips than the trials' are refused."""
     taken, refused, unreadable = [], 0, 0
     for f in files:
@@ -204,7 +207,7 @@ def merge(store: Run, files: Iterable[Path], trials: dict[str, Trial]) -> dict:
                 refused += 1
             else:
                 taken.append(r)
-    written = RatingLog(store).append(taken)
+    written = RatingLog(run).append(taken)
     return {
         "merged": len(written),
         "already_there": len(taken) - len(written),

@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from audioprobe import stored
 from audioprobe.listening.page import PAGE
 from audioprobe.listening.ratings import (
     RATER,
@@ -57,15 +58,15 @@ HEADERS = {
 class StudyServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, store: Run, trials: list[Trial], port: int):
-        self.store = store
-        self.root = store.dir.resolve()
-        key = study_key(store)
+    def __init__(self, run: Run, trials: list[Trial], port: int):
+        self.run = run
+        self.root = run.dir.resolve()
+        key = study_key(run)
         self.public = {t.id: hmac.new(key, t.id.encode(), hashlib.sha256).hexdigest()[:12] for t in trials}
         self.trials = {self.public[t.id]: t for t in trials}  # by public id
         self.order = [self.public[t.id] for t in trials]
-        self.log = RatingLog(store)
-        self.blind = BlindLabels(store)
+        self.log = RatingLog(run)
+        self.blind = BlindLabels(run)
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__((HOST, port), Handler)
 
@@ -146,9 +147,9 @@ def read_private_file(root: Path, path: Path) -> bytes | None:
         os.close(fd)
 
 
-def study_key(store: Run) -> bytes:
+def study_key(run: Run) -> bytes:
     """The run's secret for opaque trial ids, made once: ids stay stable across restarts."""
-    path = store.dir / "listening" / "study.key"
+    path = run.dir / "listening" / "study.key"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -163,16 +164,16 @@ class BlindLabels:
     """Labels of 5-way trials chosen before the reference was heard, one JSON line each in
     listening/blind_labels.jsonl: the first one of a rater for a trial is the one kept."""
 
-    def __init__(self, store: Run):
-        self.path = store.dir / "listening" / "blind_labels.jsonl"
+    def __init__(self, run: Run):
+        self.path = run.dir / "listening" / "blind_labels.jsonl"
         self._lock = threading.Lock()
         self._kept: dict[tuple[str, str], str] = {}
         if self.path.exists():
             for line in self.path.read_text(errors="replace").splitlines():
                 try:
-                    row = json.loads(line)
-                    self._kept.setdefault((row["rater"], row["trial"]), row["label"])
-                except (ValueError, KeyError, TypeError):
+                    row = stored.load(BlindLabel, line)
+                    self._kept.setdefault((row.rater, row.trial), row.label)
+                except (ValueError, AttributeError):
                     continue  # a line torn by a crash
 
     def get(self, rater: str, trial_id: str) -> str | None:
@@ -185,7 +186,7 @@ class BlindLabels:
             if kept is None:
                 kept = self._kept[(rater, trial_id)] = label
                 with open(self.path, "a") as f:
-                    f.write(json.dumps({"rater": rater, "trial": trial_id, "label": label}) + "\n")
+                    f.write(stored.dumps(BlindLabel(rater=rater, trial=trial_id, label=label)) + "\n")
             return kept
 
 
@@ -235,7 +236,7 @@ class Handler(BaseHTTPRequestHandler):
                 srv = self.server
                 trials = [{**srv.trials[i].public(), "id": i} for i in srv.order]
                 answered = [srv.public[t] for t in srv.log.answered(rater) if t in srv.public]
-                return self._json(200, {"run": srv.store.run_id, "trials": trials, "answered": answered})
+                return self._json(200, {"run": srv.run.run_id, "trials": trials, "answered": answered})
             parts = url.path.split("/")
             if len(parts) == 4 and parts[1] == "clip":
                 return self._send(200, self.server.clip(parts[2], parts[3], rater), "audio/wav")
@@ -296,9 +297,9 @@ class Handler(BaseHTTPRequestHandler):
         self._json(200, {"status": "kept", "label": kept})
 
 
-def serve(store: Run, trials: list[Trial], port: int = 8470) -> tuple[StudyServer, threading.Thread]:
+def serve(run: Run, trials: list[Trial], port: int = 8470) -> tuple[StudyServer, threading.Thread]:
     """Start the server in a thread; the caller stops it with server.shutdown()."""
-    server = StudyServer(store, trials, port)
+    server = StudyServer(run, trials, port)
     thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="listen", daemon=True)
     thread.start()
     return server, thread

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from audioprobe import stored
 from audioprobe.listening.distances import note_distances
 from tasks.judges.audio import sha256_file
 from tasks.records import Run, atomic_write, outcome_key
@@ -54,6 +55,7 @@ class Trial(BaseModel):
     stratum: int
     judge: str | None = None
     judge_label: str | None = None  # the 5-way judge's choice
+    format_version: int = 1  # stored record: a change bumps it and adds a migration (audioprobe/stored.py)
 
     def public(self) -> dict:
         """What the page may see: nothing that gives the answer (label, model, distance) away."""
@@ -75,25 +77,25 @@ def trial_id(key: str, ref_sha: str) -> str:
     return hashlib.sha1(f"{key}\n{ref_sha}".encode()).hexdigest()[:12]
 
 
-def _generated_clip(store: Run, key: str, audio_path: str | None) -> Path | None:
-    root = store.dir.resolve()
-    for candidate in ([store.dir / audio_path] if audio_path else []) + [store.files_dir(key) / "output.wav"]:
+def _generated_clip(run: Run, key: str, audio_path: str | None) -> Path | None:
+    root = run.dir.resolve()
+    for candidate in ([run.dir / audio_path] if audio_path else []) + [run.files_dir(key) / "output.wav"]:
         p = candidate.resolve()
         if p.is_file() and p.is_relative_to(root):
             return p
     return None
 
 
-def candidates(store: Run, embedding: str = "logmel-stats") -> list[Trial]:
+def candidates(run: Run, embedding: str = "logmel-stats") -> list[Trial]:
     """Every valid generated clip with a reference of its class, and its per-note distances."""
     by_class: dict[tuple[str, str], list] = defaultdict(list)
     labels: dict[str, set[str]] = defaultdict(set)
-    for o in store.outcomes():
+    for o in run.outcomes():
         labels[o.item.tier].add(o.item.display_name or o.item.label)
         if not (o.gate and o.gate.ok):
             continue
         key = outcome_key(o.model, o.method, o.item.id, o.sample)
-        gen = _generated_clip(store, key, o.audio_path)
+        gen = _generated_clip(run, key, o.audio_path)
         refs = [r for r in o.item.references if Path(r).is_file()]
         if gen and refs:
             by_class[(o.item.tier, o.item.label)].append((o, key, gen, refs))
@@ -122,7 +124,7 @@ def candidates(store: Run, embedding: str = "logmel-stats") -> list[Trial]:
                     model=o.model,
                     question="label" if tier in FIVE_WAY_TIERS else "similarity",
                     choices=choices if tier in FIVE_WAY_TIERS else [],
-                    gen_path=gen.relative_to(store.dir.resolve()).as_posix(),
+                    gen_path=gen.relative_to(run.dir.resolve()).as_posix(),
                     ref_path=f"listening/refs/{ref_sha}{Path(refs[0]).suffix.lower() or '.wav'}",
                     gen_sha256=sha256_file(gen),
                     ref_sha256=ref_sha,
@@ -180,29 +182,29 @@ def sample_trials(
     return order
 
 
-def trials_path(store: Run) -> Path:
-    return store.dir / "listening" / "trials.json"
+def trials_path(run: Run) -> Path:
+    return run.dir / "listening" / "trials.json"
 
 
 def prepare(
-    store: Run, *, n: int = 60, embedding: str = "logmel-stats", resample: bool = False, seed: int = 0
+    run: Run, *, n: int = 60, embedding: str = "logmel-stats", resample: bool = False, seed: int = 0
 ) -> list[Trial]:
     """The run's trials: drawn once (copying each reference into the run), then read back."""
-    path = trials_path(store)
+    path = trials_path(run)
     if path.exists() and not resample:
-        return private_copies(store, load(store))
-    pool = candidates(store, embedding)
+        return private_copies(run, load(run))
+    pool = candidates(run, embedding)
     trials = sample_trials(pool, n=n, seed=seed)
     if not trials:
-        raise ValueError(f"run {store.run_id}: no valid generated clip with a reference file to listen to")
+        raise ValueError(f"run {run.run_id}: no valid generated clip with a reference file to listen to")
     sources = {}
-    for o in store.outcomes():
+    for o in run.outcomes():
         for r in o.item.references:
             if Path(r).is_file():
                 sources.setdefault(r, None)
     by_sha = {sha256_file(r): r for r in sources}
     for t in trials:
-        target = store.dir / t.ref_path
+        target = run.dir / t.ref_path
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(by_sha[t.ref_sha256], target)
@@ -210,12 +212,12 @@ def prepare(
         {k: getattr(t, k) for k in ("key", "model", "tier", "label", "embedding", "distances", "clip_length")}
         for t in pool
     ]  # every valid clip's distances: the report bands them all, not just the sample
-    atomic_write(store.dir / "listening" / "distances.json", json.dumps(every, indent=1))
-    atomic_write(path, json.dumps([t.model_dump() for t in trials], indent=1))
-    return private_copies(store, trials)
+    atomic_write(run.dir / "listening" / "distances.json", json.dumps(every, indent=1))
+    atomic_write(path, json.dumps([stored.dump(t) for t in trials], indent=1))
+    return private_copies(run, trials)
 
 
-def private_copies(store: Run, trials: list[Trial]) -> list[Trial]:
+def private_copies(run: Run, trials: list[Trial]) -> list[Trial]:
     """Each generated clip copied to listening/clips/<sha256>.wav, the file the server plays.
 
     A run's clips are hard links into the audio store, and the server plays only files with one link
@@ -224,11 +226,11 @@ def private_copies(store: Run, trials: list[Trial]) -> list[Trial]:
     changed = False
     for t in trials:
         target = f"listening/clips/{t.gen_sha256}.wav"
-        dest = store.dir / target
+        dest = run.dir / target
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_suffix(".part")
-            shutil.copyfile(store.dir / t.gen_path, tmp)
+            shutil.copyfile(run.dir / t.gen_path, tmp)
             if sha256_file(tmp) != t.gen_sha256:
                 tmp.unlink()
                 raise ValueError(f"trial {t.id}: {t.gen_path} changed since the trials were drawn")
@@ -236,12 +238,12 @@ def private_copies(store: Run, trials: list[Trial]) -> list[Trial]:
         if t.gen_path != target:
             t.gen_path, changed = target, True
     if changed:
-        atomic_write(trials_path(store), json.dumps([t.model_dump() for t in trials], indent=1))
+        atomic_write(trials_path(run), json.dumps([stored.dump(t) for t in trials], indent=1))
     return trials
 
 
-def load(store: Run) -> list[Trial]:
-    path = trials_path(store)
+def load(run: Run) -> list[Trial]:
+    path = trials_path(run)
     if not path.exists():
         return []
-    return [Trial.model_validate(t) for t in json.loads(path.read_text())]
+    return stored.load_all(Trial, json.loads(path.read_text()))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioprobe.report import protocols
 from audioprobe.report.html import ReportLimits, render
+from audioprobe.report.sections import protocols
 from audioprobe.report.tables import KIND_LABELS, ReportTables, build_tables
 from tasks.records import Run, atomic_write
 
@@ -34,13 +34,13 @@ def build_report(
 ) -> Path:
     """Build RUN's report under <run dir>/report/, compare's runs side by side; return index.html. The
     tables are built once: the short summary (the console's and the Prefect UI's) is written beside it."""
-    store = _open(run_id_or_path)
-    rt = build_tables(store, [_open(c) for c in compare or []])
-    folder = store.dir / "report"
+    run = _open(run_id_or_path)
+    rt = build_tables(run, [_open(c) for c in compare or []])
+    folder = run.dir / "report"
     write_tables(rt, folder)
     index = folder / "index.html"
     atomic_write(index, render(rt, limits))
-    atomic_write(folder / SUMMARY, summary_markdown(store, rt))
+    atomic_write(folder / SUMMARY, summary_markdown(run, rt))
     for path in folder.iterdir():  # temp files are 0600; a report is for reading and sharing
         path.chmod(0o644)
     return index
@@ -59,10 +59,10 @@ def _pct(k: int, n: int) -> str:
     return f"{k}/{n} ({100 * k / n:.0f}%)" if n else "0/0"
 
 
-def summary_markdown(store: Run | str | Path, rt: ReportTables | None = None) -> str:
+def summary_markdown(run: Run | str | Path, rt: ReportTables | None = None) -> str:
     """A short markdown summary: counts and rates per model x tier x method, top failures, headline scores."""
-    store = _open(store)
-    rt = rt or build_tables(store)
+    run = _open(run)
+    rt = rt or build_tables(run)
     m = rt.runs[0]
     lines = [
         f"## audioprobe run `{m.run_id}`",
@@ -151,7 +151,7 @@ def summary_markdown(store: Run | str | Path, rt: ReportTables | None = None) ->
             f"**Tokens:** {int(usage['tokens_in'].sum()):,} in / {int(usage['tokens_out'].sum()):,} out"
             + (f" · cost ${cost:.4f}" if cost else "")
         )
-    report = store.dir / "report" / "index.html"
+    report = run.dir / "report" / "index.html"
     if report.exists():
         lines += ["", f"Report: `{report}`"]
     return "\n".join(lines) + "\n"

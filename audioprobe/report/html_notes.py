@@ -4,11 +4,23 @@ pitch accuracy."""
 from __future__ import annotations
 
 from audioprobe.report import media
-from audioprobe.report.fmt import _isnull, fad_cell, fig, kad_cell, num, pct, quote, rate, table, who_columns
+from audioprobe.report.fmt import (
+    E,
+    _isnull,
+    fad_cell,
+    fig,
+    kad_cell,
+    num,
+    pct,
+    quote,
+    rate,
+    table,
+    who_columns,
+)
 from audioprobe.report.tables import ReportTables, instrument_rows
 
 
-def section_notes(rt: ReportTables) -> str:
+def section_notes(rt: ReportTables, tier: str = "notes") -> str:
     fad, sim, pit, matched = rt["fad"], rt["notes_similarity"], rt["pitch"], rt["matched_n"]
     who = who_columns(rt)
     families = {r.outcome.item.instrument_family for r in rt.rows if r.outcome.item.tier == "notes"} - {None}
@@ -101,8 +113,12 @@ def section_notes(rt: ReportTables) -> str:
         + f"<div class=scroll>{table(fad, fad_cols, numeric=fad_numeric, empty=no_fad)}</div>"
         + "<h3>Models at matched N</h3><p class=note>Each model's clips of a class subsampled (seeded) to "
         "the smallest N among the models compared, so no model is favoured by FAD's small-N bias; FAD and "
-        "KAD recomputed from the cached embeddings against one reference set per class, the same for every "
-        "model (every reference of the class in the run), whose size is N ref used.</p>"
+        "KAD computed at the end of the run from the cached embeddings against one reference set per class, "
+        "the same for every model (every reference of the class in the run), whose size is N ref used. "
+        "Each run's own table: runs compared side by side are not matched with each other.</p>"
+        + "".join(f"<p class=note>Run {E(r)} has no stored matched-N table (it ran before they were stored): "
+                  f"<code>audioprobe retry {E(r)} --only judging</code> computes it.</p>"
+                  for r in rt.missing.get("matched_n", []))
         + table(matched, m_cols, numeric={"FAD [95% CI]", "KAD [95% CI]", "FAD baseline", "KAD baseline", "N ref used"},
                 empty="One model per class in this run: nothing to match.")
         + "<h3>Highly similar notes (the paper's Figure 3)</h3>"

@@ -21,7 +21,7 @@ from audioprobe.report.fmt import (
 from audioprobe.report.tables import ReportTables
 
 
-def section_environmental(rt: ReportTables) -> str:
+def section_environmental(rt: ReportTables, tier: str = "environmental") -> str:
     t1, stats = rt["environmental_table1"], rt["confidence_stats"]
     who = who_columns(rt)
     pad = [""] * (len(who) - 1)
@@ -127,7 +127,7 @@ def _bin_cell(hist: pd.DataFrame, row, b: str) -> str:
     return f"{int(sel['count'].iloc[0])} ({pct(sel['share'].iloc[0], 0)})"
 
 
-def section_speech(rt: ReportTables) -> str:
+def section_speech(rt: ReportTables, tier: str = "speech") -> str:
     acc, texts = rt["speech"], rt["speech_text"]
     who = who_columns(rt)
     cols = who + [

@@ -11,15 +11,14 @@ them (build_tables) and re-exports the names other modules use.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
-from audioprobe.report import protocols
-from audioprobe.report.human_calibration import thresholds_table
-from audioprobe.report.sections.common import GROUP, Row, frame, wilson
-from audioprobe.report.sections.distances import matched_n, per_note
+from audioprobe.report.sections import generic, protocols
+from audioprobe.report.sections.common import GROUP, Row, frame, resolve_audio, tier_names, wilson
+from audioprobe.report.sections.distances import per_note, stored_matched_n
 from audioprobe.report.sections.environmental import environmental
+from audioprobe.report.sections.human_calibration import banded, load, thresholds_table
 from audioprobe.report.sections.notes import (
     PITCH_TOLERANCE_CENTS,
     fad_table,
@@ -60,46 +59,57 @@ class ReportTables:
     runs: list[RunManifest]
     rows: list[Row]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tiers: list[str] = field(default_factory=list)  # the sections' order (tasks.tiers' registry)
+    calibration: dict | None = None  # the listening study's fits (listening/calibration.json), if any
+    missing: dict[str, list[str]] = field(default_factory=dict)  # a stored table -> runs without it
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
 
 
-def build_tables(store: Run, compare: list[Run] | None = None) -> ReportTables:
-    stores = [store] + list(compare or [])
-    manifests = [s.manifest for s in stores]
+def build_tables(run: Run, compare: list[Run] | None = None) -> ReportTables:
+    runs = [run] + list(compare or [])
+    manifests = [s.manifest for s in runs]
     # One item, one vote: sections 1-7 count sample 0's first answer of each item; the other samples are
     # section 8's (pass@k, with intervals over items). Per-note scores of other samples are left out too.
-    every = [Row(s.run_id, s, o) for s in stores for o in s.outcomes()]
+    every = [Row(s.run_id, s, o) for s in runs for o in s.outcomes()]
     rows = [r for r in every if r.outcome.sample == 0]
     families = {
         r.outcome.item.instrument_family
         for r in rows
         if r.outcome.item.tier == "notes" and r.outcome.item.instrument_family
     }
-    rt = ReportTables(runs=manifests, rows=rows)
+    rt = ReportTables(runs=manifests, rows=rows, tiers=tier_names([t for m in manifests for t in m.tiers]))
     t = rt.tables
     t["overview"] = overview(rows)
     t["failures"], t["missing_modules"], t["failure_details"] = failures(rows)
-    t["fad"] = fad_table(stores, manifests)
-    t["notes"] = per_note(stores, every, families)
+    t["fad"] = fad_table(runs, manifests)
+    t["notes"] = per_note(runs, every, families)
     t["notes_similarity"] = notes_similarity(t["notes"])
-    t["matched_n"] = matched_n(stores, manifests, rows, t["fad"], families)
+    t["matched_n"], missing = stored_matched_n(runs)
+    if missing:
+        rt.missing["matched_n"] = missing
     t["pitch"] = pitch(rows)
     t["environmental_table1"], t["confidence_histogram"], t["confidence_stats"] = environmental(rows)
     t["speech"], t["speech_text"] = speech(rows)
-    t["reference_point_clips"] = reference_point_clips(stores)
+    t["reference_point_clips"] = reference_point_clips(runs)
     t["reference_points"] = reference_points(t["reference_point_clips"])
-    t["empirical_chance"] = empirical_chance(stores)
+    t["empirical_chance"] = empirical_chance(runs)
     t["pitch"] = with_noise_floor(t["pitch"], t["reference_points"])
     t["speech"] = with_empirical_chance(t["speech"], t["empirical_chance"], "speech")
-    t["environmental_table1"] = with_empirical_chance(t["environmental_table1"], t["empirical_chance"], "environmental")
+    t["environmental_table1"] = with_empirical_chance(
+        t["environmental_table1"], t["empirical_chance"], "environmental"
+    )
     t["items"] = items(rows)
-    t["human_calibration"] = thresholds_table(store.dir)
+    rt.calibration = load(run.dir)
+    t["human_calibration"] = thresholds_table(run.dir)
+    fits = rt.calibration and [f for f in rt.calibration["fits"] if "thresholds" in f]
+    t["human_calibration_bands"] = banded(run.dir, rt.calibration) if fits else pd.DataFrame()
+    t["judgements"], t["verdicts"] = generic.judgements(rows), generic.verdicts(rows)
     t["usage"] = usage(rows)
     t["judges"], t["prompts"], t["versions"] = provenance(rows, manifests, t["fad"])
     t["sandbox_packages"] = sandbox_packages()
-    t.update(protocols.build(stores))  # section 8: samples, repair rounds, paired comparisons
+    t.update(protocols.build(runs))  # section 8: samples, repair rounds, paired comparisons
     t["skipped"] = frame(
         [
             {"run": m.run_id, "key": s.key, "tier": s.tier, "reason": s.reason}
@@ -109,13 +119,3 @@ def build_tables(store: Run, compare: list[Run] | None = None) -> ReportTables:
         ["run", "key", "tier", "reason"],
     )
     return rt
-
-
-def resolve_audio(row: Row) -> Path | None:
-    """The generated clip: the recorded path (absolute or run-relative), else files/<key>/output.wav."""
-    candidates = []
-    if row.outcome.audio_path:
-        p = Path(row.outcome.audio_path)
-        candidates += [p] if p.is_absolute() else [row.store.dir / p, p]
-    candidates.append(row.store.files_dir(row.key) / "output.wav")
-    return next((c for c in candidates if c.is_file()), None)

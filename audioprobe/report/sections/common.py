@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from audioprobe.schema import ItemOutcome
 from tasks import stats
 from tasks.records import Run, outcome_key
+from tasks.tiers import UnknownTier, all_tiers, get_tier
 
 GROUP = ["run", "model", "tier", "method"]
 
 
 @dataclass(eq=False)  # identity: comparing whole outcomes field by field is slow and never wanted
 class Row:
-    """One outcome with where it came from: its run, store and key."""
+    """One outcome with where it came from: its run's id, its Run, and its key."""
 
-    run: str
-    store: Run
+    run_id: str
+    run: Run
     outcome: ItemOutcome
 
     @property
@@ -83,3 +85,28 @@ def rate_cols(record: dict, k: int, n: int, name: str) -> None:
     record[f"{name}_rate"] = k / n if n else None
     lo, hi = wilson(k, n)
     record[f"{name}_ci_lo"], record[f"{name}_ci_hi"] = lo, hi
+
+
+def resolve_audio(row: Row) -> Path | None:
+    """The generated clip: the recorded path (absolute or run-relative), else files/<key>/output.wav."""
+    candidates = []
+    if row.outcome.audio_path:
+        p = Path(row.outcome.audio_path)
+        candidates += [p] if p.is_absolute() else [row.run.dir / p, p]
+    candidates.append(row.run.files_dir(row.key) / "output.wav")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def tier_names(tiers_run: list[str]) -> list[str]:
+    """The report's tiers in the registry's order: the paper's always (their sections say when a run has
+    none), any other tier a run has; a tier no module registers (an old run's) last."""
+    present = set(tiers_run)
+    names = [t.name for t in all_tiers() if t.paper or t.name in present]
+    return names + sorted(present - set(names))
+
+
+def tier_title(name: str) -> str:
+    try:
+        return get_tier(name).title
+    except UnknownTier:
+        return name

@@ -24,7 +24,7 @@ def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     groups: dict[tuple, list[ItemOutcome]] = {}
     for r in rows:
         if r.outcome.item.tier == "environmental":
-            groups.setdefault((r.run, r.outcome.model, r.outcome.method), []).append(r.outcome)
+            groups.setdefault((r.run_id, r.outcome.model, r.outcome.method), []).append(r.outcome)
     table, confs = [], {}
     for (run, model, method), outs in sorted(groups.items()):
         js = [j for o in outs for j in judgements_of(o, "classify")]

@@ -14,13 +14,13 @@ from tasks.records import Run
 PITCH_TOLERANCE_CENTS = 50.0  # nearest semitone right: the note a listener would name
 
 
-def fad_table(stores: list[Run], manifests: list[RunManifest]) -> pd.DataFrame:
+def fad_table(runs: list[Run], manifests: list[RunManifest]) -> pd.DataFrame:
     """One row per class score: FAD and KAD with CIs and same-N baselines (with the middle 95 % of
     same-distribution scores at that N, and whether drawn or extrapolated), fadtk's FAD-inf, the band only
     where the paper's calibration holds (else band_note says why)."""
     records = []
-    for store, manifest in zip(stores, manifests):
-        for r in store.fad():
+    for run, manifest in zip(runs, manifests):
+        for r in run.fad():
             model, method, label = r.model, r.method, r.label
             if not model and label.count("|") == 2:  # records of a judge run by hand: "model|method|class"
                 model, method, label = label.split("|")
@@ -35,7 +35,7 @@ def fad_table(stores: list[Run], manifests: list[RunManifest]) -> pd.DataFrame:
             )
             records.append(
                 {
-                    "run": store.run_id,
+                    "run": run.run_id,
                     "model": model or "?",
                     "method": method or "paper",
                     "label": label,
@@ -134,7 +134,7 @@ def pitch(rows: list[Row]) -> pd.DataFrame:
         o = r.outcome
         if o.item.tier != "notes":
             continue
-        key = (r.run, o.model, o.method, o.item.instrument_family or o.item.label)
+        key = (r.run_id, o.model, o.method, o.item.instrument_family or o.item.label)
         wavs[key] = wavs.get(key, 0) + wav_produced(o)
         groups.setdefault(key, [])
         # the pitch judge records an unmeasurable note as an error: judged, not measured

@@ -8,6 +8,7 @@ import pandas as pd
 
 from audioprobe.report.sections.common import GROUP, Row, frame, rate_cols, stages
 from audioprobe.schema import ItemOutcome
+from audioprobe.settings import get_settings
 from tasks import taxonomy
 from tasks.taxonomy import FAILURES
 
@@ -42,8 +43,6 @@ def stored_failure(o: ItemOutcome) -> tuple[str, str]:
 
 def module_status_of(module: str) -> tuple[str, str]:
     """Real but not installed, hallucinated, or unknown (offline): tasks.taxonomy.module_status."""
-    from audioprobe.settings import get_settings
-
     return taxonomy.module_status(module, check_index=get_settings().check_package_index)
 
 
@@ -51,7 +50,7 @@ def overview(rows: list[Row]) -> pd.DataFrame:
     groups: dict[tuple, list[ItemOutcome]] = {}
     for r in rows:
         o = r.outcome
-        groups.setdefault((r.run, o.model, o.item.tier, o.method), []).append(o)
+        groups.setdefault((r.run_id, o.model, o.item.tier, o.method), []).append(o)
     records = []
     for (run, model, tier, method), outs in sorted(groups.items()):
         flags = [stages(o) for o in outs]
@@ -90,10 +89,10 @@ def failures(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     for r in rows:
         o = r.outcome
         kind, detail = stored_failure(o)
-        base = (r.run, o.model, o.item.tier, o.method)
+        base = (r.run_id, o.model, o.item.tier, o.method)
         kinds[base + (kind,)] += 1
         if kind == "missing_module":
-            modules[(r.run, o.model, detail)] += 1
+            modules[(r.run_id, o.model, detail)] += 1
         elif kind == "invalid_audio":
             for problem in o.gate.problems or ["?"]:
                 details[base + (kind, problem.split(":")[0].strip())] += 1

@@ -8,9 +8,10 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from audioprobe.report.sections.common import Row, frame
+from audioprobe.report.sections.common import Row, frame, tier_names
 from audioprobe.report.sections.overview import stored_failure
-from audioprobe.schema import TIERS, RunManifest
+from audioprobe.schema import RunManifest
+from tasks import taxonomy
 
 
 def items(rows: list[Row]) -> pd.DataFrame:
@@ -20,7 +21,7 @@ def items(rows: list[Row]) -> pd.DataFrame:
         kind, detail = stored_failure(o)
         g, e, gate = o.generation, o.execution, o.gate
         rec = {
-            "run": r.run,
+            "run": r.run_id,
             "model": o.model,
             "tier": o.item.tier,
             "method": o.method,
@@ -54,7 +55,7 @@ def items(rows: list[Row]) -> pd.DataFrame:
     if not records:
         return pd.DataFrame(columns=["run", "model", "tier", "item"])
     df = pd.DataFrame.from_records(records)
-    order = df["tier"].map({t: i for i, t in enumerate(TIERS)})
+    order = df["tier"].map({t: i for i, t in enumerate(tier_names(list(df["tier"].unique())))})
     return (
         df.assign(_o=order).sort_values(["run", "model", "_o", "method", "item", "sample"]).drop(columns="_o")
     )
@@ -64,7 +65,7 @@ def usage(rows: list[Row]) -> pd.DataFrame:
     groups: dict[tuple, list] = {}
     for r in rows:
         if r.outcome.generation is not None:
-            groups.setdefault((r.run, r.outcome.model), []).append(r.outcome.generation)
+            groups.setdefault((r.run_id, r.outcome.model), []).append(r.outcome.generation)
     records = []
     for (run, model), gens in sorted(groups.items()):
         priced = [g.cost for g in gens if g.cost is not None]
@@ -108,7 +109,7 @@ def provenance(rows: list[Row], manifests: list[RunManifest], fad: pd.DataFrame)
         if o.prompt:
             prompts[
                 (
-                    r.run,
+                    r.run_id,
                     o.item.tier,
                     o.method,
                     o.prompt.template,
@@ -117,10 +118,10 @@ def provenance(rows: list[Row], manifests: list[RunManifest], fad: pd.DataFrame)
                 )
             ] += 1
         if o.gate:
-            gates[(r.run, o.gate.gate_version or "?")] += 1
+            gates[(r.run_id, o.gate.gate_version or "?")] += 1
         for j in o.judgements:
             rec = judges.setdefault(
-                (r.run, j.judge, j.judge_version),
+                (r.run_id, j.judge, j.judge_version),
                 {"n": 0, "errors": 0, "cached": 0, "params": json.dumps(j.params, sort_keys=True)},
             )
             rec["n"] += 1
@@ -154,7 +155,7 @@ def provenance(rows: list[Row], manifests: list[RunManifest], fad: pd.DataFrame)
     sources: Counter = Counter()
     for r in rows:
         if r.outcome.item.description_source:
-            sources[(r.run, r.outcome.item.tier, r.outcome.item.description_source)] += 1
+            sources[(r.run_id, r.outcome.item.tier, r.outcome.item.description_source)] += 1
     versions = []
     for m in manifests:
         for (run, tier, source), n in sorted(sources.items()):
@@ -170,6 +171,5 @@ def provenance(rows: list[Row], manifests: list[RunManifest], fad: pd.DataFrame)
 
 def sandbox_packages() -> pd.DataFrame:
     """What the sandbox has installed (its pinned requirements): what a 'missing module' is missing from."""
-    from tasks.taxonomy import sandbox_packages as packages
-
-    return frame([{"package": n, "version": v} for n, v in packages()], ["package", "version"])
+    packages = [{"package": n, "version": v} for n, v in taxonomy.sandbox_packages()]
+    return frame(packages, ["package", "version"])

@@ -24,13 +24,13 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
-def reference_point_clips(stores: list[Run]) -> pd.DataFrame:
+def reference_point_clips(runs: list[Run]) -> pd.DataFrame:
     records = []
-    for store in stores:
-        for p in controls.load(store.dir):
+    for run in runs:
+        for p in controls.load(run.dir):
             v = p.values
             rec = {
-                    "run": store.run_id, "tier": p.tier, "control": p.control, "item": p.item, "label": p.label,
+                    "run": run.run_id, "tier": p.tier, "control": p.control, "item": p.item, "label": p.label,
                     "judge": f"{p.judge} {p.judge_version}".strip(), "gate_ok": p.gate_ok,
                     "gate_problems": ", ".join(p.gate_problems), "correct": p.correct, "chosen": v.get("chosen"),
                     "cents_error": num(v.get("cents_error")), "confidence": num(v.get("confidence")),
@@ -61,16 +61,16 @@ def reference_points(clips: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def empirical_chance(stores: list[Run]) -> pd.DataFrame:
+def empirical_chance(runs: list[Run]) -> pd.DataFrame:
     """Per run: each forced choice's accuracy on the non-speech controls it decided on, beside its nominal
     20%; abstentions (silence is never decoded, pocketsphinx may choose no word) are their own column."""
     records = []
-    for store in stores:
-        points = controls.load(store.dir)
+    for run in runs:
+        points = controls.load(run.dir)
         for tier, prefix in (("speech", "speech"), ("environmental", "classify")):
             c = controls.empirical_chance([p for p in points if p.tier == tier], prefix)
             if c["n"] or c["abstained"]:
-                rec = {"run": store.run_id, "tier": tier, "nominal": 0.2, "correct": c["correct"], "n": c["n"],
+                rec = {"run": run.run_id, "tier": tier, "nominal": 0.2, "correct": c["correct"], "n": c["n"],
                        "abstained": c["abstained"], "controls": ", ".join(c["controls"])}  # fmt: skip
                 rate_cols(rec, c["correct"], c["n"], "empirical")
                 records.append(rec)
@@ -114,41 +114,3 @@ def with_noise_floor(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame
     for col in cols:
         out[col] = [floors.get(run, {}).get(col) for run in out["run"]] if len(out) else []
     return out
-
-
-def section_reference_points(rt) -> str:
-    from audioprobe.report.fmt import E, num, pct, rate, table
-
-    summary, chance = rt["reference_points"], rt["empirical_chance"]
-    cols = [
-        ("tier", "tier"), ("control", "control"), ("judge", "judge"), ("items", "items"),
-        ("passed the gate", "gate_passed"), ("correct / judged", lambda r: rate(r, "accuracy", "correct")),
-        ("median per-note FAD", lambda r: num(r["median_note_fad"])),
-        ("median per-note KAD", lambda r: num(r["median_note_kad"])), ("judge errors", "errors"),
-    ]  # fmt: skip
-    if len(summary) and summary["run"].nunique() > 1:
-        cols = [("run", "run"), *cols]
-    ccols = [
-        ("run", "run"), ("tier", "tier"), ("nominal chance", lambda r: pct(r["nominal"], 0)),
-        ("empirical chance (non-speech controls decided on)", lambda r: rate(r, "empirical", "correct")),
-        ("N decided", "n"), ("abstained (no word chosen, or not decoded)", "abstained"),
-        ("controls", lambda r: E(r["controls"])),
-    ]  # fmt: skip
-    return (
-        '<section id="reference-points"><h2>Reference points</h2>'
-        "<p class=note>What known inputs score under every judge of each tier, so each number above has a "
-        "floor and a ceiling: silence, white noise, a sine at the target pitch (notes) or a 1 kHz tone burst, "
-        "and a real recording of the class held out from the references it is compared with (the ceiling). "
-        "Controls are judged even where the gate would refuse them (the gate column says so). The forced "
-        "choices' empirical chance is their accuracy on the non-speech controls they decided on; controls "
-        "they never decided (silence is not decoded; the recogniser may choose no word) are abstentions, "
-        "shown apart and left out of it.</p>"
-        + table(summary, cols, numeric={"items", "passed the gate", "correct / judged", "median per-note FAD",
-                                        "median per-note KAD", "judge errors"},
-                empty="No reference points in this run (reference_points.json).")
-        + "<h3>Empirical chance of the forced choices</h3>"
-        + table(chance, ccols, numeric={"empirical chance (non-speech controls decided on)", "N decided",
-                                        "abstained (no word chosen, or not decoded)"},
-                empty="No non-speech controls judged by a forced choice in this run.")
-        + "</section>"
-    )

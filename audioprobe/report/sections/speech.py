@@ -25,11 +25,11 @@ def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
         o = r.outcome
         if o.item.tier != "speech":
             continue
-        groups.setdefault((r.run, o.model, o.method), []).append(o)
+        groups.setdefault((r.run_id, o.model, o.method), []).append(o)
         for j in judgements_of(o, "speech"):
             texts.append(
                 {
-                    "run": r.run,
+                    "run": r.run_id,
                     "model": o.model,
                     "method": o.method,
                     "item": o.item.id,

@@ -1,99 +1,18 @@
-"""Report section id="human-calibration": the listening study's fitted curve, band thresholds with CIs,
-agreement figures, and the run's clips banded by this calibration where the paper's bands do not apply.
-The table builder is imported by tables.build_tables; the HTML by html.render."""
+"""Section 9 of the page (id="human-calibration"): the listening study's fitted curve, band thresholds with
+CIs, agreement figures, and the run's clips banded by this calibration where the paper's bands do not
+apply. The tables are sections/human_calibration.py's."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-CAL = Path("listening") / "calibration.json"
-COLUMNS = [
-    "embedding",
-    "metric",
-    "clip_length",
-    "n_ratings",
-    "n_clips",
-    "raters",
-    "boundary",
-    "threshold",
-    "ci_lo",
-    "ci_hi",
-    "method",
-]
-
-
-def _run_dir(rt) -> Path | None:
-    main = rt.runs[0].run_id if rt.runs else None
-    return next((r.store.dir for r in rt.rows if r.store.run_id == main), None)
-
-
-def load(run_dir: Path | None) -> dict | None:
-    path = run_dir / CAL if run_dir else None
-    return json.loads(path.read_text()) if path and path.is_file() else None
-
-
-def thresholds_table(run_dir: Path | None) -> pd.DataFrame:
-    """One row per fitted boundary: written as human_calibration.csv beside the report."""
-    cal = load(run_dir)
-    rows = []
-    for f in (cal or {}).get("fits", []):
-        for t in f.get("thresholds", []):
-            rows.append(
-                {
-                    "embedding": f["embedding"],
-                    "metric": f["metric"],
-                    "clip_length": f["clip_length"],
-                    "n_ratings": f["n_ratings"],
-                    "n_clips": f["n_clips"],
-                    "raters": ", ".join(f["raters"]),
-                    "boundary": t["boundary"],
-                    "threshold": t["value"],
-                    "ci_lo": t["ci"][0],
-                    "ci_hi": t["ci"][1],
-                    "method": f["method"],
-                }
-            )
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def banded(run_dir: Path, cal: dict) -> pd.DataFrame:
-    """Every valid clip of the run in its calibrated band, per model, tier and fit."""
-    from audioprobe.listening.calibrate import band
-
-    path = run_dir / "listening" / "distances.json"
-    clips = json.loads(path.read_text()) if path.is_file() else []
-    rows = []
-    for f in cal["fits"]:
-        if "thresholds" not in f:
-            continue
-        for c in clips:
-            if (c["embedding"], c["clip_length"]) == (f["embedding"], f["clip_length"]) and f["metric"] in c[
-                "distances"
-            ]:
-                rows.append(
-                    {
-                        "model": c["model"],
-                        "tier": c["tier"],
-                        "fit": f"{f['embedding']} · {f['metric']} · {f['clip_length']}",
-                        "band": band(c["distances"][f["metric"]], f),
-                    }
-                )
-    if not rows:
-        return pd.DataFrame()
-    df = pd.DataFrame(rows)
-    out = df.pivot_table(index=["fit", "model", "tier"], columns="band", aggfunc="size", fill_value=0)
-    out = out.reindex(columns=["highly similar", "moderately similar", "not similar"], fill_value=0)
-    out["clips"] = out.sum(axis=1)
-    return out.reset_index()
+from audioprobe.report import media
+from audioprobe.report.fmt import E, fig, num, table
+from audioprobe.report.tables import ReportTables
 
 
 def figure(fit: dict) -> str | None:
-    from audioprobe.report import media
-
     plt = media.plt
     d, y = np.array(fit["points"]["distance"]), np.array(fit["points"]["rating"], dtype=float)
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(y))
@@ -121,8 +40,6 @@ def figure(fit: dict) -> str | None:
 
 
 def _ci(t: dict) -> str:
-    from audioprobe.report.fmt import num
-
     lo, hi = t["ci"]
     return (
         f"<b>{num(t['value'], 2)}</b> [{num(lo, 2)}, {num(hi, 2)}]"
@@ -135,12 +52,9 @@ def _fitted(row) -> bool:
     return isinstance(row.get("thresholds"), list)
 
 
-def section_human_calibration(rt) -> str:
-    from audioprobe.report.fmt import E, fig, num, table  # fmt imports tables, which imports this module
-
+def section_human_calibration(rt: ReportTables) -> str:
     head = "<section id=human-calibration><h2>9. Human calibration of the bands</h2>"
-    run_dir = _run_dir(rt)
-    cal = load(run_dir)
+    cal = rt.calibration
     if not cal:
         return (
             head + "<p class=note>No listening study in this run. Serve it with <code>audioprobe listen RUN"
@@ -214,7 +128,7 @@ def section_human_calibration(rt) -> str:
     figs = "".join(
         fig(figure(f), f"Ratings against {f['metric']} on {f['embedding']}, {f['clip_length']}") for f in fits
     )
-    bands = banded(run_dir, cal) if fits else pd.DataFrame()
+    bands = rt["human_calibration_bands"]
     band_html = (
         table(
             bands,

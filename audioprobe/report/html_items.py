@@ -10,7 +10,6 @@ from pathlib import Path
 from audioprobe.report import media
 from audioprobe.report.fmt import E, ReportLimits, _isnull, badge, table, who_columns
 from audioprobe.report.tables import KINDS, ReportTables, Row, resolve_audio, stored_failure
-from audioprobe.schema import TIERS
 from audioprobe.settings import get_settings
 
 
@@ -47,7 +46,7 @@ def section_items(rt: ReportTables, limits: ReportLimits) -> str:
     cards, spent = [], 0
     budget = int(limits.audio_mb * 2**20)
     opened = False
-    for row in select_items(rt.rows, limits.items_per_group):
+    for row in select_items(rt.rows, limits.items_per_group, rt.tiers):
         is_open = not opened and stored_failure(row.outcome)[0] == "ok"
         opened |= is_open
         card, used = item_card(row, limits, budget - spent, several_runs=len(rt.runs) > 1, is_open=is_open)
@@ -67,14 +66,15 @@ def _short(value):
     return float(f"{value:.4g}") if isinstance(value, float) else value
 
 
-def select_items(rows: list[Row], per_group: int) -> list[Row]:
+def select_items(rows: list[Row], per_group: int, tiers: list[str]) -> list[Row]:
     """Per (run, model, tier, method): the commonest failure kinds first, then valid clips, then the rest."""
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         o = r.outcome
-        groups.setdefault((r.run, o.model, o.item.tier, o.method), []).append(r)
+        groups.setdefault((r.run_id, o.model, o.item.tier, o.method), []).append(r)
     chosen = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1], TIERS.index(k[2]), k[3])):
+    order = {t: i for i, t in enumerate(tiers)}
+    for key in sorted(groups, key=lambda k: (k[0], k[1], order.get(k[2], len(order)), k[3])):
         ranked = sorted(groups[key], key=lambda r: (r.outcome.item.id, r.outcome.sample))
         kinds = {id(r): stored_failure(r.outcome)[0] for r in ranked}
         frequency = Counter(kinds.values())
@@ -90,7 +90,7 @@ def select_items(rows: list[Row], per_group: int) -> list[Row]:
 
 def resolve_reference(path: str, row: Row) -> Path | None:
     p = Path(path)
-    for c in [p] if p.is_absolute() else [get_settings().refs_dir / p, row.store.dir / p, p]:
+    for c in [p] if p.is_absolute() else [get_settings().refs_dir / p, row.run.dir / p, p]:
         if c.is_file():
             return c
     return None
@@ -175,7 +175,7 @@ def item_card(
         facts.append(f"exit {o.execution.exit_code} in {o.execution.wall_s:.1f} s")
     if gate:
         facts.append("gate " + ("ok" if gate.ok else "failed: " + E(", ".join(gate.problems))))
-    who = f"{E(o.model)}{' @ ' + E(row.run) if several_runs else ''}"
+    who = f"{E(o.model)}{' @ ' + E(row.run_id) if several_runs else ''}"
     summary = (
         f"{badge(kind)} <b>{E(o.item.id)}</b> · {E(o.item.label)} · {who} · {E(o.item.tier)}/{E(o.method)}"
         + (f" · <span class=ci>{E(detail[:80])}</span>" if detail else "")
