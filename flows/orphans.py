@@ -31,7 +31,8 @@ def _orphaned(tags: list[str]) -> int | None:
 
 
 def crash_orphaned_flow_runs(limit: int = 200) -> int:
-    """Mark Crashed the Running/Pending flow runs of dead clients on this host; return how many."""
+    """Mark Crashed the Running/Pending flow runs of dead clients on this host; return how many. When no
+    live client's flow run is left, release the global-limit slots still counted (_release_leaked_slots)."""
     # Imported here: `audioprobe runs` needs only the lock below, and importing prefect takes 1-5 s.
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
@@ -53,10 +54,26 @@ def crash_orphaned_flow_runs(limit: int = 200) -> int:
                     flow_run.id, Crashed(message=f"its client process (pid {pid}) is gone; the run resumes "
                                                  "from its recorded items"), force=True)
                 marked += 1
+            if not any(_orphaned(r.tags or []) is None for r in active):
+                _release_leaked_slots(client)
     except Exception as exc:  # noqa: BLE001 - tidying the UI must never stop a run
         print(f"audioprobe: could not check for orphaned flow runs: {type(exc).__name__}: {exc}"[:300],
               file=sys.stderr)
     return marked
+
+
+def _release_leaked_slots(client) -> None:
+    """With no live client's flow run left, no one holds a slot of the project's global limits
+    (tasks/limits.py): zero the ones still counted. A holder killed while its server was down leaves its
+    slots counted for good (the server keeps slot leases in memory, so a restarted one never expires
+    them), and the limit shrinks by as much; at `audioprobe-sandbox`'s 2, two such slots stop every run."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    for limit in client.read_global_concurrency_limits(limit=200):
+        if limit.name.startswith("audioprobe-") and limit.active_slots:
+            client.update_global_concurrency_limit(limit.name, GlobalConcurrencyLimitUpdate(active_slots=0))
+            print(f"audioprobe: released {limit.active_slots} slot(s) of {limit.name} held by no live client",
+                  file=sys.stderr)
 
 
 @contextmanager

@@ -238,3 +238,42 @@ def test_runs_lists_twenty_runs_without_importing_prefect(tmp_path):
     assert all(r["outcomes"] == 156 and r["status"] == "incomplete" for r in listed)
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert "prefect" not in imported, "audioprobe runs imports prefect"
+
+
+@pytest.mark.prefect
+def test_slots_of_dead_clients_are_released_when_no_live_client_runs(prefect_server, tmp_path):
+    """The server-kill fault: a client killed with its server keeps its global-limit slots counted (the
+    restarted server lost their leases). A client's start (flows/orphans) crashes the dead client's flow
+    run and zeroes the slots, but not while a live client's flow run could hold them."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.fixtures_flows import Cli
+
+    cli = Cli({k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+              | {"AUDIOPROBE_DATA_DIR": str(tmp_path), "AUDIOPROBE_PREFECT_API_URL": prefect_server})
+    name = f"audioprobe-test-leak-{os.getpid()}"
+    cli.api("/v2/concurrency_limits/", {"name": name, "limit": 2})
+    cli.api("/v2/concurrency_limits/increment", {"names": [name], "slots": 2, "mode": "concurrency"})
+    flow = cli.api("/flows/", {"name": "leak-test"})
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+
+    def flow_run(pid: int) -> str:
+        return cli.api("/flow_runs/", {"flow_id": flow["id"], "name": f"leak-{pid}", "state": {"type": "RUNNING"},
+                                       "tags": [f"audioprobe-client:{host}:{pid}"]})["id"]
+
+    def client_starts() -> int:
+        code = ("from audioprobe.prefect_server import ensure_server; ensure_server(); "
+                "from flows.orphans import crash_orphaned_flow_runs; crash_orphaned_flow_runs()")
+        subprocess.run([sys.executable, "-c", code], env=cli.env, check=True, timeout=120, capture_output=True)
+        return cli.api(f"/v2/concurrency_limits/{name}")["active_slots"]
+
+    orphan, live = flow_run(dead.pid), flow_run(os.getpid())
+    assert client_starts() == 2, "a live client's flow run is Running: its slots may be held"
+    assert cli.api(f"/flow_runs/{orphan}")["state_type"] == "CRASHED"
+    cli.api(f"/flow_runs/{live}/set_state", {"state": {"type": "COMPLETED"}, "force": True})
+    assert client_starts() == 0, "no live client: the leaked slots are released"

@@ -14,6 +14,7 @@ What each kill is checked for, after the final resume:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -65,6 +66,17 @@ def final_records(run_dir: Path) -> dict[str, str]:
         except (OSError, ValueError):
             continue  # written right now (atomic_write renames, so only a vanished file lands here)
     return found
+
+
+def broken_generations(run_dir: Path) -> list[str]:
+    """Records of items whose generate task itself failed (flows/probe._salvage: `llm_error` with no
+    answer), e.g. when its task could not reach the Prefect server: no model answered them."""
+    found = []
+    for path in (run_dir / "outcomes").glob("*.json"):
+        data = json.loads(path.read_text())
+        if data.get("failure") == "llm_error" and not data.get("generation"):
+            found.append(path.name)
+    return sorted(found)
 
 
 def record_count(run_dir: Path) -> int:
@@ -192,6 +204,7 @@ def run_with_faults(
     done = subprocess.CompletedProcess(command, proc.returncode, out, "")
     summary = (
         f"{starts} starts, exits {exits}; flow runs Running or Pending at the end: "
-        f"{active_flow_runs(api_url)}"
+        f"{active_flow_runs(api_url)}; records of a broken generate task (llm_error with no answer, kept "
+        f"as final on resume): {len(broken_generations(run_dir)) if run_dir else 0}"
     )
     return done, faults, summary
