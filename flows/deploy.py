@@ -37,7 +37,7 @@ def nightly_flow(
     dataset_root: str | None = None,
     split: str | None = None,
 ) -> State:
-    """Starts (or resumes, after a crash) the night's run, then runs it. tiers None: all three."""
+    """Starts (or resumes, after a crash) the night's run, then runs it. tiers None: the paper's three (`all`)."""
     request = RunRequest(
         models=models,
         tiers=tiers or ["all"],

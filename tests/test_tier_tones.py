@@ -27,10 +27,12 @@ def test_the_dsp_judge_hears_the_interval_and_nothing_else(tmp_path):
     item = items[0]
     low, high = (float(f) for f in item.label.split("+"))
     t = np.arange(32000) / 16000
-    clips = {"right": np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t),
-             "one_tone": np.sin(2 * np.pi * low * t),
-             "a_semitone_off": np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * 2 ** (1 / 12) * t),
-             "noise": np.random.default_rng(0).standard_normal(len(t))}
+    clips = {
+        "right": np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t),
+        "one_tone": np.sin(2 * np.pi * low * t),
+        "a_semitone_off": np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * 2 ** (1 / 12) * t),
+        "noise": np.random.default_rng(0).standard_normal(len(t)),
+    }
     verdicts = {}
     for name, wave in clips.items():
         path = tmp_path / f"{name}.wav"
@@ -38,25 +40,37 @@ def test_the_dsp_judge_hears_the_interval_and_nothing_else(tmp_path):
         (verdicts[name],) = tier.judge([path], [item])[0]
     assert verdicts["right"].correct and verdicts["right"].score == 1.0
     assert verdicts["one_tone"].correct is False and verdicts["one_tone"].score == 0.5
-    assert verdicts["a_semitone_off"].correct is False and verdicts["a_semitone_off"].values["cents_off"][1] > 90
+    assert (
+        verdicts["a_semitone_off"].correct is False and verdicts["a_semitone_off"].values["cents_off"][1] > 90
+    )
     assert verdicts["noise"].correct is False
 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory, prefect_server) -> Cli:
     """The CLI with a data dir of its own; no LLM server: the template baseline asks none."""
-    env = {**os.environ, "AUDIOPROBE_DATA_DIR": str(tmp_path_factory.mktemp("tones-data")),
-           "AUDIOPROBE_PREFECT_API_URL": prefect_server, "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "AUDIOPROBE_DATA_DIR": str(tmp_path_factory.mktemp("tones-data")),
+        "AUDIOPROBE_PREFECT_API_URL": prefect_server,
+        "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT),
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("PREFECT_API_URL", None)
     return Cli(env)
 
 
 def test_run_tones_with_the_baseline_end_to_end(cli):
-    result = cli.last_json(cli("run", "--tier", "tones", "--model", "baseline/template", "--limit", "2", "--new"))
+    result = cli.last_json(
+        cli("run", "--tier", "tones", "--model", "baseline/template", "--limit", "2", "--new")
+    )
     run_dir = Path(result["run_dir"])
     manifest = json.loads((run_dir / "run.json").read_text())
-    assert manifest["tiers"] == ["tones"] and manifest["methods"] == {"tones": ["paper"]} and manifest["finished"]
+    assert (
+        manifest["tiers"] == ["tones"]
+        and manifest["methods"] == {"tones": ["paper"]}
+        and manifest["finished"]
+    )
 
     items = json.loads((run_dir / "items-tones.json").read_text())
     outcomes = [json.loads(p.read_text()) for p in sorted((run_dir / "outcomes").glob("*.json"))]
@@ -78,11 +92,19 @@ def test_run_tones_with_the_baseline_end_to_end(cli):
     assert flow_runs[0]["state_type"] == "COMPLETED"
 
     report = Path(result["report"])
-    assert report.is_file() and get_tier("tones").title in report.read_text(), "the report has a tones section"
+    assert report.is_file() and get_tier("tones").title in report.read_text(), (
+        "the report has a tones section"
+    )
 
 
 def test_tones_lists_its_items_without_a_dataset(cli):
-    proc = subprocess.run([sys.executable, "-m", "audioprobe", "items", "--tier", "tones", "--limit", "2"],
-                          env=cli.env, capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "audioprobe", "items", "--tier", "tones", "--limit", "2"],
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["tier"] for r in rows] == ["tones", "tones"] and "qualities" not in rows[0]

@@ -22,7 +22,9 @@ def test_lookup_and_order():
     assert [t.name for t in paper_tiers()] == ["notes", "environmental", "speech"]
     assert names()[:3] == ["notes", "environmental", "speech"] and "tones" in names()
     assert get_tier("notes").title and get_tier("environmental").default_method == "detailed"
-    with pytest.raises(UnknownTier, match=r"unknown tier 'chords'; valid: notes, environmental, speech, tones"):
+    with pytest.raises(
+        UnknownTier, match=r"unknown tier 'chords'; valid: notes, environmental, speech, tones"
+    ):
         get_tier("chords")
 
 
@@ -38,8 +40,9 @@ def test_each_tier_declares_what_the_pipeline_asks(tier):
 
 def test_all_means_the_papers_tiers_and_tones_is_asked_for_by_name():
     def tiers(*asked: str) -> list[str]:
-        return runs.check_request(RunRequest(models=["baseline/template"], tiers=list(asked), dataset_root=None,
-                                             limit=1)).tiers
+        return runs.check_request(
+            RunRequest(models=["baseline/template"], tiers=list(asked), dataset_root=None, limit=1)
+        ).tiers
 
     try:
         assert tiers("all") == ["notes", "environmental", "speech"]
@@ -47,15 +50,28 @@ def test_all_means_the_papers_tiers_and_tones_is_asked_for_by_name():
     except UserError as exc:  # no offline reference sets on this machine: the checks after still hold
         assert "refs build" in str(exc)
     assert tiers("tones") == ["tones"], "tones needs no dataset"
-    with pytest.raises(UserError, match="unknown --tier 'chords'; valid: notes, environmental, speech, tones, all"):
+    with pytest.raises(
+        UserError, match="unknown --tier 'chords'; valid: notes, environmental, speech, tones, all"
+    ):
         tiers("chords")
     make = (REPO / "Makefile").read_text()
-    assert re.search(r"^RUN_ARGS \?= --tier all ", make, re.MULTILINE), "make run's tiers stay the paper's three"
+    assert re.search(r"^RUN_ARGS \?= --tier all ", make, re.MULTILINE), (
+        "make run's tiers stay the paper's three"
+    )
 
 
 def test_a_tier_answers_for_its_items():
-    note = ProbeItem(id="n", tier="notes", label="guitar_acoustic", dataset="x", pitch=60, velocity=127,
-                     note_name="C4", instrument_family="guitar", instrument_source="acoustic")
+    note = ProbeItem(
+        id="n",
+        tier="notes",
+        label="guitar_acoustic",
+        dataset="x",
+        pitch=60,
+        velocity=127,
+        note_name="C4",
+        instrument_family="guitar",
+        instrument_source="acoustic",
+    )
     word = ProbeItem(id="w", tier="speech", label="yes", dataset="x", description="Y EH1 S: a glide")
     assert get_tier("notes").prompt_values(note)["amplitude"] == "1"
     assert get_tier("speech").prompt_values(word) == {"word": "yes", "description": "Y EH1 S: a glide"}
@@ -65,13 +81,26 @@ def test_a_tier_answers_for_its_items():
 
 # The modules that look a tier up instead of naming it (issue 24). Dataset readers (nsynth.py, ...) make
 # one tier's items and name it; the report and listening pages have their own owners.
-LOOK_UP = ["tasks/judging.py", "tasks/prompting.py", "tasks/pipeline.py", "tasks/repair.py", "tasks/runs.py",
-           "tasks/generation/baseline.py", "tasks/probesets/loaders.py", "tasks/probesets/cli.py",
-           "tasks/probesets/refs.py", "tasks/judges/controls.py", "flows/"]
+LOOK_UP = [
+    "tasks/judging.py",
+    "tasks/prompting.py",
+    "tasks/pipeline.py",
+    "tasks/repair.py",
+    "tasks/runs.py",
+    "tasks/generation/baseline.py",
+    "tasks/probesets/loaders.py",
+    "tasks/probesets/cli.py",
+    "tasks/probesets/refs.py",
+    "tasks/judges/controls.py",
+    "flows/",
+]
 
 
 def test_no_module_branches_on_a_tier_name():
-    pattern = r'\.tier [!=]= "|tier [!=]= "|\["(notes|environmental|speech)"\]|"(notes|environmental|speech)": '
-    out = subprocess.run(["git", "grep", "-nE", pattern, "--", *LOOK_UP], cwd=REPO, capture_output=True, check=False,
-                         text=True).stdout
+    pattern = (
+        r'\.tier [!=]= "|tier [!=]= "|\["(notes|environmental|speech)"\]|"(notes|environmental|speech)": '
+    )
+    out = subprocess.run(
+        ["git", "grep", "-nE", pattern, "--", *LOOK_UP], cwd=REPO, capture_output=True, check=False, text=True
+    ).stdout
     assert not out, "look the tier up (tasks.tiers.get_tier) instead:\n" + out

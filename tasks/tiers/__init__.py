@@ -14,7 +14,7 @@ in `_MODULES` below; see docs/CONTRIBUTING.md.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -47,6 +47,8 @@ class Contract:
 
 @dataclass(frozen=True)
 class Tier:
+    """A tier's facts as fields, its behaviour as methods a tier module overrides (tasks/tiers/tones.py)."""
+
     name: str
     title: str
     methods: tuple[str, ...]  # the first is the default
@@ -55,13 +57,13 @@ class Tier:
     paper: bool = True  # one of the paper's tiers: `--tier all` runs those
     offline_dir: str | None = None  # folder under refs_dir and --dataset-root; None: items need no data
     loader: str | None = None  # module with load(root, limit, seed, **options) (and load_tfds)
-    tfds_name: str | None = None
+    tfds_name: str | None = None  # the loader's load_tfds reads it ("tfds[:split]" as --dataset)
     split_option: bool = False  # the loader takes --split (NSynth)
     controls: tuple[str, ...] = ("silence", "white_noise", "tone_burst")
     control_seconds: float = 2.0
     per_note_distances: bool = False  # controls also scored by per-note FAD against the references
     headline: str = ""  # the judge whose verdict the report leads with
-    columns: tuple[str, ...] = field(default=())  # item fields the report's table shows
+    columns: tuple[str, ...] = ()  # item fields the report's table shows
 
     @property
     def default_method(self) -> str:
@@ -69,18 +71,22 @@ class Tier:
 
     # ------------------------------------------------------------------ items
 
-    def load_items(self, root: Path | None, limit: int | None, seed: int,
-                   **options: Any) -> tuple[list[ProbeItem], list[SkippedItem]]:
+    def load_items(
+        self, root: Path | None, limit: int | None, seed: int, **options: Any
+    ) -> tuple[list[ProbeItem], list[SkippedItem]]:
         """Items from a folder in the dataset's native layout (tasks/probesets/loaders.py checks it)."""
         return importlib.import_module(self.loader).load(root, limit=limit, seed=seed, **options)
 
-    def load_tfds(self, split: str, limit: int | None, seed: int,
-                  **options: Any) -> tuple[list[ProbeItem], list[SkippedItem]]:
+    def load_tfds(
+        self, split: str, limit: int | None, seed: int, **options: Any
+    ) -> tuple[list[ProbeItem], list[SkippedItem]]:
         from tasks.probesets.common import DatasetError
 
         if not self.tfds_name:
-            raise DatasetError(f"the {self.name} tier's dataset is not in TensorFlow Datasets: "
-                               f"pass its folder with --dataset")
+            raise DatasetError(
+                f"the {self.name} tier's dataset is not in TensorFlow Datasets: "
+                f"pass its folder with --dataset"
+            )
         return importlib.import_module(self.loader).load_tfds(split=split, limit=limit, seed=seed, **options)
 
     def build_refs(self, root: Path, fetcher, progress, force: bool, **subset: Any) -> dict:
@@ -102,15 +108,17 @@ class Tier:
         dataset: a judge that loads a model or embeds a reference bank is not built twice."""
         raise NotImplementedError
 
-    def judge(self, audios: list[Path], items: list[ProbeItem],
-              dataset_root: str | None = None) -> list[list[Judgement]]:
+    def judge(
+        self, audios: list[Path], items: list[ProbeItem], dataset_root: str | None = None
+    ) -> list[list[Judgement]]:
         """Every judge of the tier, cached per clip content, over a batch of clips that passed the gate."""
         from tasks.judges.base import judge_all
 
         return judge_all(self.judges(dataset_root), audios, items)
 
-    def judge_control(self, audio: Path, item: ProbeItem, control: str,
-                      dataset_root: str | None = None) -> list[Judgement]:
+    def judge_control(
+        self, audio: Path, item: ProbeItem, control: str, dataset_root: str | None = None
+    ) -> list[Judgement]:
         """A control clip (tasks/judges/controls.py) through the same judges."""
         return self.judge([audio], [item], dataset_root)[0]
 
@@ -122,12 +130,19 @@ class Tier:
     def wrong_sound_feedback(self, outcome: ItemOutcome, values: dict) -> tuple[str, dict[str, object]]:
         """(repair template, its values) after a judge said the sound is not the target: by default the
         forced choice's candidates and what it heard."""
-        confidence = f" (confidence {values['confidence']:.2f})" if values.get("confidence") is not None else ""
+        confidence = (
+            f" (confidence {values['confidence']:.2f})" if values.get("confidence") is not None else ""
+        )
         text = values.get("text")
-        heard = values.get("chosen") or (f"nothing it could name (it decoded {text!r})" if text else "nothing")
-        return "repair.classes.txt", {"choices": ", ".join(f'"{c}"' for c in values.get("choices", [])),
-                                      "chosen": heard, "confidence": confidence,
-                                      "target": outcome.item.label}
+        heard = values.get("chosen") or (
+            f"nothing it could name (it decoded {text!r})" if text else "nothing"
+        )
+        return "repair.classes.txt", {
+            "choices": ", ".join(f'"{c}"' for c in values.get("choices", [])),
+            "chosen": heard,
+            "confidence": confidence,
+            "target": outcome.item.label,
+        }
 
     def baseline_program(self, item: ProbeItem, out_name: str) -> str:
         """The `baseline/template` program: plain numpy/scipy, deterministic."""

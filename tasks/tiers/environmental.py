@@ -31,8 +31,9 @@ class EnvironmentalTier(Tier):
         checkpoint = get_settings().clap_checkpoint
         return [_clap_judge(str(checkpoint), device()) if checkpoint else offline_classifier(dataset_root)]
 
-    def judge_control(self, audio: Path, item: ProbeItem, control: str,
-                      dataset_root: str | None = None) -> list[Judgement]:
+    def judge_control(
+        self, audio: Path, item: ProbeItem, control: str, dataset_root: str | None = None
+    ) -> list[Judgement]:
         """A held-out real clip is judged with itself left out of the offline bank (exclude_self)."""
         from tasks.judges.base import judge_all
 
@@ -71,20 +72,22 @@ def offline_classifier(dataset_root: str | None):
     return OfflineClassifier(bank, cache_dir=get_settings().cache_dir / "embeddings", seed=DISTRACTOR_SEED)
 
 
-TIER = register(EnvironmentalTier(
-    name="environmental",
-    title="Environmental sounds",
-    methods=("detailed", "detailed_description"),
-    asked=Asked(44100, 2.5, 0.2),  # "2-3 seconds"
-    contract=Contract(".wav", 44100, 3.0),  # 3: inside the paper's "2-3 seconds"
-    offline_dir="fsd50k",
-    loader="tasks.probesets.fsd50k",
-    controls=("silence", "white_noise", "tone_burst", "held_out_real"),
-    headline="classify",
-    columns=("display_name",),
-))
+TIER = register(
+    EnvironmentalTier(
+        name="environmental",
+        title="Environmental sounds",
+        methods=("detailed", "detailed_description"),
+        asked=Asked(44100, 2.5, 0.2),  # "2-3 seconds"
+        contract=Contract(".wav", 44100, 3.0),  # 3: inside the paper's "2-3 seconds"
+        offline_dir="fsd50k",
+        loader="tasks.probesets.fsd50k",
+        controls=("silence", "white_noise", "tone_burst", "held_out_real"),
+        headline="classify",
+        columns=("display_name",),
+    )
+)
 
-PROGRAM = '''import wave
+PROGRAM = """import wave
 import numpy as np
 
 SR, SECONDS = 44100, 2.5
@@ -105,4 +108,4 @@ with wave.open("{out}", "wb") as w:
     w.setsampwidth(2)
     w.setframerate(SR)
     w.writeframes((signal * 32767).astype("<i2").tobytes())
-'''
+"""

@@ -30,13 +30,23 @@ class NotesTier(Tier):
         from tasks.probesets.refs_notes import GM_PROGRAMS, VELOCITIES, build_notes
 
         pitches = subset.get("notes_pitches")
-        return build_notes(root, fetcher, progress, subset.get("notes_families"), subset.get("notes_sources"),
-                           {f: pitches for f in GM_PROGRAMS} if pitches else None,
-                           subset.get("notes_velocities") or VELOCITIES, force)
+        return build_notes(
+            root,
+            fetcher,
+            progress,
+            subset.get("notes_families"),
+            subset.get("notes_sources"),
+            {f: pitches for f in GM_PROGRAMS} if pitches else None,
+            subset.get("notes_velocities") or VELOCITIES,
+            force,
+        )
 
     def prompt_values(self, item: ProbeItem) -> dict[str, str | None]:
-        amp = item.amplitude if item.amplitude is not None else (
-            item.velocity / 127 if item.velocity is not None else None)
+        amp = (
+            item.amplitude
+            if item.amplitude is not None
+            else (item.velocity / 127 if item.velocity is not None else None)
+        )
         return {
             "pitch": None if item.pitch is None else str(item.pitch),
             "velocity": None if item.velocity is None else str(item.velocity),
@@ -61,8 +71,12 @@ class NotesTier(Tier):
     def wrong_sound_feedback(self, outcome: ItemOutcome, values: dict) -> tuple[str, dict[str, object]]:
         measured = "no pitch at all" if values.get("f0_hz") is None else f"{values['f0_hz']:.1f} Hz"
         cents = "?" if values.get("cents_error") is None else f"{values['cents_error']:+.0f}"
-        return "repair.pitch.txt", {"measured": measured, "midi": outcome.item.pitch,
-                                    "target_hz": f"{values.get('target_hz', 0):.1f}", "cents": cents}
+        return "repair.pitch.txt", {
+            "measured": measured,
+            "midi": outcome.item.pitch,
+            "target_hz": f"{values.get('target_hz', 0):.1f}",
+            "cents": cents,
+        }
 
     def baseline_program(self, item: ProbeItem, out_name: str) -> str:
         """A sine with an attack/decay envelope at the asked pitch and amplitude."""
@@ -72,24 +86,26 @@ class NotesTier(Tier):
         return PROGRAM.format(pitch=item.pitch, amplitude=round(min(0.95, amplitude), 4), out=out_name)
 
 
-TIER = register(NotesTier(
-    name="notes",
-    title="Notes",
-    methods=("paper",),
-    asked=Asked(16000, 4.0, 0.1),
-    contract=Contract(".WAV", 16000, 4.0),
-    offline_dir="nsynth",
-    loader="tasks.probesets.nsynth",
-    tfds_name="nsynth",
-    split_option=True,
-    controls=("silence", "white_noise", "sine_at_target", "held_out_real"),
-    control_seconds=4.0,
-    per_note_distances=True,
-    headline="pitch",
-    columns=("instrument_family", "instrument_source", "note_name", "qualities", "quality_descriptions"),
-))
+TIER = register(
+    NotesTier(
+        name="notes",
+        title="Notes",
+        methods=("paper",),
+        asked=Asked(16000, 4.0, 0.1),
+        contract=Contract(".WAV", 16000, 4.0),
+        offline_dir="nsynth",
+        loader="tasks.probesets.nsynth",
+        tfds_name="nsynth",
+        split_option=True,
+        controls=("silence", "white_noise", "sine_at_target", "held_out_real"),
+        control_seconds=4.0,
+        per_note_distances=True,
+        headline="pitch",
+        columns=("instrument_family", "instrument_source", "note_name", "qualities", "quality_descriptions"),
+    )
+)
 
-PROGRAM = '''import wave
+PROGRAM = """import wave
 import numpy as np
 
 SR, SECONDS = 16000, 4.0
@@ -103,4 +119,4 @@ with wave.open("{out}", "wb") as w:
     w.setsampwidth(2)
     w.setframerate(SR)
     w.writeframes((signal * 32767).astype("<i2").tobytes())
-'''
+"""

@@ -13,10 +13,21 @@ from tasks.tiers import Asked, Contract, Tier, register
 
 # ARPAbet vowels -> (F1, F2, F3) in Hz, adult male averages (Peterson & Barney; Hillenbrand et al.)
 FORMANTS = {
-    "IY": (270, 2290, 3010), "IH": (390, 1990, 2550), "EH": (530, 1840, 2480), "AE": (660, 1720, 2410),
-    "AA": (730, 1090, 2440), "AO": (570, 840, 2410), "UH": (440, 1020, 2240), "UW": (300, 870, 2240),
-    "AH": (640, 1190, 2390), "ER": (490, 1350, 1690), "EY": (480, 2100, 2600), "AY": (700, 1400, 2500),
-    "OW": (500, 900, 2400), "AW": (700, 1200, 2500), "OY": (550, 950, 2400),
+    "IY": (270, 2290, 3010),
+    "IH": (390, 1990, 2550),
+    "EH": (530, 1840, 2480),
+    "AE": (660, 1720, 2410),
+    "AA": (730, 1090, 2440),
+    "AO": (570, 840, 2410),
+    "UH": (440, 1020, 2240),
+    "UW": (300, 870, 2240),
+    "AH": (640, 1190, 2390),
+    "ER": (490, 1350, 1690),
+    "EY": (480, 2100, 2600),
+    "AY": (700, 1400, 2500),
+    "OW": (500, 900, 2400),
+    "AW": (700, 1200, 2500),
+    "OY": (550, 950, 2400),
 }
 NEUTRAL_VOWEL = "AH"
 
@@ -48,21 +59,23 @@ class SpeechTier(Tier):
         return PROGRAM.format(formants=[FORMANTS[v] for v in vowels_of(item)], out=out_name)
 
 
-TIER = register(SpeechTier(
-    name="speech",
-    title="Speech",
-    methods=("paper",),
-    asked=Asked(None, 2.0, 0.25),  # "approximately 2 seconds"; no rate asked
-    contract=Contract(".wav", 16000, 2.0),
-    offline_dir="speech_commands",
-    loader="tasks.probesets.speech_commands",
-    tfds_name="speech_commands",
-    controls=("silence", "white_noise", "tone_burst", "held_out_real"),
-    headline="speech",
-    columns=(),
-))
+TIER = register(
+    SpeechTier(
+        name="speech",
+        title="Speech",
+        methods=("paper",),
+        asked=Asked(None, 2.0, 0.25),  # "approximately 2 seconds"; no rate asked
+        contract=Contract(".wav", 16000, 2.0),
+        offline_dir="speech_commands",
+        loader="tasks.probesets.speech_commands",
+        tfds_name="speech_commands",
+        controls=("silence", "white_noise", "tone_burst", "held_out_real"),
+        headline="speech",
+        columns=(),
+    )
+)
 
-PROGRAM = '''import wave
+PROGRAM = """import wave
 import numpy as np
 from scipy.signal import lfilter
 
@@ -90,4 +103,4 @@ with wave.open("{out}", "wb") as w:
     w.setsampwidth(2)
     w.setframerate(SR)
     w.writeframes((signal * 32767).astype("<i2").tobytes())
-'''
+"""

@@ -16,9 +16,14 @@ from tasks.tiers import Asked, Contract, Tier, register
 
 # (interval, lower frequency in Hz, frequency ratio): just intonation, so the upper is exact
 INTERVALS = (
-    ("perfect fifth", 220.0, 3 / 2), ("major third", 261.63, 5 / 4), ("octave", 329.63, 2.0),
-    ("perfect fourth", 392.0, 4 / 3), ("minor third", 440.0, 6 / 5), ("major sixth", 293.66, 5 / 3),
-    ("minor seventh", 196.0, 9 / 5), ("major second", 523.25, 9 / 8),
+    ("perfect fifth", 220.0, 3 / 2),
+    ("major third", 261.63, 5 / 4),
+    ("octave", 329.63, 2.0),
+    ("perfect fourth", 392.0, 4 / 3),
+    ("minor third", 440.0, 6 / 5),
+    ("major sixth", 293.66, 5 / 3),
+    ("minor seventh", 196.0, 9 / 5),
+    ("major second", 523.25, 9 / 8),
 )
 TOLERANCE_CENTS = 25.0
 JUDGE, JUDGE_VERSION = "tones/peaks", "1"
@@ -32,8 +37,14 @@ def frequencies(item: ProbeItem) -> list[float]:
 def _item(interval: str, low: float, ratio: float) -> ProbeItem:
     high = round(low * ratio, 2)
     label = f"{low:g}+{high:g}"
-    return ProbeItem(id=f"tones/{label}", tier="tones", label=label, dataset="tones", display_name=interval,
-                     description=f"a {interval}: {low:g} Hz and {high:g} Hz")
+    return ProbeItem(
+        id=f"tones/{label}",
+        tier="tones",
+        label=label,
+        dataset="tones",
+        display_name=interval,
+        description=f"a {interval}: {low:g} Hz and {high:g} Hz",
+    )
 
 
 def peaks(path: Path, count: int) -> list[float]:
@@ -49,7 +60,7 @@ def peaks(path: Path, count: int) -> list[float]:
     found = found[np.argsort(spectrum[found])[::-1][:count]]
     out = []
     for k in found:
-        a, b, c = np.log(spectrum[k - 1:k + 2] + 1e-12)
+        a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-12)
         shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c else 0.0
         out.append(float((k + shift) * sr / (2 * (len(spectrum) - 1))))
     return sorted(out)
@@ -74,16 +85,24 @@ def tones_judge():
             found = peaks(clip, len(targets))
             cents = [min((abs(1200 * np.log2(p / t)) for p in found if p > 0), default=None) for t in targets]
             hits = [c is not None and c <= TOLERANCE_CENTS for c in cents]
-            return self.verdict(clip, item, correct=all(hits), score=sum(hits) / len(targets),
-                                values={"peaks_hz": [round(p, 2) for p in found],
-                                        "cents_off": [None if c is None else round(float(c), 1) for c in cents]})
+            return self.verdict(
+                clip,
+                item,
+                correct=all(hits),
+                score=sum(hits) / len(targets),
+                values={
+                    "peaks_hz": [round(p, 2) for p in found],
+                    "cents_off": [None if c is None else round(float(c), 1) for c in cents],
+                },
+            )
 
     return TonesJudge()
 
 
 class TonesTier(Tier):
-    def load_items(self, root: Path | None, limit: int | None, seed: int,
-                   **options) -> tuple[list[ProbeItem], list[SkippedItem]]:
+    def load_items(
+        self, root: Path | None, limit: int | None, seed: int, **options
+    ) -> tuple[list[ProbeItem], list[SkippedItem]]:
         items = [_item(*row) for row in INTERVALS]
         random.Random(seed).shuffle(items)
         return items[:limit] if limit is not None else items, []
@@ -105,19 +124,21 @@ class TonesTier(Tier):
         return PROGRAM.format(freqs=frequencies(item), out=out_name)
 
 
-TIER = register(TonesTier(
-    name="tones",
-    title="Tones (two-tone intervals)",
-    methods=("paper",),
-    asked=Asked(16000, 2.0, 0.1),
-    contract=Contract(".wav", 16000, 2.0),
-    paper=False,
-    controls=("silence", "white_noise", "tone_burst"),
-    headline=JUDGE,
-    columns=("display_name",),
-))
+TIER = register(
+    TonesTier(
+        name="tones",
+        title="Tones (two-tone intervals)",
+        methods=("paper",),
+        asked=Asked(16000, 2.0, 0.1),
+        contract=Contract(".wav", 16000, 2.0),
+        paper=False,
+        controls=("silence", "white_noise", "tone_burst"),
+        headline=JUDGE,
+        columns=("display_name",),
+    )
+)
 
-PROGRAM = '''import wave
+PROGRAM = """import wave
 import numpy as np
 
 SR, SECONDS = 16000, 2.0
@@ -131,4 +152,4 @@ with wave.open("{out}", "wb") as w:
     w.setsampwidth(2)
     w.setframerate(SR)
     w.writeframes((signal * 32767).astype("<i2").tobytes())
-'''
+"""
