@@ -211,6 +211,15 @@ def test_the_writer_stores_derived_facts_and_old_records_are_migrated(store):
     assert back.row["missing_module"] == "gtts" and back.row["failure_detail"] == "gtts"
 
 
+def test_the_run_writes_every_outcome_with_its_derived_facts_and_version(store):
+    """Whoever saves through the Run gets the record finished: no caller can store one without its row."""
+    failed = ExecutionResult(status="timeout", wall_s=30.0)
+    path = store.save_outcome(outcome(GOOD_GEN, failed, format_version=1))
+    written = json.loads(path.read_text())
+    assert written["format_version"] == 2 and written["failure"] == "timeout"
+    assert written["failure_detail"] == "30.0 s" and written["row"]["status"] == "timeout"
+
+
 # ----------------------------------------------------------------------------- the Run object
 
 
