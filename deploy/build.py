@@ -106,17 +106,19 @@ def _copy(files: list[str], dest: Path) -> None:
         shutil.copy2(ROOT / name, dest / name)
 
 
-def _torch_pin() -> str:
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        if line.strip().startswith("torch=="):
-            return line.strip()
-    raise SystemExit("constraints.txt pins no torch version")
+def _wheelhouse(client, base: str, dest: Path, digest: str) -> None:
+    """Every wheel the deps image installs, so that its build asks no index and a rebuild downloads
+    nothing. pip resolves inside the base image (its Python's markers: Debian's 3.11.2 needs wheels a
+    newer host Python does not) with the host's network and pip cache; CPU torch comes first from the
+    host's pip (its configuration may know a local copy; the PyTorch CPU index is asked when it answers)."""
+    from sandbox.client import SandboxError
+    from sandbox.image import _host_ca_bundle
 
-
-def _torch_wheel(dest: Path) -> None:
-    """The CPU torch wheel, fetched by the host's pip: its configuration may know a local copy; the
-    PyTorch CPU index is added when it answers."""
-    cmd = [
+    stamp = dest / f".complete-{digest[:12]}"  # pip would still ask the index about each of ~170 wheels
+    if stamp.exists():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    torch = [
         sys.executable,
         "-m",
         "pip",
@@ -126,14 +128,52 @@ def _torch_wheel(dest: Path) -> None:
         "--only-binary=:all:",
         "-d",
         str(dest),
-        _torch_pin(),
+        *(
+            line.strip()
+            for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if line.strip().startswith("torch==")
+        ),
     ]
     try:
         urllib.request.urlopen(TORCH_INDEX + "/", timeout=5).close()
-        cmd += ["--extra-index-url", TORCH_INDEX]
+        torch += ["--extra-index-url", TORCH_INDEX]
     except OSError:
         _log(f"{TORCH_INDEX} does not answer: torch comes from the host's pip configuration")
-    subprocess.run(cmd, check=True)
+    subprocess.run(torch, check=True)
+    with tempfile.TemporaryDirectory(prefix="audioprobe-deps-") as src:
+        # A stand-in package: pip resolves the project's dependencies without its code.
+        for name in ("pyproject.toml", "constraints.txt"):
+            shutil.copy(ROOT / name, Path(src) / name)
+        (Path(src) / "README.md").touch()
+        (Path(src) / "audioprobe").mkdir()
+        (Path(src) / "audioprobe" / "__init__.py").touch()
+        ca = _host_ca_bundle()
+        pip_cache = Path.home() / ".cache" / "pip"
+        pip_cache.mkdir(parents=True, exist_ok=True)
+        volumes = {
+            src: {"bind": "/src", "mode": "rw"},
+            str(dest): {"bind": "/wh", "mode": "rw"},
+            str(pip_cache): {"bind": "/root/.cache/pip", "mode": "rw"},
+        }
+        if ca:
+            volumes[str(ca)] = {"bind": "/ca.pem", "mode": "ro"}
+        script = (
+            "set -e; python3 -m venv /tmp/v; [ -s /ca.pem ] && export PIP_CERT=/ca.pem; "
+            "/tmp/v/bin/pip download -q --disable-pip-version-check -d /wh --find-links /wh "
+            "-c /src/constraints.txt '/src[judges,refs]' 'setuptools>=68' wheel"
+        )
+        _log(f"fetching the deps image's wheels into {dest} (pip in {base})")
+        container = client.containers.run(
+            base, ["sh", "-c", script], network_mode="host", volumes=volumes, detach=True
+        )
+        try:
+            code = container.wait()["StatusCode"]
+            if code:
+                tail = container.logs().decode(errors="replace")[-3000:]
+                raise SandboxError(f"fetching the wheels failed ({code}):\n{tail}")
+        finally:
+            container.remove(force=True)
+    stamp.touch()
 
 
 class _Serve:
@@ -157,11 +197,17 @@ class _Serve:
         self.server.server_close()
 
 
-def _host_ca() -> bytes:
-    from sandbox.image import _host_ca_bundle
+def _drop_stale(client, repo: str, keep: str) -> None:
+    """Earlier dependency images (2.5 GB each); one still used by a container stays."""
+    import docker
 
-    ca = _host_ca_bundle()
-    return ca.read_bytes() if ca else b""
+    for image in client.images.list(name=repo):
+        for tag in image.tags:
+            if tag != keep:
+                try:
+                    client.images.remove(tag)
+                except docker.errors.APIError:
+                    pass
 
 
 def build(force: bool = False) -> dict:
@@ -200,9 +246,8 @@ def build(force: bool = False) -> dict:
 
     def make_deps(ctx: Path) -> None:
         _copy(deps_files, ctx)
-        (ctx / "host-ca.pem").write_bytes(_host_ca())
         wheels = get_settings().cache_dir / "wheels" / "compose"  # outside the context: not sent twice
-        _torch_wheel(wheels)
+        _wheelhouse(client, base, wheels, deps_digest)
         with _Serve(wheels) as served:
             _build(
                 client,
@@ -214,6 +259,7 @@ def build(force: bool = False) -> dict:
             )
 
     step(deps_tag, deps_digest, make_deps)
+    _drop_stale(client, DEPS_REPO, deps_tag)
 
     app_files = _files(APP_PATHS)
     app_tag = f"{APP_IMAGE}:latest"
