@@ -10,7 +10,7 @@ help:
 	@echo "make run    - set up, then benchmark the embedded model (single shot, repair R=2) and the template baseline"
 	@echo "make test   - set up, then run the test suite against real Docker, Prefect and LLM servers"
 	@echo "make bench  - set up, then measure sandbox, judge and orchestration speed"
-	@echo "make bench-paper - the paper-size benchmark on simulated hosted models (BENCH_PAPER_ARGS=\"--fraction 0.02\")"
+	@echo "make bench-paper - the paper-size benchmark on simulated hosted models (BENCH_PAPER_ARGS=\"--fraction 0.02\"; add --faults: kill a worker, the server, the client and resume)"
 	@echo "make serve  - set up, then serve the nightly scheduled deployment"
 	@echo "make setup  - only the set-up (idempotent; scripts/setup.sh STEP for one step)"
 
