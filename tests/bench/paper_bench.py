@@ -1,6 +1,7 @@
 """The paper's whole benchmark at its real size (issue 23): `make bench-paper`.
 
     .venv/bin/python -m tests.bench.paper_bench [--fraction F] [--latency 2.0] [--runner threads|dask]
+        [--database sqlite|postgres] [--tier T ...] [--faults] [--keep]
 
 1. builds (or finds cached) the paper-size dataset (tests/bench/paper_dataset.py; --fraction F: a
    stratified fraction of it);
@@ -10,6 +11,12 @@
    (AUDIOPROBE_DATA_DIR, AUDIOPROBE_PREFECT_PORT; default /tmp/bench-paper-data and 4378), sampling the
    RSS of every process it starts;
 4. prints the issue's lines. What it cannot measure yet is printed as "not measured: why".
+   `audioprobe runs` is timed with 20 runs on disk (this one and hard-linked copies under new ids); the
+   UI's table artifact with 1,500 of this run's rows, on the bench's server.
+
+--faults (tests/bench/faults.py): SIGKILL a Dask worker (with --runner dask), the Prefect server (the
+bench restarts it on PostgreSQL; the client's watchdog restarts the embedded one) and the client at 30 /
+50 / 70 % of the records, resume with the same command, print what was lost, repeated or left Running.
 
 The Prefect server is the embedded one (SQLite), or with --database postgres one the bench starts on
 the local PostgreSQL (tests/bench/bench_pg.py); --runner dask sets AUDIOPROBE_TASK_RUNNER=dask (two
