@@ -52,8 +52,11 @@ def test_build_is_deterministic(small_tree, tmp_path):
     paper_dataset.build(again, fraction=0.01)
 
     def digests(root: Path) -> dict[str, str]:
-        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(root.rglob("*")) if p.is_file() and p.name != paper_dataset.BUILD}
+        return {
+            p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != paper_dataset.BUILD
+        }
 
     assert digests(again) == digests(small_tree)
 
@@ -95,8 +98,11 @@ def test_sim_answers_counts_and_rate_limits():
     try:
         with urllib.request.urlopen(base + "/v1/models", timeout=5) as r:
             assert {m["id"] for m in json.loads(r.read())["data"]} == {"sim-strong", "sim-weak"}
-        ask = {"model": "sim-strong", "messages": [{"role": "user", "content": "pitch - 60 amplitude - 0.5 "
-                                                    "named n.WAV"}], "seed": 0}
+        ask = {
+            "model": "sim-strong",
+            "messages": [{"role": "user", "content": "pitch - 60 amplitude - 0.5 named n.WAV"}],
+            "seed": 0,
+        }
         status, headers, _ = _post(base + "/v1/chat/completions", ask)
         assert status == 429 and float(headers["Retry-After"]) == 0.3
         assert _post(base + "/v1/chat/completions", ask)[0] == 429  # too early: Retry-After not honoured
@@ -107,7 +113,11 @@ def test_sim_answers_counts_and_rate_limits():
         assert _post(base + "/v1/chat/completions", ask | {"model": "gpt-x"})[0] == 404
         with urllib.request.urlopen(base + "/stats", timeout=5) as r:
             stats = json.loads(r.read())
-        assert (stats["requests"], stats["rate_limited"], stats["early_retries"]) == (4, 2, 1)  # the unknown model is not counted
+        assert (stats["requests"], stats["rate_limited"], stats["early_retries"]) == (
+            4,
+            2,
+            1,
+        )  # the unknown model is not counted
         assert (stats["answered"], stats["repeated"]) == (2, 1)
     finally:
         server.shutdown()
@@ -149,7 +159,9 @@ def test_real_client_retries_429s_and_asks_each_prompt_once(tmp_path):
     sim = sim_llm.Sim(latency=0.01, jitter=0.5, rate_limit=0.5, retry_after=1.2)
     server = sim_llm.serve(sim)
     api = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    settings = Settings(data_dir=tmp_path, models={"openai/sim-weak": ModelSettings(api_base=api, max_retries=6)})
+    settings = Settings(
+        data_dir=tmp_path, models={"openai/sim-weak": ModelSettings(api_base=api, max_retries=6)}
+    )
     try:
         items, _ = load_items("notes", limit=6)
         prompts = [pipeline.render_prompt(i, "paper") for i in items]
@@ -182,13 +194,31 @@ def test_a_killed_client_resumes_without_loss_or_repeat(small_tree, prefect_serv
     base = f"http://127.0.0.1:{server.server_address[1]}"
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {"AUDIOPROBE_DATA_DIR": str(data), "AUDIOPROBE_PREFECT_API_URL": prefect_server,
-            "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT), "PYTHONUNBUFFERED": "1",
-            "AUDIOPROBE_MODELS": json.dumps({"openai/sim-weak": {"api_base": base + "/v1"}}),
-            "AUDIOPROBE_DESCRIBER_MODEL": "", "AUDIOPROBE_TASK_RUNNER": "threads"}
+    env |= {
+        "AUDIOPROBE_DATA_DIR": str(data),
+        "AUDIOPROBE_PREFECT_API_URL": prefect_server,
+        "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT),
+        "PYTHONUNBUFFERED": "1",
+        "AUDIOPROBE_MODELS": json.dumps({"openai/sim-weak": {"api_base": base + "/v1"}}),
+        "AUDIOPROBE_DESCRIBER_MODEL": "",
+        "AUDIOPROBE_TASK_RUNNER": "threads",
+    }
     # The environmental tier: the notes tier ends in a FAD bootstrap of minutes per model, paid again on resume.
-    command = [sys.executable, "-m", "audioprobe", "run", "--dataset-root", str(small_tree), "--tier",
-               "environmental", "--model", "openai/sim-weak", "--model", "baseline/template", "--new"]
+    command = [
+        sys.executable,
+        "-m",
+        "audioprobe",
+        "run",
+        "--dataset-root",
+        str(small_tree),
+        "--tier",
+        "environmental",
+        "--model",
+        "openai/sim-weak",
+        "--model",
+        "baseline/template",
+        "--new",
+    ]
     expected = 5 * 2 * 2  # classes x methods x models
 
     def run_dir():
@@ -198,8 +228,18 @@ def test_a_killed_client_resumes_without_loss_or_repeat(small_tree, prefect_serv
     try:
         with open(tmp_path / "run.log", "w") as log:
             done, (fault,), summary = faults.run_with_faults(
-                command, env, Path(__file__).resolve().parents[1], run_dir, expected, [faults.Fault("client", 0.5)],
-                prefect_server, base + "/stats", log, server_pid=lambda: None, restart_server=None)
+                command,
+                env,
+                Path(__file__).resolve().parents[1],
+                run_dir,
+                expected,
+                [faults.Fault("client", 0.5)],
+                prefect_server,
+                base + "/stats",
+                log,
+                server_pid=lambda: None,
+                restart_server=None,
+            )
     finally:
         server.shutdown()
     why = f"{summary}; {fault.line()}\n{(tmp_path / 'run.log').read_text()[-3000:]}"
@@ -222,17 +262,30 @@ def test_runs_lists_twenty_runs_without_importing_prefect(tmp_path):
 
     run_dir = tmp_path / "runs" / "20261206-000000-abcdef"
     (run_dir / "outcomes").mkdir(parents=True)
-    manifest = RunManifest(run_id=run_dir.name, created="2026-12-06T00:00:00+00:00", config_hash="abcdef0123",
-                           models=["baseline/template"], tiers=["notes"], methods={"notes": ["paper"]})
+    manifest = RunManifest(
+        run_id=run_dir.name,
+        created="2026-12-06T00:00:00+00:00",
+        config_hash="abcdef0123",
+        models=["baseline/template"],
+        tiers=["notes"],
+        methods={"notes": ["paper"]},
+    )
     (run_dir / "run.json").write_text(manifest.model_dump_json())
     for i in range(156):
         (run_dir / "outcomes" / f"baseline-template__paper__n{i}__0.json").write_text("{}")
     (run_dir / "outcomes" / "baseline-template__paper__n0__0__r1.json").write_text("{}")  # a repair round
     assert make_run_copies(run_dir, 19) == 19
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
-        "AUDIOPROBE_DATA_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "audioprobe", "runs"], env=env,
-                          capture_output=True, text=True, timeout=120, check=True)
+        "AUDIOPROBE_DATA_DIR": str(tmp_path)
+    }
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "audioprobe", "runs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     listed = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len({r["run_id"] for r in listed}) == 20
     assert all(r["outcomes"] == 156 and r["status"] == "incomplete" for r in listed)
@@ -252,8 +305,10 @@ def test_slots_of_dead_clients_are_released_when_no_live_client_runs(prefect_ser
 
     from tests.fixtures_flows import Cli
 
-    cli = Cli({k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-              | {"AUDIOPROBE_DATA_DIR": str(tmp_path), "AUDIOPROBE_PREFECT_API_URL": prefect_server})
+    cli = Cli(
+        {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        | {"AUDIOPROBE_DATA_DIR": str(tmp_path), "AUDIOPROBE_PREFECT_API_URL": prefect_server}
+    )
     name = f"audioprobe-test-leak-{os.getpid()}"
     cli.api("/v2/concurrency_limits/", {"name": name, "limit": 2})
     cli.api("/v2/concurrency_limits/increment", {"names": [name], "slots": 2, "mode": "concurrency"})
@@ -263,13 +318,24 @@ def test_slots_of_dead_clients_are_released_when_no_live_client_runs(prefect_ser
     host = socket.gethostname()
 
     def flow_run(pid: int) -> str:
-        return cli.api("/flow_runs/", {"flow_id": flow["id"], "name": f"leak-{pid}", "state": {"type": "RUNNING"},
-                                       "tags": [f"audioprobe-client:{host}:{pid}"]})["id"]
+        return cli.api(
+            "/flow_runs/",
+            {
+                "flow_id": flow["id"],
+                "name": f"leak-{pid}",
+                "state": {"type": "RUNNING"},
+                "tags": [f"audioprobe-client:{host}:{pid}"],
+            },
+        )["id"]
 
     def client_starts() -> int:
-        code = ("from audioprobe.prefect_server import ensure_server; ensure_server(); "
-                "from flows.orphans import crash_orphaned_flow_runs; crash_orphaned_flow_runs()")
-        subprocess.run([sys.executable, "-c", code], env=cli.env, check=True, timeout=120, capture_output=True)
+        code = (
+            "from audioprobe.prefect_server import ensure_server; ensure_server(); "
+            "from flows.orphans import crash_orphaned_flow_runs; crash_orphaned_flow_runs()"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code], env=cli.env, check=True, timeout=120, capture_output=True
+        )
         return cli.api(f"/v2/concurrency_limits/{name}")["active_slots"]
 
     orphan, live = flow_run(dead.pid), flow_run(os.getpid())

@@ -43,12 +43,21 @@ def start(port: int, home: Path, fresh: bool = True) -> tuple[subprocess.Popen, 
         asyncio.run(_sql(f"CREATE DATABASE {DB}"))
     home.mkdir(parents=True, exist_ok=True)
     env = server_environment({k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")})
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
-               PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://{PG}/{DB}")
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://{PG}/{DB}",
+    )
     prefect = Path(sys.executable).with_name("prefect")
     with open(home / "server.log", "wb" if fresh else "ab") as log:
-        proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -45,9 +45,22 @@ METHODS = {"notes": ("paper",), "environmental": ("detailed", "detailed_descript
 
 
 def start_sim(latency: float, rate_limit: float, retry_after: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.bench.sim_llm", "--latency", str(latency),
-                             "--rate-limit", str(rate_limit), "--retry-after", str(retry_after)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.sim_llm",
+            "--latency",
+            str(latency),
+            "--rate-limit",
+            str(rate_limit),
+            "--retry-after",
+            str(retry_after),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return proc, json.loads(proc.stdout.readline())["api_base"]
 
 
@@ -81,8 +94,11 @@ class RssSampler(threading.Thread):
             for p in procs:
                 try:
                     cmd = p.cmdline()
-                    name = ("Dask worker or nanny (spawned)" if "spawn_main" in " ".join(cmd)
-                            else " ".join(cmd[1:4])[:60] or p.name())
+                    name = (
+                        "Dask worker or nanny (spawned)"
+                        if "spawn_main" in " ".join(cmd)
+                        else " ".join(cmd[1:4])[:60] or p.name()
+                    )
                     rss = p.memory_info().rss
                 except psutil.Error:
                     continue
@@ -104,14 +120,18 @@ def expected_items(dataset: Path, tiers=tuple(METHODS)) -> int:
 
 def stage_line(outcomes: list[dict], wall_min: float) -> str:
     order = ("generation", "execution", "gate", "judging", "done")
-    reached = {s: sum(order.index(o["stage_reached"]) >= i for o in outcomes if o["stage_reached"] in order)
-               for i, s in enumerate(order)}
+    reached = {
+        s: sum(order.index(o["stage_reached"]) >= i for o in outcomes if o["stage_reached"] in order)
+        for i, s in enumerate(order)
+    }
     gens = [o["generation"]["latency_s"] for o in outcomes if (o.get("generation") or {}).get("latency_s")]
     execs = [o["execution"]["wall_s"] for o in outcomes if o.get("execution")]
     parts = [f"{s} {n} ({n / wall_min:.0f}/min)" for s, n in reached.items()]
     mean = lambda xs: f"{statistics.mean(xs):.2f} s" if xs else "n/a"
-    return (f"stages: items that reached each stage per minute of the run: {', '.join(parts)}; mean per item: "
-            f"model answer {mean(gens)}, sandbox {mean(execs)}")
+    return (
+        f"stages: items that reached each stage per minute of the run: {', '.join(parts)}; mean per item: "
+        f"model answer {mean(gens)}, sandbox {mean(execs)}"
+    )
 
 
 def prefect_line(api_url: str, home: Path, postgres: bool) -> str:
@@ -121,7 +141,7 @@ def prefect_line(api_url: str, home: Path, postgres: bool) -> str:
         where = f"SQLite {sum(p.stat().st_size for p in home.glob('prefect.db*')) / 2**20:.1f} MB"
     times = []
     for i in range(30):
-        path, body = (("/flow_runs/filter", {"limit": 200}) if i % 2 else ("/task_runs/filter", {"limit": 200}))
+        path, body = ("/flow_runs/filter", {"limit": 200}) if i % 2 else ("/task_runs/filter", {"limit": 200})
         t0 = time.monotonic()
         get_json(api_url + path, body)
         times.append(time.monotonic() - t0)
@@ -131,8 +151,14 @@ def prefect_line(api_url: str, home: Path, postgres: bool) -> str:
 
 def report_line(env: dict, run_id: str) -> str:
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "audioprobe", "report", run_id], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "audioprobe", "report", run_id],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     built = time.monotonic() - t0
     page = Path(json.loads(out.strip().splitlines()[-1])["report"])
     size = sum(p.stat().st_size for p in page.parent.rglob("*") if p.is_file()) / 2**20  # page + its assets
@@ -140,8 +166,11 @@ def report_line(env: dict, run_id: str) -> str:
         from playwright import sync_api as playwright
 
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                        headless=True, args=["--no-sandbox", "--disable-gpu"])
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu"],
+            )
             t0 = time.monotonic()
             browser.new_page().goto(page.as_uri(), wait_until="load", timeout=300_000)
             loads = f"loads in {time.monotonic() - t0:.1f} s (headless chromium)"
@@ -169,9 +198,19 @@ def run_faults(args, command, env, expected, port, api_base, pg, log, sampler):
         sampler.root_pid = pid
 
     return faults.run_with_faults(
-        command, env, ROOT, run_dir, expected, [faults.Fault(k, share) for k, share in kinds],
-        f"http://127.0.0.1:{port}/api", api_base.removesuffix("/v1") + "/stats", log,
-        server_pid=lambda: pg[0].pid if pg else None, restart_server=restart if pg else None, on_start=on_start)
+        command,
+        env,
+        ROOT,
+        run_dir,
+        expected,
+        [faults.Fault(k, share) for k, share in kinds],
+        f"http://127.0.0.1:{port}/api",
+        api_base.removesuffix("/v1") + "/stats",
+        log,
+        server_pid=lambda: pg[0].pid if pg else None,
+        restart_server=restart if pg else None,
+        on_start=on_start,
+    )
 
 
 def runs_line(env: dict, run_dir: Path, copies: int = 20) -> str:
@@ -182,13 +221,21 @@ def runs_line(env: dict, run_dir: Path, copies: int = 20) -> str:
     times = []
     for _ in range(3):
         t0 = time.monotonic()
-        out = subprocess.run([sys.executable, "-m", "audioprobe", "runs"], env=env, cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "audioprobe", "runs"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         times.append(time.monotonic() - t0)
     listed = len(out.strip().splitlines())
-    return (f"runs command: {min(times):.1f} s with {listed} runs in the data dir (best of 3: "
-            f"{', '.join(f'{t:.1f}' for t in times)} s; {made} copies of this run made in {made_s:.1f} s; "
-            f"load {os.getloadavg()[0]:.1f})")
+    return (
+        f"runs command: {min(times):.1f} s with {listed} runs in the data dir (best of 3: "
+        f"{', '.join(f'{t:.1f}' for t in times)} s; {made} copies of this run made in {made_s:.1f} s; "
+        f"load {os.getloadavg()[0]:.1f})"
+    )
 
 
 def make_run_copies(run_dir: Path, n: int) -> int:
@@ -215,23 +262,36 @@ def artifact_line(api_url: str, run_dir: Path, n: int = 1500) -> str:
     from audioprobe.schema import ItemOutcome
 
     keep = ("item_id", "label", "sample", "round", "status", "failure_detail")  # flows/tiers.outcome_row's
-    outcomes = [ItemOutcome.model_validate_json(p.read_text()) for p in sorted((run_dir / "outcomes").glob("*.json"))]
+    outcomes = [
+        ItemOutcome.model_validate_json(p.read_text()) for p in sorted((run_dir / "outcomes").glob("*.json"))
+    ]
     shaped = [o for o in outcomes if o.item.tier == "notes"] or outcomes  # else another tier's rows
-    rows = [{k: v for k, v in o.row.items() if k in keep or k.endswith(("_correct", "_score"))} for o in shaped]
+    rows = [
+        {k: v for k, v in o.row.items() if k in keep or k.endswith(("_correct", "_score"))} for o in shaped
+    ]
     if not rows:
         return "table artifact: not measured: no records in this run"
-    table = json.dumps([rows[i % len(rows)] | {"item_id": f"{rows[i % len(rows)]['item_id']}-{i}"}
-                        for i in range(n)], default=str)
-    body = {"key": f"bench-table-{uuid4().hex[:8]}", "type": "table", "data": table, "description": "paper bench"}
+    table = json.dumps(
+        [rows[i % len(rows)] | {"item_id": f"{rows[i % len(rows)]['item_id']}-{i}"} for i in range(n)],
+        default=str,
+    )
+    body = {
+        "key": f"bench-table-{uuid4().hex[:8]}",
+        "type": "table",
+        "data": table,
+        "description": "paper bench",
+    }
     t0 = time.monotonic()
     made = get_json(api_url + "/artifacts/", body, timeout=120)
     create_s = time.monotonic() - t0
     t0 = time.monotonic()
     get_json(api_url + f"/artifacts/{made['id']}", None, timeout=120)
     read_s = time.monotonic() - t0
-    return (f"table artifact: {n} {shaped[0].item.tier} rows, {len(table) / 2**10:.0f} KiB, created in {create_s * 1000:.0f} ms, "
-            f"read back in {read_s * 1000:.0f} ms (the paper's size: 12 such tables of 1,500 notes or fewer "
-            f"per run; load {os.getloadavg()[0]:.1f})")
+    return (
+        f"table artifact: {n} {shaped[0].item.tier} rows, {len(table) / 2**10:.0f} KiB, created in {create_s * 1000:.0f} ms, "
+        f"read back in {read_s * 1000:.0f} ms (the paper's size: 12 such tables of 1,500 notes or fewer "
+        f"per run; load {os.getloadavg()[0]:.1f})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,35 +300,60 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", type=float, default=2.0, help="the simulated models' mean answer time, s")
     ap.add_argument("--rate-limit", type=float, default=0.05, help="share of asks first answered with a 429")
     ap.add_argument("--retry-after", type=float, default=1.0)
-    ap.add_argument("--runner", choices=("threads", "dask"), default=os.environ.get("AUDIOPROBE_TASK_RUNNER", "threads"))
+    ap.add_argument(
+        "--runner", choices=("threads", "dask"), default=os.environ.get("AUDIOPROBE_TASK_RUNNER", "threads")
+    )
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("AUDIOPROBE_DATA_DIR", "/tmp/bench-paper-data")))
-    ap.add_argument("--keep", action="store_true", help="keep the data dir (runs, responses, Prefect database)")
-    ap.add_argument("--tier", action="append", dest="tiers", choices=list(METHODS),
-                    help="only these tiers (repeatable; default all): the notes tier's FAD is recomputed on each "
-                         "resume, minutes per model under load")
-    ap.add_argument("--faults", action="store_true",
-                    help="SIGKILL a Dask worker (with --runner dask), the Prefect server and the client at 30 / "
-                         "50 / 70 %% of the records, resuming after each (tests/bench/faults.py)")
+    ap.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("AUDIOPROBE_DATA_DIR", "/tmp/bench-paper-data"))
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the data dir (runs, responses, Prefect database)"
+    )
+    ap.add_argument(
+        "--tier",
+        action="append",
+        dest="tiers",
+        choices=list(METHODS),
+        help="only these tiers (repeatable; default all): the notes tier's FAD is recomputed on each "
+        "resume, minutes per model under load",
+    )
+    ap.add_argument(
+        "--faults",
+        action="store_true",
+        help="SIGKILL a Dask worker (with --runner dask), the Prefect server and the client at 30 / "
+        "50 / 70 %% of the records, resuming after each (tests/bench/faults.py)",
+    )
     args = ap.parse_args(argv)
     t_all = time.monotonic()
     info = paper_dataset.build(fraction=args.fraction)
     dataset = Path(info.get("path") or paper_dataset.default_out(args.fraction))
     how = "cached" if info["cached"] else f"built in {info['seconds']:.0f} s"
-    print(f"dataset: {dataset} ({how}; "
-          f"{info['counts']}, {info['bytes'] / 2**20:.0f} MB)", flush=True)
+    print(f"dataset: {dataset} ({how}; {info['counts']}, {info['bytes'] / 2**20:.0f} MB)", flush=True)
     shutil.rmtree(args.data_dir, ignore_errors=True)
     sim, api_base = start_sim(args.latency, args.rate_limit, args.retry_after)
     port = os.environ.get("AUDIOPROBE_PREFECT_PORT", "4378")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # the CLI configures its own
-    env |= {"AUDIOPROBE_DATA_DIR": str(args.data_dir), "AUDIOPROBE_PREFECT_PORT": port, "PYTHONUNBUFFERED": "1",
-            "AUDIOPROBE_MODELS": json.dumps({m: {"api_base": api_base} for m in MODELS[:2]}),
-            "AUDIOPROBE_DESCRIBER_MODEL": "",  # the ontology's descriptions: no local LLM in this bench
-            "AUDIOPROBE_TASK_RUNNER": args.runner}
+    env |= {
+        "AUDIOPROBE_DATA_DIR": str(args.data_dir),
+        "AUDIOPROBE_PREFECT_PORT": port,
+        "PYTHONUNBUFFERED": "1",
+        "AUDIOPROBE_MODELS": json.dumps({m: {"api_base": api_base} for m in MODELS[:2]}),
+        "AUDIOPROBE_DESCRIBER_MODEL": "",  # the ontology's descriptions: no local LLM in this bench
+        "AUDIOPROBE_TASK_RUNNER": args.runner,
+    }
     tiers = args.tiers or list(METHODS)
-    command = [sys.executable, "-m", "audioprobe", "run", "--dataset-root", str(dataset),
-               *(a for t in tiers for a in ("--tier", t)),
-               *(a for m in MODELS for a in ("--model", m)), "--new"]
+    command = [
+        sys.executable,
+        "-m",
+        "audioprobe",
+        "run",
+        "--dataset-root",
+        str(dataset),
+        *(a for t in tiers for a in ("--tier", t)),
+        *(a for m in MODELS for a in ("--model", m)),
+        "--new",
+    ]
     pg = None
     try:
         if args.database == "postgres":
@@ -282,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         sampler = RssSampler(os.getpid(), (f"--port {port}", "tests.bench.sim_llm"))
         sampler.start()
         if args.faults:
-            proc, faults, fault_summary = run_faults(args, command, env, expected, port, api_base, pg, log, sampler)
+            proc, faults, fault_summary = run_faults(
+                args, command, env, expected, port, api_base, pg, log, sampler
+            )
             out = proc.stdout
             print(f"faults: {fault_summary}; " + "; ".join(f.line() for f in faults), flush=True)
         else:
@@ -297,12 +384,16 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads(out.strip().splitlines()[-1])
         outcomes = [json.loads(p.read_text()) for p in (Path(result["run_dir"]) / "outcomes").glob("*.json")]
         stats = get_json(api_base.removesuffix("/v1") + "/stats")
-        keys = {(o["model"], o["method"], o["item"]["id"], o["sample"]) for o in outcomes if not o.get("round")}
+        keys = {
+            (o["model"], o["method"], o["item"]["id"], o["sample"]) for o in outcomes if not o.get("round")
+        }
         n = len(keys)
-        print(f"paper benchmark: {n} items in {wall / 60:.1f} min (orchestration overhead: not measured: needs a "
-              f"plain-loop arm of the same items; orchestration_bench measures it on replayed notes) "
-              f"[fraction {args.fraction:g}, tiers {'+'.join(tiers)}, {args.runner}, {args.database}, exit {proc.returncode}; load average "
-              f"{load0} at the start, {os.getloadavg()[0]:.1f} at the end]")
+        print(
+            f"paper benchmark: {n} items in {wall / 60:.1f} min (orchestration overhead: not measured: needs a "
+            f"plain-loop arm of the same items; orchestration_bench measures it on replayed notes) "
+            f"[fraction {args.fraction:g}, tiers {'+'.join(tiers)}, {args.runner}, {args.database}, exit {proc.returncode}; load average "
+            f"{load0} at the start, {os.getloadavg()[0]:.1f} at the end]"
+        )
         print(stage_line(outcomes, wall / 60))
         peak = sorted(((rss, name) for (_, name), rss in sampler.peak.items()), reverse=True)
         print("peak RSS: " + "; ".join(f"{rss / 2**20:.0f} MB ({name})" for rss, name in peak[:4]))
@@ -310,19 +401,29 @@ def main(argv: list[str] | None = None) -> int:
         print(prefect_line(api_url, args.data_dir / "prefect", pg is not None))
         print(report_line(env, result["run_id"]))
         print(runs_line(env, Path(result["run_dir"])))
-        print(f"lost records: {expected - n}, repeated requests: {stats['repeated']} (expected {expected} "
-              f"records; model requests {stats['requests']}, 429s {stats['rate_limited']}, asked again before "
-              f"Retry-After {stats['early_retries']}; answers {json.dumps({m: s['kinds'] for m, s in stats['models'].items()})})")
+        print(
+            f"lost records: {expected - n}, repeated requests: {stats['repeated']} (expected {expected} "
+            f"records; model requests {stats['requests']}, 429s {stats['rate_limited']}, asked again before "
+            f"Retry-After {stats['early_retries']}; answers {json.dumps({m: s['kinds'] for m, s in stats['models'].items()})})"
+        )
         if not args.faults:
-            print("faults (kill a Dask worker, the Prefect server, the client): not measured: run with --faults")
+            print(
+                "faults (kill a Dask worker, the Prefect server, the client): not measured: run with --faults"
+            )
         print(artifact_line(api_url, Path(result["run_dir"])))
         print(f"bench total: {(time.monotonic() - t_all) / 60:.1f} min")
     finally:
         sim.terminate()
         if pg is not None:
             bench_pg.stop(pg[0], drop=not args.keep)
-        subprocess.run([sys.executable, "-m", "audioprobe", "server", "stop"], env=env, cwd=ROOT, check=False,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "audioprobe", "server", "stop"],
+            env=env,
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
         if not args.keep:
             shutil.rmtree(args.data_dir, ignore_errors=True)
     return 0
