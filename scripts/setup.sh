@@ -81,7 +81,8 @@ step_postgres() {
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(all)
 for s in "${steps[@]}"; do
   case "$s" in
-    all) step_python; step_docker; step_image; step_compose; step_llm; step_refs; step_browser; step_postgres ;;
+    all) step_python; step_docker; step_image; step_compose; step_llm; step_refs; step_browser
+         step_postgres ;;
     python|docker|image|compose|llm|refs|browser|postgres) "step_$s" ;;
     *) echo "setup: unknown step $s" >&2; exit 2 ;;
   esac

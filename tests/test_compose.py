@@ -84,6 +84,16 @@ def stack(tmp_path):
             capture_output=True,
             timeout=180,
         )
+        # Checked here, after `down`, whatever the test did: nothing of the test project is left.
+        for kind in (["ps", "-a"], ["volume", "ls"]):
+            left = subprocess.run(
+                ["docker", *kind, "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert left.stdout.strip() == "", f"docker {' '.join(kind)}: the test project's left behind"
 
 
 def test_compose_stack_runs_the_nightly_deployment(stack):
@@ -113,22 +123,3 @@ def test_compose_stack_runs_the_nightly_deployment(stack):
     assert outcome["generation"]["raw_text"], "the baseline answered"
     assert outcome["execution"]["status"] == "ok", outcome["execution"]
     assert outcome["judgements"], "the worker's judges scored the sandbox's audio"
-
-
-def test_compose_stack_is_gone_after_down():
-    proc = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.stdout.strip() == "", "the fixture removed the test project's containers"
-    vols = subprocess.run(
-        ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert vols.stdout.strip() == "", "and its volumes"
