@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from audioprobe.schema import ItemOutcome
@@ -135,6 +136,15 @@ def sandbox_packages() -> list[tuple[str, str]]:
     return out
 
 
+@functools.cache
+def _host_distributions() -> dict[str, list[str]]:
+    """Import name -> distributions on this host, read once: a scan of every installed package, about a
+    second each time, was paid per missing module by every report (issue 24, 5)."""
+    import importlib.metadata
+
+    return importlib.metadata.packages_distributions()
+
+
 def module_status(module: str, check_index: bool = False, cache_dir: Path | None = None) -> tuple[str, str]:
     """(status, how we know) for a module the sandbox lacks: "not_installed" (a real package that is not
     in the image), "hallucinated" (no such package on the index) or "unknown" (offline, not known here).
@@ -142,11 +152,10 @@ def module_status(module: str, check_index: bool = False, cache_dir: Path | None
     A module this host can import is real. Otherwise the package index answers only with check_index
     (off by default: nothing is sent anywhere unasked); answers are cached in cache_dir/pypi_names.json.
     """
-    import importlib.metadata
     import importlib.util
 
     top = module.split(".")[0]
-    dists = importlib.metadata.packages_distributions().get(top)
+    dists = _host_distributions().get(top)
     if dists:
         return "not_installed", f"installed on the host as {', '.join(sorted(set(dists)))}"
     try:

@@ -149,7 +149,14 @@ def item_card(
     )
     used += n
     clips = [c for c in (gen_clip, ref_clip) if c]
-    spec = f'<img class=fig alt="spectrograms" src="{media.spectrograms(clips)}">' if clips else ""
+    spec = (
+        f'<img class=fig alt="spectrograms" src="{media.spectrograms(clips)}"><p class=note>Spectrograms: '
+        + " | ".join(E(title) for title, _, _ in clips)
+        + f"; time left to right, log frequency {media.SPEC_LOW_HZ:g} Hz to half the sample rate upwards, "
+        f"{media.SPEC_RANGE_DB:g} dB below the loudest.</p>"
+        if clips
+        else ""
+    )
     judges = (
         "; ".join(
             f"{E(j.judge)} {E(j.judge_version)}: "

@@ -27,6 +27,7 @@ CLIP_SECONDS = 10.0
 MAX_RATE = 48000
 MAX_SOURCE_RATE = 384000  # above: not resampled (the cost grows with the rate)
 MAX_RATIO_TERM = 1000
+MAGMA = matplotlib.colormaps["magma"]
 COLORS = ["#3b6ea8", "#d08c2f", "#5a9e5a", "#a8456b", "#7a68a6", "#4a9ca8", "#8c6d46", "#666666"]
 plt.rcParams.update(
     {
@@ -81,41 +82,35 @@ def _log_rows(f: np.ndarray, db: np.ndarray, lo: float, hi: float, rows: int = 1
     return db[np.clip(np.round(idx).astype(int), 0, len(f) - 1)]
 
 
+SPEC_ROWS, SPEC_COLS, SPEC_GAP = 120, 300, 6  # pixels of one spectrogram, and between two
+SPEC_LOW_HZ, SPEC_RANGE_DB = 30.0, 90.0
+
+
 def spectrograms(clips: list[tuple[str, np.ndarray, int]]) -> str:
-    """Log-frequency spectrograms side by side (generated, reference) on one dB scale, one PNG."""
-    fig, axes = plt.subplots(1, len(clips), figsize=(3.2 * len(clips), 1.9), squeeze=False)
+    """Log-frequency spectrograms side by side (generated, reference) on one dB scale, one PNG, drawn as
+    pixels: a matplotlib figure per card cost a second and a half of a report's build (issue 24, 5); the
+    card's caption gives the axes."""
     specs = []
     for _, mono, rate in clips:
         if len(mono) < 256:
             specs.append(None)
             continue
-        f, t, s = spectrogram(mono, fs=rate, nperseg=1024 if len(mono) >= 4096 else 256)
-        specs.append((f, t, 10 * np.log10(s + 1e-12)))
-    top = max((float(sp[2].max()) for sp in specs if sp is not None), default=0.0)
-    for ax, (title, mono, rate), sp in zip(axes[0], clips, specs):
-        if sp is None:
-            ax.text(0.5, 0.5, "too short", ha="center", va="center", transform=ax.transAxes)
-        else:
-            f, t, db = sp
-            lo, hi = 30.0, rate / 2
-            ax.imshow(
-                _log_rows(f, db, lo, hi),
-                origin="lower",
-                aspect="auto",
-                cmap="magma",
-                vmin=top - 90,
-                vmax=top,
-                extent=(0, len(mono) / rate, 0, 1),
-                interpolation="nearest",
-            )
-            ticks = [x for x in (100, 1000, 10000) if lo < x < hi]
-            ax.set_yticks([np.log(x / lo) / np.log(hi / lo) for x in ticks], [f"{x:g}" for x in ticks])
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("s", fontsize=7)
-        ax.set_ylabel("Hz", fontsize=7)
-        ax.tick_params(labelsize=6)
-    fig.tight_layout()
-    return _png(fig)
+        f, _t, s = spectrogram(mono, fs=rate, nperseg=1024 if len(mono) >= 4096 else 256)
+        specs.append(_log_rows(f, 10 * np.log10(s + 1e-12), SPEC_LOW_HZ, rate / 2, SPEC_ROWS))
+    top = max((float(sp.max()) for sp in specs if sp is not None), default=0.0)
+    width = len(clips) * SPEC_COLS + (len(clips) - 1) * SPEC_GAP
+    image = np.ones((SPEC_ROWS, width, 4))
+    for i, sp in enumerate(specs):
+        x = i * (SPEC_COLS + SPEC_GAP)
+        if sp is None:  # too short to draw: a grey panel
+            image[:, x : x + SPEC_COLS, :3] = 0.85
+            continue
+        cols = np.minimum((np.arange(SPEC_COLS) * sp.shape[1]) // SPEC_COLS, sp.shape[1] - 1)
+        level = np.clip((sp[:, cols] - (top - SPEC_RANGE_DB)) / SPEC_RANGE_DB, 0, 1)
+        image[:, x : x + SPEC_COLS] = MAGMA(level[::-1])  # low frequencies at the bottom
+    buf = io.BytesIO()
+    plt.imsave(buf, image, format="png")
+    return data_uri(buf.getvalue(), "image/png")
 
 
 def _who(df: pd.DataFrame) -> pd.Series:
