@@ -69,10 +69,11 @@ class ReportTables:
 
 def build_tables(run: Run, compare: list[Run] | None = None) -> ReportTables:
     runs = [run] + list(compare or [])
-    manifests = [s.manifest for s in runs]
+    manifests = [r.manifest for r in runs]
     # One item, one vote: sections 1-7 count sample 0's first answer of each item; the other samples are
     # section 8's (pass@k, with intervals over items). Per-note scores of other samples are left out too.
-    every = [Row(s.run_id, s, o) for s in runs for o in s.outcomes()]
+    every_round = {r.run_id: r.outcomes(all_rounds=True) for r in runs}  # read once: 5,800 files a run
+    every = [Row(r.run_id, r, o) for r in runs for o in every_round[r.run_id] if o.round == 0]
     rows = [r for r in every if r.outcome.sample == 0]
     families = {
         r.outcome.item.instrument_family
@@ -109,7 +110,7 @@ def build_tables(run: Run, compare: list[Run] | None = None) -> ReportTables:
     t["usage"] = usage(rows)
     t["judges"], t["prompts"], t["versions"] = provenance(rows, manifests, t["fad"])
     t["sandbox_packages"] = sandbox_packages()
-    t.update(protocols.build(runs))  # section 8: samples, repair rounds, paired comparisons
+    t.update(protocols.build(runs, every_round))  # section 8: samples, repair rounds, paired comparisons
     t["skipped"] = frame(
         [
             {"run": m.run_id, "key": s.key, "tier": s.tier, "reason": s.reason}

@@ -67,13 +67,15 @@ def _system(run: str, model: str, several_runs: bool) -> str:
     return f"{model} ({run})" if several_runs else model
 
 
-def _grouped(runs: list[Run]):
-    """(run, model, tier, method) -> {(item_id, sample): {round: outcome}}, with each run's manifest."""
+def _grouped(runs: list[Run], outcomes: dict[str, list[ItemOutcome]] | None = None):
+    """(run, model, tier, method) -> {(item_id, sample): {round: outcome}}, with each run's manifest.
+    `outcomes`: each run's records of every round, where the caller has read them already."""
     groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
     manifests = {}
     for run in runs:
         manifests[run.run_id] = run.manifest
-        for o in run.outcomes(all_rounds=True):
+        mine = outcomes[run.run_id] if outcomes is not None else run.outcomes(all_rounds=True)
+        for o in mine:
             groups[(run.run_id, o.model, o.item.tier, o.method)][(o.item.id, o.sample)][o.round] = o
     return groups, manifests
 
@@ -256,8 +258,8 @@ def summary_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     return lines
 
 
-def build(runs: list[Run]) -> dict[str, pd.DataFrame]:
-    groups, manifests = _grouped(runs)
+def build(runs: list[Run], outcomes: dict[str, list[ItemOutcome]] | None = None) -> dict[str, pd.DataFrame]:
+    groups, manifests = _grouped(runs, outcomes)
     t = {"pass_at_k": pass_at_k_table(groups), "repair_curve": repair_curve_table(groups, manifests),
          "repair_fixes": repair_fixes_table(groups)}
     t["truncation"], t["generation_settings"] = truncation_and_settings(groups, manifests)
