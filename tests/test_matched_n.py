@@ -44,3 +44,44 @@ def test_matched_n_uses_one_reference_set_for_every_model(tmp_path, monkeypatch)
     assert table.loc["a", "fad_baseline"] == table.loc["b", "fad_baseline"]
     assert table.loc["a", "kad_baseline"] == table.loc["b", "kad_baseline"]
     assert table.loc["a", "fad"] > table.loc["b", "fad"], "whistles are further from rumbles than rumbles"
+
+
+def test_retry_only_judging_stores_the_table_of_a_run_from_before(tmp_path):
+    """A run without matched_n.json (made before it was stored) and with nothing to judge again: `audioprobe
+    retry RUN --only judging` computes the table and rebuilds the report on it, without a flow run."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from audioprobe.schema import FADResult
+
+    manifest = RunManifest(run_id="old", created="now", config_hash="h", models=["a", "b"], tiers=["notes"],
+                           methods={"notes": ["paper"]})
+    run = Run.create(manifest, runs_dir=tmp_path / "data" / "runs")
+    refs = [str(write(tmp_path / "refs" / f"{j}.wav", synth_class("rumble", j))) for j in range(4)]
+    for i in range(3):
+        item = ProbeItem(id=f"notes/n{i}", tier="notes", label="guitar_acoustic", dataset="t", pitch=60,
+                         instrument_family="guitar", references=refs)
+        for model in ("a", "b"):
+            sound = "whistle" if model == "a" else "rumble"
+            clip = write(tmp_path / model / f"{i}.wav", synth_class(sound, i))
+            run.save_outcome(ItemOutcome(run_id="old", item=item, model=model, method="paper",
+                                         execution=ExecutionResult(status="ok"), gate=GateResult(ok=True),
+                                         audio_path=str(clip), stage_reached="done"))
+    run.save_fad([FADResult(label="guitar", fad=1.0, n_gen=3, n_ref=4, embedding="logmel-stats-v1",
+                            model=m, method="paper", group="instrument", window_s=1.0) for m in ("a", "b")])
+    assert comparisons.load(run) is None
+    env = {**os.environ, "AUDIOPROBE_DATA_DIR": str(tmp_path / "data"),
+           "AUDIOPROBE_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "audioprobe", "retry", "old", "--only", "judging"], env=env,
+                          capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["retried"] == 0
+    table = comparisons.load(run).set_index("model")
+    assert list(table["matched_n"]) == [3, 3] and list(table["n_ref"]) == [4, 4]
+    assert table.loc["a", "fad"] > table.loc["b", "fad"]
+    page = (run.dir / "report" / "index.html").read_text()
+    assert "--only judging</code> computes it" not in page and "3 → 3" in page
