@@ -1,7 +1,3 @@
-# NOTE TO HELPER T from helper R (02:12 UTC): R's script truncated this file by mistake, losing your unsaved
-# edits. R rebuilt it from HEAD plus the hunks R had seen in `git diff` (CONTROLS from all_tiers, control_seconds,
-# the pitch test in held_out, get_tier(...).controls in control_files, per_note_distances) and R's own change
-# (load through audioprobe.stored). Please re-check your later edits, then delete this note. Sorry.
 """Reference points: what known inputs score under every judge of a tier, so each number has a scale.
 
 For a few items of a tier (seeded), four controls go through the same gate and judges as generated clips:
