@@ -106,8 +106,10 @@ def is_final(outcome: ItemOutcome | None) -> bool:
         return False
     if outcome.failure in RETRIED_ON_RERUN:
         return False
-    if outcome.failure == "llm_error" and outcome.generation is not None:
-        return outcome.generation.error_kind not in TRANSIENT_LLM_KINDS
+    if outcome.failure == "llm_error":
+        # No generation: the generate task itself broke (a server lost mid-call), not the model; a rerun
+        # asks again, or recalls the answer from the response store if the model had answered.
+        return outcome.generation is not None and outcome.generation.error_kind not in TRANSIENT_LLM_KINDS
     return outcome.failure is not None or outcome.stage_reached == "done"
 
 

@@ -118,6 +118,7 @@ def test_transient_llm_errors_and_infrastructure_are_redone_on_rerun():
     refused = Generation(response_id="a", model="m", error="400", error_kind="bad_request")
     assert is_final(outcome(refused, failure="llm_error")), "the model's own bad request is a result"
     assert not is_final(outcome(GOOD_GEN, failure="infrastructure"))
+    assert not is_final(outcome(None, failure="llm_error")), "a broken generate task (no answer) is redone"
     assert is_final(outcome(GOOD_GEN, ExecutionResult(status="timeout"), failure="timeout"))
     assert not is_final(outcome(GOOD_GEN)), "an unfinished record is redone"
     assert not is_final(None)
