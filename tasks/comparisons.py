@@ -20,6 +20,7 @@ import pandas as pd
 
 from audioprobe.schema import ItemOutcome
 from tasks.records import Run, atomic_write, outcome_key
+from tasks.tiers import get_tier
 
 FILE = "matched_n.json"
 FORMAT_VERSION = 1
@@ -78,7 +79,7 @@ def _num(x) -> float | None:
 
 
 def _of_class(o: ItemOutcome, label: str) -> bool:
-    return o.item.tier == "notes" and label in (o.item.instrument_family, o.item.label)
+    return get_tier(o.item.tier).distances_per_class and label in (o.item.instrument_family, o.item.label)
 
 
 def matched_n(run: Run, outcomes: list[ItemOutcome], fad: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +87,7 @@ def matched_n(run: Run, outcomes: list[ItemOutcome], fad: pd.DataFrame) -> pd.Da
     if not len(fad):
         return pd.DataFrame([], columns=MATCHED_COLUMNS)
     families = {o.item.instrument_family for o in outcomes
-                if o.item.tier == "notes" and o.item.instrument_family}  # fmt: skip
+                if get_tier(o.item.tier).distances_per_class and o.item.instrument_family}  # fmt: skip
     inst = fad[(fad["group"] == "instrument") | fad["label"].isin(families)]
     records = []
     for label, g in inst.groupby("label"):

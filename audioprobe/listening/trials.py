@@ -24,9 +24,9 @@ from audioprobe import stored
 from audioprobe.listening.distances import note_distances
 from tasks.judges.audio import sha256_file
 from tasks.records import Run, atomic_write, outcome_key
+from tasks.tiers import get_tier
 
 SIMILARITY = ("highly", "moderately", "not")  # the paper's bands: highly / moderately similar, distinct
-FIVE_WAY_TIERS = ("environmental", "speech")
 CLIP_LENGTHS = (
     (1.0, "<1 s"),
     (2.0, "1-2 s"),
@@ -59,7 +59,8 @@ class Trial(BaseModel):
 
     def public(self) -> dict:
         """What the page may see: nothing that gives the answer (label, model, distance) away."""
-        shown = {"notes": f"{self.label.replace('_', ' ')}"}.get(self.tier, "")
+        # a forced-choice trial's class is the question; a similarity trial names it
+        shown = "" if get_tier(self.tier).forced_choice else self.label.replace("_", " ")
         return {
             "id": self.id,
             "tier": self.tier,
@@ -109,7 +110,7 @@ def candidates(run: Run, embedding: str = "logmel-stats") -> list[Trial]:
             judged = next((j for j in o.judgements if "chosen" in j.values and not j.error), None)
             target = o.item.display_name or o.item.label
             choices = list(judged.values.get("choices") or []) if judged else []
-            if tier in FIVE_WAY_TIERS and target not in choices:
+            if get_tier(tier).forced_choice and target not in choices:
                 others = sorted(labels[tier] - {target})
                 choices = [target] + random.Random(key).sample(others, min(4, len(others)))
             random.Random(key).shuffle(choices)
@@ -122,8 +123,8 @@ def candidates(run: Run, embedding: str = "logmel-stats") -> list[Trial]:
                     tier=tier,
                     label=target,
                     model=o.model,
-                    question="label" if tier in FIVE_WAY_TIERS else "similarity",
-                    choices=choices if tier in FIVE_WAY_TIERS else [],
+                    question="label" if get_tier(tier).forced_choice else "similarity",
+                    choices=choices if get_tier(tier).forced_choice else [],
                     gen_path=gen.relative_to(run.dir.resolve()).as_posix(),
                     ref_path=f"listening/refs/{ref_sha}{Path(refs[0]).suffix.lower() or '.wav'}",
                     gen_sha256=sha256_file(gen),

@@ -112,7 +112,7 @@ def reference_points(tier: str, items: Sequence[ProbeItem], folder: Path, datase
     for item in pick_items([i for i in items if i.tier == tier], n_items, seed):
         files = control_files(item, folder / tier, seed)
         pool = [r for r in item.references if r != held_out(item)]
-        distances = _note_distances(files, pool) if get_tier(tier).per_note_distances else {}
+        distances = _note_distances(files, pool) if get_tier(tier).distances_per_class else {}
         for control, path in files.items():
             gate = judging.gate_for_tier(path, tier)
             base = {"tier": tier, "control": control, "item": item.id, "label": item.label,

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from tasks.fileio import atomic_write
+from tasks.tiers import get_tier
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "audioprobe" / "data"
 VOCABULARY_TSV = DATA_DIR / "fsd50k_vocabulary.tsv"  # AudioSet ontology text, CC BY-SA 4.0 (see NOTICE)
@@ -128,7 +129,7 @@ def describe_items(items: list, model: str | None = FROM_SETTINGS, cache_dir: Pa
 
     settings = get_settings()
     model = settings.describer_model if model == FROM_SETTINGS else model
-    env = [i for i in items if i.tier == "environmental"]
+    env = [i for i in items if get_tier(i.tier).described]
     if not model or not env:
         return items
     if complete is None:
@@ -142,7 +143,7 @@ def describe_items(items: list, model: str | None = FROM_SETTINGS, cache_dir: Pa
             except RuntimeError as exc:  # LocalModelError: the source then names the failure
                 return [i.model_copy(update={"description_source": f"audioset-ontology (describer {model} "
                                                                    f"unavailable: {str(exc)[:120]})"})
-                        if i.tier == "environmental" else i for i in items]
+                        if get_tier(i.tier).described else i for i in items]
 
         def complete(prompt: str) -> str:
             g = llm.generate(prompt, model, raise_transient=False)
@@ -157,9 +158,9 @@ def describe_items(items: list, model: str | None = FROM_SETTINGS, cache_dir: Pa
     except (RuntimeError, ValueError) as exc:
         return [i.model_copy(update={"description_source": f"audioset-ontology (describer {model} failed: "
                                                            f"{str(exc)[:120]})"})
-                if i.tier == "environmental" else i for i in items]
+                if get_tier(i.tier).described else i for i in items]
     return [i.model_copy(update={"description": written[i.label], "description_source": f"llm:{who}"})
-            if i.tier == "environmental" else i for i in items]
+            if get_tier(i.tier).described else i for i in items]
 
 
 # --------------------------------------------------------------------------- speech

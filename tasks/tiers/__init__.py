@@ -61,7 +61,10 @@ class Tier:
     split_option: bool = False  # the loader takes --split (NSynth)
     controls: tuple[str, ...] = ("silence", "white_noise", "tone_burst")
     control_seconds: float = 2.0
-    per_note_distances: bool = False  # controls also scored by per-note FAD against the references
+    # Clips compared as a set per class (FAD/KAD): controls get per-note distances, models a matched-N table.
+    distances_per_class: bool = False
+    forced_choice: bool = False  # the headline judge picks 1 of 5 labels (chance 20 %; listeners name it)
+    described: bool = False  # a describer model may write the items' descriptions (`describer_model`)
     headline: str = ""  # the judge whose verdict the report leads with
     columns: tuple[str, ...] = ()  # item fields the report's table shows
 

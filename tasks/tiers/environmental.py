@@ -83,6 +83,8 @@ TIER = register(
         loader="tasks.probesets.fsd50k",
         controls=("silence", "white_noise", "tone_burst", "held_out_real"),
         headline="classify",
+        forced_choice=True,
+        described=True,
         columns=("display_name",),
     )
 )

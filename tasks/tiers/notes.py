@@ -99,7 +99,7 @@ TIER = register(
         split_option=True,
         controls=("silence", "white_noise", "sine_at_target", "held_out_real"),
         control_seconds=4.0,
-        per_note_distances=True,
+        distances_per_class=True,
         headline="pitch",
         columns=("instrument_family", "instrument_source", "note_name", "qualities", "quality_descriptions"),
     )

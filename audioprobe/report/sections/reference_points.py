@@ -13,6 +13,7 @@ import pandas as pd
 from audioprobe.report.sections.common import frame, num, rate_cols
 from tasks.judges import controls
 from tasks.records import Run
+from tasks.tiers import all_tiers
 
 CLIP_COLUMNS = [
     "run", "tier", "control", "item", "label", "judge", "gate_ok", "gate_problems", "correct", "chosen",
@@ -67,7 +68,7 @@ def empirical_chance(runs: list[Run]) -> pd.DataFrame:
     records = []
     for run in runs:
         points = controls.load(run.dir)
-        for tier, prefix in (("speech", "speech"), ("environmental", "classify")):
+        for tier, prefix in ((t.name, t.headline) for t in all_tiers() if t.forced_choice):
             c = controls.empirical_chance([p for p in points if p.tier == tier], prefix)
             if c["n"] or c["abstained"]:
                 rec = {"run": run.run_id, "tier": tier, "nominal": 0.2, "correct": c["correct"], "n": c["n"],
