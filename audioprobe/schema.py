@@ -308,6 +308,21 @@ class RunManifest(Record):
     format_version: int = 1  # stored record: a change bumps it and adds a migration (audioprobe/stored.py)
 
 
+class RunItems(Record):
+    """A run's items of one tier (items-<tier>.json), sampled once and frozen: resume and retry reuse them."""
+
+    items: list[ProbeItem]
+    format_version: int = 2  # 1: a bare JSON list of items
+
+
+class MatchedNTable(Record):
+    """The run's matched-N FAD/KAD comparison (matched_n.json, tasks/comparisons.py), stored when the run ends
+    so the report only reads it; its columns are comparisons.MATCHED_COLUMNS."""
+
+    rows: list[dict[str, Any]]
+    format_version: int = 1
+
+
 # --------------------------------------------------------------------------- migrations of stored records
 # One step per version change, on the raw dict (audioprobe/stored.py); a nested model's change is a step
 # of every stored type that holds it (ItemOutcome holds ProbeItem, Generation, ExecutionResult, ...).
@@ -319,3 +334,8 @@ def _outcome_1_to_2(raw: dict) -> dict:
 
 
 stored.derive(ItemOutcome, since=2, target="tasks.outcomes:finalize")
+
+
+@stored.migration(RunItems, 1)
+def _items_list_to_record(raw: list) -> dict:
+    return {"items": raw}

@@ -42,8 +42,10 @@ def current(model_cls: type[BaseModel]) -> int:
     return int(field.default)
 
 
-def version_of(raw: Raw) -> int:
-    return int(raw.get("format_version", 1))
+def version_of(raw: Raw | list) -> int:
+    """A record with no version field is format 1; so is one first stored as a bare JSON list (its step 1
+    makes it a dict)."""
+    return 1 if isinstance(raw, list) else int(raw.get("format_version", 1))
 
 
 def migration(model_cls: type[BaseModel], from_version: int) -> Callable[[Step], Step]:
@@ -75,7 +77,7 @@ def upgrade(model_cls: type[BaseModel], raw: Raw) -> Raw:
     found, target = version_of(raw), current(model_cls)
     if found > target:
         raise FormatError(f"{model_cls.__name__} of format {found} is newer than this code reads ({target})")
-    raw = dict(raw)
+    raw = list(raw) if isinstance(raw, list) else dict(raw)
     for version in range(found, target):
         step = _STEPS.get(model_cls, {}).get(version)
         if step is None:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioprobe.schema import ItemOutcome
+from audioprobe import stored
+from audioprobe.schema import ItemOutcome, MatchedNTable
 from tasks.records import Run, atomic_write, outcome_key
 from tasks.tiers import get_tier
 
 FILE = "matched_n.json"
-FORMAT_VERSION = 1
 MATCHED_SEED = 0
 MATCHED_COLUMNS = [
     "run", "label", "model", "method", "n_gen", "matched_n", "n_ref", "fad", "fad_ci_lo", "fad_ci_hi",
@@ -43,7 +43,7 @@ def store_comparisons(run: Run) -> Path:
 def save(run: Run, table: pd.DataFrame) -> Path:
     path = run.dir / FILE
     rows = json.loads(table.to_json(orient="records"))
-    atomic_write(path, json.dumps({"format_version": FORMAT_VERSION, "rows": rows}, indent=1))
+    atomic_write(path, stored.dumps(MatchedNTable(rows=rows), indent=1))
     return path
 
 
@@ -52,7 +52,7 @@ def load(run: Run) -> pd.DataFrame | None:
     path = run.dir / FILE
     if not path.exists():
         return None
-    return pd.DataFrame(json.loads(path.read_text())["rows"], columns=MATCHED_COLUMNS)
+    return pd.DataFrame(stored.load(MatchedNTable, path.read_text()).rows, columns=MATCHED_COLUMNS)
 
 
 def fad_frame(run: Run) -> pd.DataFrame:

@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from audioprobe import stored
 from audioprobe.cli import UserError
-from audioprobe.schema import ItemOutcome, ProbeItem, RunManifest, RunRequest, SkippedItem
+from audioprobe.schema import ItemOutcome, ProbeItem, RunItems, RunManifest, RunRequest, SkippedItem
 from audioprobe.settings import get_settings
 from tasks.records import Run, atomic_write, list_runs, now_iso
 from tasks.tiers import get_tier, names, paper_tiers
@@ -167,7 +168,7 @@ def items_for(run: Run, tier: str) -> list[ProbeItem]:
     """The run's items of a tier, sampled once and frozen in the run dir: resume and retry reuse them."""
     path = run.dir / f"items-{tier}.json"
     if path.exists():
-        return [ProbeItem.model_validate(i) for i in json.loads(path.read_text())]
+        return stored.load(RunItems, path.read_text()).items
     from tasks.probesets.descriptions import describe_items
     from tasks.probesets.loaders import load_items
 
@@ -186,7 +187,7 @@ def items_for(run: Run, tier: str) -> list[ProbeItem]:
                  f"describer model {describer!r} (setting describer_model; cached per model)")
         items = describe_items(items)
     note_skipped(run, skipped)
-    atomic_write(path, json.dumps([i.model_dump(mode="json") for i in items], indent=1))
+    atomic_write(path, stored.dumps(RunItems(items=items), indent=1))
     return items
 
 

@@ -416,7 +416,7 @@ def test_a_baselines_only_run_never_calls_an_llm(cli):
                               "detailed_description", "--limit", "1", "--new")
         assert proc.returncode == 0, proc.stderr[-2000:]
         run_dir = Path(cli.last_json(proc)["run_dir"])
-        (item,) = json.loads((run_dir / "items-environmental.json").read_text())
+        (item,) = json.loads((run_dir / "items-environmental.json").read_text())["items"]
         assert not (item["description_source"] or "").startswith("llm:"), "the ontology's text, no describer"
         assert listening.requests == 0, "no LLM was asked"
         llama = subprocess.run(

@@ -50,7 +50,7 @@ def test_run_records_every_item_and_the_ui_shows_it(cli):
     result = cli.last_json(proc)
     run_dir = Path(result["run_dir"])
     outcomes = outcomes_of(run_dir)
-    items = json.loads((run_dir / "items-notes.json").read_text())
+    items = json.loads((run_dir / "items-notes.json").read_text())["items"]
 
     assert len(items) == 2 and len(outcomes) == 2, "every item ends with a recorded outcome"
     for outcome in outcomes.values():

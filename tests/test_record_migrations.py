@@ -15,12 +15,20 @@ import pytest
 from pydantic import ValidationError
 
 from audioprobe import stored
-from audioprobe.schema import FADResult, ItemOutcome, Record, ReferencePoint, RunManifest
+from audioprobe.schema import (
+    FADResult,
+    ItemOutcome,
+    MatchedNTable,
+    Record,
+    ReferencePoint,
+    RunItems,
+    RunManifest,
+)
 from tasks.records import Run, outcome_key
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 RUN_DIRS = sorted(p.parent for p in FIXTURES.glob("*/*/run.json"))
-STORED = (ItemOutcome, RunManifest, FADResult, ReferencePoint)
+STORED = (ItemOutcome, RunManifest, FADResult, ReferencePoint, RunItems, MatchedNTable)
 DERIVED = {"failure_detail", "row", "format_version"}  # computed when written; absent from format 1
 
 
@@ -64,6 +72,12 @@ def test_every_field_of_an_old_run_survives_loading(run_dir):
     fad, written = run.fad(), raw(run_dir / "fad.json")
     assert len(fad) == len(written) == 2
     for record, stored_dict in zip(fad, written, strict=True):
+        survives(record, stored_dict)
+    written = raw(run_dir / "items-notes.json")
+    assert isinstance(written, list), "format 1 of the items file: a bare list"
+    items = stored.load(RunItems, written)
+    assert items.format_version == stored.current(RunItems) == 2 and len(items.items) == len(written) >= 1
+    for record, stored_dict in zip(items.items, written, strict=True):
         survives(record, stored_dict)
     points = [p for tier in raw(run_dir / "reference_points.json").values() for p in tier]
     assert len(points) >= 8

@@ -72,7 +72,7 @@ def test_run_tones_with_the_baseline_end_to_end(cli):
         and manifest["finished"]
     )
 
-    items = json.loads((run_dir / "items-tones.json").read_text())
+    items = json.loads((run_dir / "items-tones.json").read_text())["items"]
     outcomes = [json.loads(p.read_text()) for p in sorted((run_dir / "outcomes").glob("*.json"))]
     assert len(items) == 2 and len(outcomes) == 2
     for outcome in outcomes:

@@ -7,13 +7,14 @@ baseline program and the headline its report shows. This package imports only th
 level (the tier modules import probesets, judges and prompting inside their methods), so every layer
 may import it without a cycle.
 
-Adding a tier: a module here that builds a `Tier` (or a subclass) and calls `register`, and one line
-in `_MODULES` below; see docs/CONTRIBUTING.md.
+Adding a tier: a module here that builds a `Tier` (or a subclass) and calls `register`; every module of
+this package is found by itself (docs/CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -153,8 +154,7 @@ class Tier:
 
 
 _REGISTRY: dict[str, Tier] = {}
-# The paper's order first; a new tier's module is one more name here.
-_MODULES = ("notes", "environmental", "speech", "tones")
+PAPER_ORDER = ("notes", "environmental", "speech")  # the report's order; other tier modules follow by name
 _LOADED: list[bool] = []
 
 
@@ -166,9 +166,12 @@ def register(tier: Tier) -> Tier:
 
 
 def _load() -> dict[str, Tier]:
-    """Every tier module imported once; the registry in _MODULES' order whatever was imported first."""
+    """Every tier module of this package imported once; the registry in PAPER_ORDER, then the others by
+    name, whatever was imported first."""
     if not _LOADED:
-        modules = [importlib.import_module(f"tasks.tiers.{m}") for m in _MODULES]
+        found = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+        order = [n for n in PAPER_ORDER if n in found] + [n for n in found if n not in PAPER_ORDER]
+        modules = [importlib.import_module(f"{__name__}.{m}") for m in order]
         ordered = {m.TIER.name: m.TIER for m in modules}
         ordered.update(_REGISTRY)
         _REGISTRY.clear()
