@@ -220,6 +220,8 @@ class FADResult(Record):
     window_s: float | None = None  # every clip cut or padded to this length before embedding
     band_note: str = ""  # why there is no band, where there is none
     per_note: dict[str, dict] = Field(default_factory=dict)  # audio path -> {"fad", "kad", "band"}
+    # what it was computed from (judging.fad_inputs_key): a resume that brings the same clips keeps it
+    inputs_sha256: str = ""
     format_version: int = 1  # stored record: a change bumps it and adds a migration (audioprobe/stored.py)
 
 

@@ -5,6 +5,8 @@ process and dataset; each caches per clip content.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,6 +49,22 @@ def device() -> str:
     from tasks.judges.embeddings import resolve_device
 
     return resolve_device(get_settings().judge_device)
+
+
+FAD_INPUTS_VERSION = "1"  # bump when fad_for_outcomes computes differently from the same inputs
+
+
+def fad_inputs_key(outcomes: list[ItemOutcome]) -> str:
+    """What a model's FAD records are computed from: each item's references, the clips that passed the gate
+    (by content where a judge hashed them) and the embedding in use."""
+    embedding = "vggish" if get_settings().vggish_checkpoint else "auto"
+    parts = []
+    for o in outcomes:
+        passed = bool(o.audio_path and o.gate is not None and o.gate.ok)
+        sha = next((j.audio_sha256 for j in o.judgements if j.audio_sha256), "") if passed else ""
+        parts.append([o.item.id, o.sample, o.item.label, sorted(o.item.references), passed, sha or o.audio_path])
+    blob = json.dumps([FAD_INPUTS_VERSION, embedding, sorted(parts, key=json.dumps)])
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def fad_for_outcomes(outcomes: list[ItemOutcome], model: str = "", method: str = "") -> list[FADResult]:

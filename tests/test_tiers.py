@@ -92,6 +92,9 @@ LOOK_UP = [
     "tasks/probesets/cli.py",
     "tasks/probesets/refs.py",
     "tasks/judges/controls.py",
+    "tasks/comparisons.py",
+    "tasks/probesets/descriptions.py",
+    "audioprobe/listening/",
     "flows/",
 ]
 
@@ -104,3 +107,36 @@ def test_no_module_branches_on_a_tier_name():
         ["git", "grep", "-nE", pattern, "--", *LOOK_UP], cwd=REPO, capture_output=True, check=False, text=True
     ).stdout
     assert not out, "look the tier up (tasks.tiers.get_tier) instead:\n" + out
+
+
+def test_a_resume_with_the_same_clips_keeps_the_stored_fad(tmp_path, monkeypatch):
+    """The notes tier's FAD (a bootstrap of minutes at paper size) is computed again only when its inputs
+    changed: a resumed or retried run that brought no new clip keeps the stored records."""
+    import shutil
+
+    from audioprobe.schema import FADResult
+    from tasks import judging, pipeline
+    from tasks.records import Run
+
+    fixture = next((REPO / "tests/fixtures/runs").glob("v2-*/*/run.json")).parent
+    run = Run(dir=Path(shutil.copytree(fixture, tmp_path / fixture.name)))
+    outcomes = [o for o in run.outcomes() if o.item.tier == "notes"]
+    model, method = outcomes[0].model, outcomes[0].method
+    computed = []
+
+    def fad_per_class(outs, model, method):
+        computed.append(judging.fad_inputs_key(outs))
+        return [FADResult(label="x", fad=1.0, n_gen=1, n_ref=1, embedding="e", model=model, method=method)]
+
+    monkeypatch.setattr(pipeline, "fad_per_class", fad_per_class)
+    notes = get_tier("notes")
+    notes.set_judges(run, outcomes, model, method)
+    notes.set_judges(run, outcomes, model, method)
+    assert len(computed) == 1, "the same inputs: the stored FAD stands"
+    stored = [r for r in run.fad() if (r.model, r.method) == (model, method)]
+    assert [r.inputs_sha256 for r in stored] == computed
+
+    changed = outcomes[0].model_copy(deep=True)
+    changed.item.references.append("/elsewhere/another-reference.wav")
+    notes.set_judges(run, [changed, *outcomes[1:]], model, method)
+    assert len(computed) == 2 and computed[1] != computed[0], "another reference: computed again"

@@ -64,9 +64,13 @@ class NotesTier(Tier):
         return [_pitch_judge(device())]
 
     def set_judges(self, run, outcomes: list[ItemOutcome], model: str, method: str) -> None:
-        from tasks import pipeline
+        from tasks import judging, pipeline
 
-        run.replace_fad(model, method, pipeline.fad_per_class(outcomes, model, method))
+        key = judging.fad_inputs_key(outcomes)
+        if any(r.inputs_sha256 == key for r in run.fad() if (r.model, r.method) == (model, method)):
+            return  # a resume that brought no new clip: the stored FAD stands (its bootstrap takes minutes)
+        results = pipeline.fad_per_class(outcomes, model, method)
+        run.replace_fad(model, method, [r.model_copy(update={"inputs_sha256": key}) for r in results])
 
     def wrong_sound_feedback(self, outcome: ItemOutcome, values: dict) -> tuple[str, dict[str, object]]:
         measured = "no pitch at all" if values.get("f0_hz") is None else f"{values['f0_hz']:.1f} Hz"
