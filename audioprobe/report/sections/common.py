@@ -16,6 +16,25 @@ from tasks.tiers import UnknownTier, all_tiers, get_tier
 GROUP = ["run", "model", "tier", "method"]
 
 
+# A forced choice's accuracy table: over judged clips, and over the WAVs produced (the paper's denominator)
+ACCURACY_COLUMNS = [
+    "run",
+    "model",
+    "method",
+    "items",
+    "wav_produced",
+    "valid_audio",
+    "judged",
+    "correct",
+    "accuracy_rate",
+    "accuracy_ci_lo",
+    "accuracy_ci_hi",
+    "accuracy_of_wavs_rate",
+    "accuracy_of_wavs_ci_lo",
+    "accuracy_of_wavs_ci_hi",
+]
+
+
 @dataclass(eq=False)  # identity: comparing whole outcomes field by field is slow and never wanted
 class Row:
     """One outcome with where it came from: its run's id, its Run, and its key."""
@@ -44,7 +63,7 @@ def stages(o: ItemOutcome) -> tuple[bool, bool, bool]:
 
 
 def judged_correct(o: ItemOutcome) -> bool | None:
-    """"Judged correct", one definition for every table: False without valid audio or when a judge said
+    """ "Judged correct", one definition for every table: False without valid audio or when a judge said
     wrong; None when the audio is valid but no judge decided (a pitch outside the tracker's range): such
     an item is left out of the denominator, as the pitch table leaves it, never counted as a failure."""
     if not stages(o)[2] or o.failure is not None:

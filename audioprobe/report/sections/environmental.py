@@ -7,6 +7,7 @@ import pandas as pd
 
 from audioprobe.report import paper
 from audioprobe.report.sections.common import (
+    ACCURACY_COLUMNS,
     Row,
     frame,
     judge_names,
@@ -82,20 +83,7 @@ def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
             }
         )
     t_cols = [
-        "run",
-        "model",
-        "method",
-        "items",
-        "wav_produced",
-        "valid_audio",
-        "judged",
-        "correct",
-        "accuracy_rate",
-        "accuracy_ci_lo",
-        "accuracy_ci_hi",
-        "accuracy_of_wavs_rate",
-        "accuracy_of_wavs_ci_lo",
-        "accuracy_of_wavs_ci_hi",
+        *ACCURACY_COLUMNS,
         "mean_conf_correct",
         "mean_expected_accuracy",
         "chance",

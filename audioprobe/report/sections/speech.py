@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from audioprobe.report.sections.common import (
+    ACCURACY_COLUMNS,
     Row,
     frame,
     judge_names,
@@ -61,20 +62,7 @@ def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
         rate_cols(rec, k, rec["wav_produced"], "accuracy_of_wavs")  # the paper's denominator
         acc.append(rec)
     a_cols = [
-        "run",
-        "model",
-        "method",
-        "items",
-        "wav_produced",
-        "valid_audio",
-        "judged",
-        "correct",
-        "accuracy_rate",
-        "accuracy_ci_lo",
-        "accuracy_ci_hi",
-        "accuracy_of_wavs_rate",
-        "accuracy_of_wavs_ci_lo",
-        "accuracy_of_wavs_ci_hi",
+        *ACCURACY_COLUMNS,
         "chance",
         "judge",
     ]
