@@ -107,6 +107,22 @@ def test_no_module_branches_on_a_tier_name():
         ["git", "grep", "-nE", pattern, "--", *LOOK_UP], cwd=REPO, capture_output=True, check=False, text=True
     ).stdout
     assert not out, "look the tier up (tasks.tiers.get_tier) instead:\n" + out
+    # The report's tables are named after the paper's (rt["speech"]); what it must not do is test a tier.
+    out = subprocess.run(
+        [
+            "git",
+            "grep",
+            "-nE",
+            r'tier [!=]= "|tier"\] == "|"(notes|environmental|speech)" in ',
+            "--",
+            "audioprobe/",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        check=False,
+        text=True,
+    ).stdout
+    assert not out, "ask the tier (Tier.report_section, distances_per_class, ...) instead:\n" + out
 
 
 def test_a_resume_with_the_same_clips_keeps_the_stored_fad(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 its sections in the paper's order, the paper's own numbers quoted beside ours.
 
 Every section is a renderer (html_<section>.py) of tables its builder made (sections/<section>.py). A
-tier's section is found in TIER_SECTIONS by the tier's name; a tier without one gets the generic section
+tier's section is the one it declares (Tier.report_section, found in SECTIONS); a tier without one gets the generic section
 (counts, status, each judge, accuracy with CI), so a new tier renders without a change here.
 """
 
@@ -20,21 +20,22 @@ from audioprobe.report.html_protocols import section_protocols
 from audioprobe.report.html_provenance import section_provenance
 from audioprobe.report.html_reference_points import section_reference_points
 from audioprobe.report.html_tiers import section_environmental, section_speech
-from audioprobe.report.sections.common import tier_title
+from audioprobe.report.sections.common import section_of, tier_title
 from audioprobe.report.tables import ReportTables
 
-__all__ = ["ReportLimits", "render", "TIER_SECTIONS"]
+__all__ = ["ReportLimits", "render", "SECTIONS"]
 
-TIER_SECTIONS: dict[str, Callable[[ReportTables, str], str]] = {
-    "notes": section_notes,
-    "environmental": section_environmental,
-    "speech": section_speech,
+# The sections a tier may declare (tasks.tiers: Tier.report_section), with their place in the paper's order.
+SECTIONS: dict[str, Callable[[ReportTables, str], str]] = {
+    "pitch_and_fad": section_notes,
+    "table1": section_environmental,
+    "spoken_words": section_speech,
 }
-TIER_NAV = {"notes": "3 · Notes", "environmental": "4 · Environmental", "speech": "5 · Speech"}
+SECTION_NAV = {"pitch_and_fad": "3 · Notes", "table1": "4 · Environmental", "spoken_words": "5 · Speech"}
 
 
 def tier_section(rt: ReportTables, tier: str) -> str:
-    return TIER_SECTIONS.get(tier, section_generic)(rt, tier)
+    return SECTIONS.get(section_of(tier), section_generic)(rt, tier)
 
 
 def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
@@ -46,7 +47,7 @@ def render(rt: ReportTables, limits: ReportLimits | None = None) -> str:
         for a, t in (
             ("overview", "1 · Generated and valid"),
             ("failures", "2 · Failures"),
-            *((tier, TIER_NAV.get(tier, tier_title(tier))) for tier in rt.tiers),
+            *((tier, SECTION_NAV.get(section_of(tier), tier_title(tier))) for tier in rt.tiers),
             ("items", "6 · Items"),
             ("provenance", "7 · Provenance"),
             ("protocols", "8 · Samples, repair, paired"),

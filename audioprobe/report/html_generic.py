@@ -1,4 +1,4 @@
-"""The section of a tier that has none of its own (html.TIER_SECTIONS): its counts and stages, its
+"""The section of a tier that has none of its own (Tier.report_section, html.SECTIONS): its counts and stages, its
 failures, every judge's verdicts and the accuracy with its interval, from sections/generic.py's tables."""
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from audioprobe.report.fmt import (
 from audioprobe.report.tables import ReportTables, instrument_rows
 
 
-def section_notes(rt: ReportTables, tier: str = "notes") -> str:
+def section_notes(rt: ReportTables, tier: str) -> str:
     fad, sim, pit, matched = rt["fad"], rt["notes_similarity"], rt["pitch"], rt["matched_n"]
     who = who_columns(rt)
-    families = {r.outcome.item.instrument_family for r in rt.rows if r.outcome.item.tier == "notes"} - {None}
+    families = {r.outcome.item.instrument_family for r in rt.rows if r.outcome.item.tier == tier} - {None}
     labels = sorted(set(instrument_rows(fad, families)["label"])) if len(fad) else []
     def baseline(r, key: str = "") -> str:
         """The baseline with its same-distribution spread, the N it stands for, and how it was had."""

@@ -21,7 +21,7 @@ from audioprobe.report.fmt import (
 from audioprobe.report.tables import ReportTables
 
 
-def section_environmental(rt: ReportTables, tier: str = "environmental") -> str:
+def section_environmental(rt: ReportTables, tier: str) -> str:
     t1, stats = rt["environmental_table1"], rt["confidence_stats"]
     who = who_columns(rt)
     pad = [""] * (len(who) - 1)
@@ -101,7 +101,7 @@ def section_environmental(rt: ReportTables, tier: str = "environmental") -> str:
         "rank, where the judge records it. The judge column says which classifier decided (the paper used "
         "CLAP).</p>"
         + table(t1, cols, prows, numeric)
-        + quote("environmental")
+        + quote(tier)
         + "<h3>Confidence of correctly classified clips (the paper's Figure 4)</h3>"
         + fig(media.figure_confidence(hist), "Confidence histogram")
         + table(
@@ -127,7 +127,7 @@ def _bin_cell(hist: pd.DataFrame, row, b: str) -> str:
     return f"{int(sel['count'].iloc[0])} ({pct(sel['share'].iloc[0], 0)})"
 
 
-def section_speech(rt: ReportTables, tier: str = "speech") -> str:
+def section_speech(rt: ReportTables, tier: str) -> str:
     acc, texts = rt["speech"], rt["speech_text"]
     who = who_columns(rt)
     cols = who + [
@@ -162,6 +162,6 @@ def section_speech(rt: ReportTables, tier: str = "speech") -> str:
             numeric={"items", "WAVs", "valid audio", "judged", "5-way accuracy, of judged", "of generated WAVs"},
             empty="No speech items.",
         )
-        + quote("speech")
+        + quote(tier)
         + f"<div class=scroll>{table(texts, tcols, empty='No speech judgements.')}</div></section>"
     )

@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from audioprobe.report.sections import generic, protocols
-from audioprobe.report.sections.common import GROUP, Row, frame, resolve_audio, tier_names, wilson
+from audioprobe.report.sections.common import (
+    GROUP,
+    Row,
+    distances_per_class,
+    frame,
+    resolve_audio,
+    tier_names,
+    tiers_in,
+    wilson,
+)
 from audioprobe.report.sections.distances import per_note, stored_matched_n
 from audioprobe.report.sections.environmental import environmental
 from audioprobe.report.sections.human_calibration import banded, load, thresholds_table
@@ -78,7 +87,7 @@ def build_tables(run: Run, compare: list[Run] | None = None) -> ReportTables:
     families = {
         r.outcome.item.instrument_family
         for r in rows
-        if r.outcome.item.tier == "notes" and r.outcome.item.instrument_family
+        if distances_per_class(r.outcome.item.tier) and r.outcome.item.instrument_family
     }
     rt = ReportTables(runs=manifests, rows=rows, tiers=tier_names([t for m in manifests for t in m.tiers]))
     t = rt.tables
@@ -97,9 +106,9 @@ def build_tables(run: Run, compare: list[Run] | None = None) -> ReportTables:
     t["reference_points"] = reference_points(t["reference_point_clips"])
     t["empirical_chance"] = empirical_chance(runs)
     t["pitch"] = with_noise_floor(t["pitch"], t["reference_points"])
-    t["speech"] = with_empirical_chance(t["speech"], t["empirical_chance"], "speech")
+    t["speech"] = with_empirical_chance(t["speech"], t["empirical_chance"], tiers_in("spoken_words"))
     t["environmental_table1"] = with_empirical_chance(
-        t["environmental_table1"], t["empirical_chance"], "environmental"
+        t["environmental_table1"], t["empirical_chance"], tiers_in("table1")
     )
     t["items"] = items(rows)
     rt.calibration = load(run.dir)

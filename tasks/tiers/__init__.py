@@ -67,6 +67,8 @@ class Tier:
     forced_choice: bool = False  # the headline judge picks 1 of 5 labels (chance 20 %; listeners name it)
     described: bool = False  # a describer model may write the items' descriptions (`describer_model`)
     headline: str = ""  # the judge whose verdict the report leads with
+    # the report's own section for this tier (audioprobe/report/html.SECTIONS); "": the generic section
+    report_section: str = ""
     columns: tuple[str, ...] = ()  # item fields the report's table shows
 
     @property

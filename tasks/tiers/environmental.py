@@ -83,6 +83,7 @@ TIER = register(
         loader="tasks.probesets.fsd50k",
         controls=("silence", "white_noise", "tone_burst", "held_out_real"),
         headline="classify",
+        report_section="table1",
         forced_choice=True,
         described=True,
         columns=("display_name",),

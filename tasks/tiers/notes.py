@@ -105,6 +105,7 @@ TIER = register(
         control_seconds=4.0,
         distances_per_class=True,
         headline="pitch",
+        report_section="pitch_and_fad",
         columns=("instrument_family", "instrument_source", "note_name", "qualities", "quality_descriptions"),
     )
 )

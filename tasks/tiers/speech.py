@@ -71,6 +71,7 @@ TIER = register(
         tfds_name="speech_commands",
         controls=("silence", "white_noise", "tone_burst", "held_out_real"),
         headline="speech",
+        report_section="spoken_words",
         forced_choice=True,
         columns=(),
     )

@@ -124,6 +124,30 @@ def tier_names(tiers_run: list[str]) -> list[str]:
     return names + sorted(present - set(names))
 
 
+def section_of(tier: str) -> str:
+    """The report section a tier declares (Tier.report_section); "" for the generic one or a tier no
+    module registers (a run of a tier since removed)."""
+    try:
+        return get_tier(tier).report_section
+    except UnknownTier:
+        return ""
+
+
+def in_section(tier: str, section: str) -> bool:
+    return section_of(tier) == section
+
+
+def tiers_in(section: str) -> list[str]:
+    return [t.name for t in all_tiers() if t.report_section == section]
+
+
+def distances_per_class(tier: str) -> bool:
+    try:
+        return get_tier(tier).distances_per_class
+    except UnknownTier:
+        return False
+
+
 def tier_title(name: str) -> str:
     try:
         return get_tier(name).title

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioprobe.report.sections.common import Row, frame, num
+from audioprobe.report.sections.common import Row, distances_per_class, frame, num
 from tasks import comparisons
 from tasks.judges import frechet
 from tasks.records import Run
@@ -68,7 +68,7 @@ def stored_matched_n(runs: list[Run]) -> tuple[pd.DataFrame, list[str]]:
         table = comparisons.load(run)
         if table is not None:
             tables.append(table)
-        elif "notes" in run.manifest.tiers and run.fad():
+        elif any(distances_per_class(t) for t in run.manifest.tiers) and run.fad():
             missing.append(run.run_id)
     tables = [t for t in tables if len(t)]
     table = pd.concat(tables, ignore_index=True) if tables else frame([], comparisons.MATCHED_COLUMNS)

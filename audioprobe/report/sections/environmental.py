@@ -10,6 +10,7 @@ from audioprobe.report.sections.common import (
     ACCURACY_COLUMNS,
     Row,
     frame,
+    in_section,
     judge_names,
     judgements_of,
     num,
@@ -24,7 +25,7 @@ def environmental(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     """Table 1 per model x method, and Figure 4: the confidences of correctly classified clips."""
     groups: dict[tuple, list[ItemOutcome]] = {}
     for r in rows:
-        if r.outcome.item.tier == "environmental":
+        if in_section(r.outcome.item.tier, "table1"):
             groups.setdefault((r.run_id, r.outcome.model, r.outcome.method), []).append(r.outcome)
     table, confs = [], {}
     for (run, model, method), outs in sorted(groups.items()):

@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 
 from audioprobe.report import paper
-from audioprobe.report.sections.common import Row, frame, judge_names, num, rate_cols, wav_produced
+from audioprobe.report.sections.common import (
+    Row,
+    frame,
+    in_section,
+    judge_names,
+    num,
+    rate_cols,
+    wav_produced,
+)
 from audioprobe.schema import RunManifest
 from tasks.judges import frechet
 from tasks.records import Run
@@ -132,7 +140,7 @@ def pitch(rows: list[Row]) -> pd.DataFrame:
     wavs: dict[tuple, int] = {}
     for r in rows:
         o = r.outcome
-        if o.item.tier != "notes":
+        if not in_section(o.item.tier, "pitch_and_fad"):
             continue
         key = (r.run_id, o.model, o.method, o.item.instrument_family or o.item.label)
         wavs[key] = wavs.get(key, 0) + wav_produced(o)

@@ -60,7 +60,7 @@ def item_score(o: ItemOutcome) -> float:
 
 
 def _label_of(o: ItemOutcome) -> str:
-    return o.item.instrument_family or o.item.label if o.item.tier == "notes" else o.item.label
+    return o.item.instrument_family or o.item.label  # notes: the instrument, as FAD groups them
 
 
 def _system(run: str, model: str, several_runs: bool) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audioprobe.report.sections.common import frame, num, rate_cols
+from audioprobe.report.sections.common import frame, num, rate_cols, tiers_in
 from tasks.judges import controls
 from tasks.records import Run
 from tasks.tiers import all_tiers
@@ -85,10 +85,11 @@ def _median(s: pd.Series) -> float | None:
     return float(np.median(s)) if len(s) else None
 
 
-def with_empirical_chance(table: pd.DataFrame, chance: pd.DataFrame, tier: str) -> pd.DataFrame:
-    """The tier's accuracy table with its run's empirical chance (and CI) beside the nominal 20%."""
+def with_empirical_chance(table: pd.DataFrame, chance: pd.DataFrame, tiers: list[str]) -> pd.DataFrame:
+    """A forced choice's accuracy table (of these tiers) with its run's empirical chance (and CI) beside the
+    nominal 20%."""
     cols = ["empirical_chance", "empirical_chance_ci_lo", "empirical_chance_ci_hi"]
-    mine = chance[chance["tier"] == tier].set_index("run") if len(chance) else None
+    mine = chance[chance["tier"].isin(tiers)].set_index("run") if len(chance) else None
     out = table.copy()
     for col, src in zip(cols, ["empirical_rate", "empirical_ci_lo", "empirical_ci_hi"]):
         out[col] = out["run"].map(mine[src]) if mine is not None and len(out) else None
@@ -105,7 +106,7 @@ def with_noise_floor(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame
     cols = ["noise_correct", "noise_judged", "noise_rate", "noise_ci_lo", "noise_ci_hi"]
     floors = {}
     if len(summary):
-        rows = summary[(summary["tier"] == "notes") & (summary["control"] == NOISE_FLOOR[0])
+        rows = summary[(summary["tier"].isin(tiers_in("pitch_and_fad"))) & (summary["control"] == NOISE_FLOOR[0])
                        & summary["judge"].str.startswith("pitch")]
         for run, g in rows.groupby("run"):
             k, n = int(g["correct"].sum()), int(g["judged"].sum())

@@ -10,6 +10,7 @@ from audioprobe.report.sections.common import (
     ACCURACY_COLUMNS,
     Row,
     frame,
+    in_section,
     judge_names,
     judgements_of,
     rate_cols,
@@ -24,7 +25,7 @@ def speech(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
     texts = []
     for r in rows:
         o = r.outcome
-        if o.item.tier != "speech":
+        if not in_section(o.item.tier, "spoken_words"):
             continue
         groups.setdefault((r.run_id, o.model, o.method), []).append(o)
         for j in judgements_of(o, "speech"):
