@@ -34,7 +34,7 @@ bench: setup
 # baseline, all tiers and methods; prints the issue's figures. On its own Prefect port and data dir.
 BENCH_PAPER_ARGS ?=
 bench-paper: setup
-	AUDIOPROBE_PREFECT_PORT=$${AUDIOPROBE_PREFECT_PORT:-4378} $(BIN)/python -m tests.bench.paper_bench $(BENCH_PAPER_ARGS)
+	AUDIOPROBE_PREFECT_PORT=$${AUDIOPROBE_PREFECT_PORT:-4378} $(BIN)/python -m tests.bench.paper_bench --runner dask --database postgres $(BENCH_PAPER_ARGS)
 
 serve: setup
 	$(BIN)/audioprobe serve

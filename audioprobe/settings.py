@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     sandbox_image: str = "audioprobe-sandbox"
     sandbox_base_image: str = "python:3.11-slim"
     sandbox_concurrency: int = 2
+    # Programs one container runs before it is removed; above 1 the runner resets it between two
+    # (docs/sandbox.md: every process of the program's uid killed, its writable places emptied). Creating
+    # and removing a container per program is most of the Docker engine's CPU on short programs.
+    sandbox_reuse: int = 1
     sandbox_runtime: str | None = None  # an OCI runtime known to the engine, e.g. "runsc" (gVisor)
     audio_store_max_mb: int = 4096  # `audioprobe gc` removes the oldest clips beyond this
     limits: ExecutionLimits = Field(default_factory=ExecutionLimits)
@@ -99,6 +103,9 @@ class Settings(BaseSettings):
     task_runner: str = "threads"  # or "dask": prefect-dask, local cluster or dask_address
     dask_address: str | None = None  # tcp://scheduler:8786 of an existing cluster
     dask_workers: int = 2  # workers of the local cluster when no address is given
+    # Threads per worker of that cluster: most task runs wait (on a model's answer, a sandbox or judge
+    # slot), so the CPU-bound work is bounded by those limits, not by the thread count.
+    dask_threads: int = 8
 
     @classmethod
     def settings_customise_sources(

@@ -1,9 +1,13 @@
-"""The benchmark: models x tiers x prompt methods x samples, each tier its own flow."""
+"""The benchmark: models x tiers x prompt methods x samples, each tier its own flow, the models side by side."""
 
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from prefect import flow, get_run_logger, tags, task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from audioprobe.prefect_server import orchestration_lost
@@ -12,10 +16,9 @@ from flows.runners import task_runner
 from flows.tiers import tier_flow
 from flows.ui import best_effort
 from tasks import comparisons, runs
-from tasks.probesets.common import DatasetError
-from tasks.generation import local_model, local_server
-from tasks.generation import breaker
+from tasks.generation import breaker, local_model, local_server
 from tasks.generation.breaker import breaker_for
+from tasks.probesets.common import DatasetError
 from tasks.records import Run
 
 
@@ -40,13 +43,7 @@ def benchmark_flow(run: Run, refresh: str | None = None) -> State:
             # This model cannot be asked: its items are recorded as not attempted, the others go on.
             get_run_logger().error(f"model {model!r} unavailable: {problem}")
             breaker_for(model, get_settings().breaker_threshold).trip(problem)
-        for tier in manifest.tiers:
-            for method in manifest.methods[tier]:
-                if orchestration_lost():
-                    break
-                with tags(f"model:{model}", f"tier:{tier}", f"method:{method}"):
-                    probe_tier = tier_flow(tier).with_options(task_runner=task_runner())
-                    probe_tier(run=run, model=model, method=method, refresh=refresh, return_state=True)
+    side_by_side(partial(probe_model, run, refresh=refresh), manifest.models)
     if orchestration_lost():  # nothing more can be shown in the UI; the CLI says why
         return Failed(message=orchestration_lost())
     runs.write_table(run)
@@ -59,6 +56,32 @@ def benchmark_flow(run: Run, refresh: str | None = None) -> State:
     line = f"run {run.run_id} complete: {runs.counts_line(run.outcomes())}"
     get_run_logger().info(line)
     return Completed(message=line)
+
+
+def probe_model(run: Run, model: str, refresh: str | None = None) -> None:
+    """One model's sub-flows, one tier and method after another."""
+    manifest = run.manifest
+    for tier in manifest.tiers:
+        for method in manifest.methods[tier]:
+            if orchestration_lost():
+                return
+            with tags(f"model:{model}", f"tier:{tier}", f"method:{method}"):
+                probe_tier = tier_flow(tier).with_options(task_runner=task_runner())
+                probe_tier(run=run, model=model, method=method, refresh=refresh, return_state=True)
+
+
+def side_by_side(probe: Callable[[str], None], models: list[str]) -> None:
+    """Each model's sub-flows in a thread of their own, so one model's answer latency overlaps another's
+    sandbox and judge work and every tier does not end on its own slowest item. The stages' limits
+    (tasks/limits.py) are shared by the threads, so the sandbox and judge are not oversubscribed. Each
+    thread runs in a copy of this flow run's context: Prefect then records its flows as sub-flows."""
+    if len(models) == 1:
+        probe(models[0])
+        return
+    with ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="model") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, probe, model) for model in models]
+        for future in futures:
+            future.result()
 
 
 def _failed(run: Run, why: str, concluded: bool = False) -> State:

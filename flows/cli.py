@@ -219,12 +219,19 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
     from flows.progress import ProgressWatcher
     from tasks import limits, runs
 
+    import httpx
+
     with orphans.run_lock(run):
-        if limits.global_limits_on():
-            limits.ensure_limits(models=run.manifest.models)
+        try:
+            if limits.global_limits_on():
+                limits.ensure_limits(models=run.manifest.models)
+            orphans.crash_orphaned_flow_runs()
+        except (httpx.HTTPError, OSError) as exc:  # the server went away between its health check and here
+            print(f"audioprobe: run {run.run_id} not started: the Prefect server at {api_url} does not answer "
+                  f"({type(exc).__name__}: {exc}); nothing was asked; resume: {resume}", file=sys.stderr)
+            return runs.EXIT_ORCHESTRATION_LOST
         run.manifest.incomplete = None  # this attempt says anew whether the run is complete
         run.save_manifest()
-        orphans.crash_orphaned_flow_runs()
         watchdog = prefect_server.start_watchdog(api_url)
         watcher = ProgressWatcher(run)
         watcher.start()

@@ -1,9 +1,10 @@
 """The pipeline of the paper's Figure 1 for a tier's items: prompt -> LLM -> code -> sandbox -> WAV ->
 gate -> judge -> record. Wiring only; the work is in tasks.pipeline.
 
-Items stream through the stages. Generation is a task run per item that asks the model; answers the
-response store already holds (a replayed or resumed run) are recalled RECALL_BATCH at a time, one task run
-per batch, since nothing is asked. Execution and evaluation each take the items that reached them in
+Items stream through the stages. Generation is a task run per item that asks the model (on Dask, where
+a task run is dear, an `ask` task run per task_workers / 2 items, asked at once: flows.runners.
+ask_batch_size); answers the response store already holds (a replayed or resumed run) are recalled
+RECALL_BATCH at a time, one task run per batch, since nothing is asked. Execution and evaluation each take the items that reached them in
 batches (as many programs as the sandbox runs at once; `judge_batch` clips), so the orchestration pays
 one task run per batch and a GPU judge runs at batch speed. A stage that is idle gets what waits at once;
 a busy one gets a batch when it is full, when nothing upstream could still join it, or after
@@ -30,7 +31,7 @@ from audioprobe.console import warn
 from audioprobe.prefect_server import orchestration_lost
 from audioprobe.schema import ItemOutcome, ProbeItem, RenderedPrompt
 from audioprobe.settings import get_settings
-from flows.runners import no_futures
+from flows.runners import ask_batch_size, no_futures
 from flows.ui import Progress
 from tasks import pipeline, repair
 from tasks.generation.breaker import open_breakers
@@ -64,6 +65,7 @@ class InFlight:
     prompt: RenderedPrompt
     generation: PrefectFuture
     generation_index: int | None = None
+    asked: bool = False  # its generation is an `ask` batch (the model asked), not a `recall` one
     execution: PrefectFuture | None = None
     execution_index: int = 0
     evaluation: PrefectFuture | None = None
@@ -165,14 +167,25 @@ def _start_generations(flying: list[InFlight], ask: deque, stored: deque, model:
                        at_once: int) -> None:
     """Ask the model for the next items while fewer than `at_once` questions are out; recall the next
     RECALL_BATCH stored answers, in one task run, when fewer than half a batch wait for the sandbox."""
-    asking = sum(f.generation_index is None and f.execution is None and not f.waiting for f in flying)
-    while ask and asking < at_once:
+    asking = sum((f.generation_index is None or f.asked) and f.execution is None and not f.waiting for f in flying)
+    per_task = ask_batch_size()
+    while ask and asking < at_once * (2 if per_task > 1 else 1):
+        if per_task > 1:  # two batches out at most: one is answered while the other waits for its slowest
+            batch = [ask.popleft() for _ in range(min(per_task, len(ask)))]
+            asked = pipeline.ask.submit(no_futures([a.prompt for a in batch]), model, [a.sample for a in batch],
+                                        no_futures([a.item for a in batch]), samples,
+                                        unavailable=open_breakers().get(model))
+            flying += [InFlight(a.item, a.sample, a.prompt, asked, index, asked=True, round=a.round,
+                                repaired_from=a.repaired_from) for index, a in enumerate(batch)]
+            asking += len(batch)
+            continue
         a = ask.popleft()
         generation = pipeline.generate.submit(no_futures(a.prompt), model, a.sample, no_futures(a.item), samples,
                                               unavailable=open_breakers().get(model))
         flying.append(InFlight(a.item, a.sample, a.prompt, generation, round=a.round, repaired_from=a.repaired_from))
         asking += 1
-    recalling = any(f.generation_index is not None and not f.waiting and f.execution is None for f in flying)
+    recalling = any(f.generation_index is not None and not f.asked and not f.waiting and f.execution is None
+                    for f in flying)
     queued = sum(f.waiting and f.execution is None for f in flying)
     if stored and not recalling and queued < RECALL_BATCH // 2:
         batch = [stored.popleft() for _ in range(min(RECALL_BATCH, len(stored)))]
@@ -258,7 +271,7 @@ def _salvage(run, model, method, entry: InFlight) -> None:
     reason = f"{failed.state.name}: {failed.state.message or ''}".strip(": ")
     generation = entry.generated() if entry.execution is not None else None
     execution = entry.executed() if entry.evaluation is not None else None
-    if entry.execution is None:  # the generate or recall task itself broke: still the model's stage
+    if entry.execution is None:  # the generate, ask or recall task itself broke: still the model's stage
         kind = "llm_error"
     elif entry.evaluation is None:
         kind = "infrastructure"  # Docker or the orchestration, after execute's retries

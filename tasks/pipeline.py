@@ -17,6 +17,8 @@ evaluated: it must land even while the Prefect server is away.
 
 from __future__ import annotations
 
+import contextvars
+
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +93,19 @@ def recall(prompts: list[RenderedPrompt], model: str, samples_of: list[int], ite
             for prompt, sample, item in zip(prompts, samples_of, items, strict=True)]
 
 
+@task(name="ask", cache_policy=NO_CACHE, persist_result=False)
+def ask(prompts: list[RenderedPrompt], model: str, samples_of: list[int], items: list[ProbeItem],
+        samples: int = 1, unavailable: str | None = None) -> list[Generation]:
+    """`generate` for a batch of items, all asked at once (a thread each; the model's concurrency limit
+    holds inside llm.generate): one task run for the batch where a task run is dear (flows.runners.
+    ask_batch_size). Each answer is stored the moment it comes, so a batch killed midway loses none."""
+    with ThreadPoolExecutor(len(prompts), thread_name_prefix="ask") as threads:
+        futures = [threads.submit(contextvars.copy_context().run, generate.fn, prompt, model, sample, item,
+                                  samples, unavailable)
+                   for prompt, sample, item in zip(prompts, samples_of, items, strict=True)]
+        return [future.result() for future in futures]
+
+
 # ----------------------------------------------------------------------------- execute
 
 
@@ -130,7 +145,7 @@ def execute_one(generation: Generation | None, prompt: RenderedPrompt, cache: Ex
     audio_dir = settings.data_dir / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     # A warm pool of fresh, pre-created containers: start-up leaves the critical path (docs/sandbox.md).
-    pool = shared_pool(settings.limits)
+    pool = shared_pool(settings.limits, reuse=settings.sandbox_reuse)
     with limits.bound(limits.SANDBOX, settings.sandbox_concurrency), tempfile.TemporaryDirectory(dir=audio_dir) as tmp:
         result = run_program(generation.code, expect=expect, out_dir=Path(tmp), pool=pool)
         for output in result.files:

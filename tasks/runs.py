@@ -42,8 +42,8 @@ def config_hash(models, tiers, methods, samples, limit, seed, dataset_root, repa
     snapshot = settings_snapshot()
     # Where and how fast things run does not change what a run measures: leave it out of the identity.
     for volatile in ("data_dir", "cache_dir", "prefect_api_url", "prefect_port", "local_threads", "local_host",
-                     "local_port", "task_workers", "task_runner", "dask_address", "dask_workers",
-                     "sandbox_concurrency", "judge_concurrency", "judge_device", "allow_downloads",
+                     "local_port", "task_workers", "task_runner", "dask_address", "dask_workers", "dask_threads",
+                     "sandbox_concurrency", "sandbox_reuse", "judge_concurrency", "judge_device", "allow_downloads",
                      "judge_batch", "global_limits", "breaker_threshold", "audio_store_max_mb",
                      "check_package_index", "sandbox_runtime", "report_port"):
         snapshot.pop(volatile, None)

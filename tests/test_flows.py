@@ -168,7 +168,7 @@ def test_flows_run_on_a_local_two_worker_dask_cluster(cli):
     runs = wait_for(task_runs_final, 120, "the Dask task runs' final states")
     assert all(r["state_type"] == "COMPLETED" for r in runs), [(r["name"], r["state_type"]) for r in runs]
     names = {r["name"].split("-")[0] for r in runs}
-    assert {"execute", "evaluate"} <= names and names & {"generate", "recall"}, names
+    assert {"execute", "evaluate"} <= names and names & {"generate", "recall", "ask"}, names
 
 
 def test_compose_file_validates():

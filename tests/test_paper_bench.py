@@ -343,3 +343,75 @@ def test_slots_of_dead_clients_are_released_when_no_live_client_runs(prefect_ser
     assert cli.api(f"/flow_runs/{orphan}")["state_type"] == "CRASHED"
     cli.api(f"/flow_runs/{live}/set_state", {"state": {"type": "COMPLETED"}, "force": True})
     assert client_starts() == 0, "no live client: the leaked slots are released"
+
+
+@pytest.mark.prefect
+@pytest.mark.docker
+@pytest.mark.judges
+def test_models_run_side_by_side_as_sub_flows_in_reused_sandboxes(small_tree, prefect_server, tmp_path):
+    """Two models' tier sub-flows overlap in time (flows/benchmark.side_by_side), each recorded as a
+    sub-flow of the one benchmark flow run; with AUDIOPROBE_SANDBOX_REUSE the engine creates fewer
+    sandbox containers than there were programs."""
+    import os
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+
+    from sandbox.engine import connect
+    from tests.fixtures_flows import PREFECT_TEST_PORT
+
+    # Answers slow enough that the model's chain of sub-flows lasts ~10 s: on the embedded SQLite server
+    # two flow runs created at once can meet "database is locked", which Prefect's client retries 2-6 s later.
+    sim = sim_llm.Sim(latency=1.5, jitter=0.2, rate_limit=0.0, retry_after=0.3)
+    server = sim_llm.serve(sim)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {
+        "AUDIOPROBE_DATA_DIR": str(data),
+        "AUDIOPROBE_PREFECT_API_URL": prefect_server,
+        "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT),
+        "AUDIOPROBE_MODELS": json.dumps({"openai/sim-strong": {"api_base": base + "/v1"}}),
+        "AUDIOPROBE_DESCRIBER_MODEL": "",
+        "AUDIOPROBE_TASK_RUNNER": "threads",
+        "AUDIOPROBE_SANDBOX_REUSE": "10",
+    }
+    since = datetime.now(timezone.utc)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "audioprobe", "run", "--dataset-root", str(small_tree), "--tier", "environmental",
+             "--model", "openai/sim-strong", "--model", "baseline/template", "--new"],
+            env=env, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    until = datetime.now(timezone.utc)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
+
+    def api(path: str, body: dict) -> list[dict]:
+        req = urllib.request.Request(
+            prefect_server + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.load(r)
+
+    (parent,) = api("/flow_runs/filter", {"flow_runs": {"name": {"any_": [f"benchmark-{run_id}"]}}})
+    children = api("/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [parent["id"]]}}})
+    spans: dict[str, list[tuple[str, str]]] = {}
+    for child in children:
+        spans.setdefault(child["name"].split("-", 1)[1].rsplit("-", 1)[0], []).append(
+            (child["start_time"], child["end_time"])
+        )
+    assert set(spans) == {"openai/sim-strong", "baseline/template"}, [c["name"] for c in children]
+    assert all(len(s) == 2 for s in spans.values()), spans  # environmental's two methods, each a sub-flow
+    chains = [(min(a for a, _ in s), max(b for _, b in s)) for s in spans.values()]
+    assert max(start for start, _ in chains) < min(end for _, end in chains), f"one after another: {spans}"
+
+    outcomes = [json.loads(p.read_text()) for p in (data / "runs" / run_id / "outcomes").glob("*.json")]
+    executed = sum(1 for o in outcomes if o.get("execution"))
+    events = connect().events(
+        since=since, until=until, filters={"event": "create", "label": "audioprobe.sandbox"}, decode=True
+    )
+    created = sum(1 for _ in events)
+    assert executed >= 15 and created < executed, f"{created} containers for {executed} programs"

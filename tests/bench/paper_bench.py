@@ -72,15 +72,26 @@ def get_json(url: str, body: dict | None = None, timeout: float = 30) -> dict | 
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS of each process under `root` and of any process whose command line has a marker."""
+    """Peak RSS and CPU time of each process under `root` and of any process whose command line has a
+    marker, and the machine's busy CPU time over the same span (for the orchestration's CPU share)."""
 
     def __init__(self, root_pid: int, markers: tuple[str, ...]):
         super().__init__(daemon=True)
         self.root_pid, self.markers, self.peak, self.stop = root_pid, markers, {}, threading.Event()
+        self.cpu: dict[tuple[int, str], float] = {}
+        self.machine_busy = 0.0
+
+    @staticmethod
+    def busy_s() -> float:
+        import psutil
+
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
 
     def run(self) -> None:
         import psutil
 
+        busy0 = self.busy_s()
         while not self.stop.wait(0.5):
             procs = []
             try:
@@ -100,9 +111,94 @@ class RssSampler(threading.Thread):
                         else " ".join(cmd[1:4])[:60] or p.name()
                     )
                     rss = p.memory_info().rss
+                    cpu = p.cpu_times()
+                    kind = f"{name} [{p.name()}]"
                 except psutil.Error:
                     continue
                 self.peak[(p.pid, name)] = max(self.peak.get((p.pid, name), 0), rss)
+                self.cpu[(p.pid, kind)] = cpu.user + cpu.system
+            self.machine_busy = self.busy_s() - busy0
+
+    def cpu_of(self, *markers: str) -> float:
+        return sum(s for (_, name), s in self.cpu.items() if any(m in name for m in markers))
+
+
+class ApiProbe(threading.Thread):
+    """The Prefect API's latency during the run, as the UI's run lists see it: every 5 s, a read of the
+    latest 200 flow runs or task runs. A read that fails (the server killed by --faults) is counted."""
+
+    def __init__(self, api_url: str):
+        super().__init__(daemon=True)
+        self.api_url, self.times, self.failed, self.stop = api_url, [], 0, threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.wait(5):
+            i += 1
+            path = "/flow_runs/filter" if i % 2 else "/task_runs/filter"
+            t0 = time.monotonic()
+            try:
+                get_json(self.api_url + path, {"limit": 200, "sort": "EXPECTED_START_TIME_DESC"}
+                         if i % 2 else {"limit": 200})
+            except OSError:
+                self.failed += bool(self.times)  # not before the CLI has started its server
+                continue
+            self.times.append(time.monotonic() - t0)
+
+    def p95_ms(self) -> float | None:
+        if not self.times:
+            return None
+        ordered = sorted(self.times)
+        return 1000 * ordered[max(0, int(0.95 * len(ordered)) - 1)]
+
+
+def subflows_line(api_url: str) -> str:
+    """When each tier x model x method sub-flow ran, in minutes from the first one's start, from the
+    Prefect API: where the wall time went (side by side or one after another, the tails)."""
+    from datetime import datetime
+
+    runs = get_json(api_url + "/flow_runs/filter", {"limit": 200, "sort": "START_TIME_ASC"})
+    spans = [(r["name"], r["start_time"], r["end_time"]) for r in runs
+             if r.get("parent_task_run_id") and r["start_time"] and r["end_time"]]
+    if not spans:
+        return "sub-flows: none finished"
+    t = lambda iso: datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    t0 = min(t(a) for _, a, _ in spans)
+    parts = [f"{name} {(t(a) - t0) / 60:.1f}-{(t(b) - t0) / 60:.1f}" for name, a, b in spans]
+    return f"sub-flows (min from the first start): {'; '.join(parts)}"
+
+
+def cpu_line(sampler: RssSampler) -> str:
+    """Where the machine's CPU went, by process kind; the rest is the sandbox's containers (and anything
+    else running on the machine)."""
+    kinds = {
+        "client (flow loop, Dask scheduler and nannies, FAD, report)": ("-m audioprobe run",),
+        "Dask workers (tasks: model calls, sandbox client, gate, judges)": ("Dask worker",),
+        "Prefect server": ("prefect server start",),
+        "PostgreSQL": ("postgres",),
+        "Docker engine (dockerd, containerd, shims)": ("dockerd", "containerd"),
+        "simulated models": ("tests.bench.sim_llm",),
+    }
+    parts, seen = [], 0.0
+    for kind, markers in kinds.items():
+        cpu = sampler.cpu_of(*markers)
+        seen += cpu
+        parts.append(f"{kind} {cpu:.0f}")
+    parts.append(f"the rest (sandbox containers, other processes) {max(0.0, sampler.machine_busy - seen):.0f}")
+    return f"cpu: {sampler.machine_busy:.0f} CPU-s busy in all; " + "; ".join(parts)
+
+
+def overhead_line(sampler: RssSampler) -> str:
+    """The orchestration's share of the CPU the machine spent during the run: the Prefect server and its
+    database (on 2 busy cores, CPU they take is wall time the work does not get). The client's own
+    Prefect engine runs in the same process as the flow loop and is not separated, so this is a floor;
+    the wall-clock A/B against a plain loop is orchestration_bench's, on replayed notes."""
+    orchestration = sampler.cpu_of("prefect server start", "postgres")
+    busy = sampler.machine_busy
+    share = f"{100 * orchestration / busy:.1f}%" if busy else "n/a"
+    return (f"orchestration overhead {share} of the machine's busy CPU: Prefect server and database "
+            f"{orchestration:.0f} CPU-s of {busy:.0f}; the client's Prefect engine is not separated from its "
+            "flow loop, so this is a floor; the wall-clock A/B against a plain loop is orchestration_bench's")
 
 
 def expected_items(dataset: Path, tiers=tuple(METHODS)) -> int:
@@ -134,19 +230,15 @@ def stage_line(outcomes: list[dict], wall_min: float) -> str:
     )
 
 
-def prefect_line(api_url: str, home: Path, postgres: bool) -> str:
+def prefect_line(home: Path, postgres: bool, probe: ApiProbe) -> str:
     if postgres:
         where = f"PostgreSQL {bench_pg.size_mb():.1f} MB"
     else:
         where = f"SQLite {sum(p.stat().st_size for p in home.glob('prefect.db*')) / 2**20:.1f} MB"
-    times = []
-    for i in range(30):
-        path, body = ("/flow_runs/filter", {"limit": 200}) if i % 2 else ("/task_runs/filter", {"limit": 200})
-        t0 = time.monotonic()
-        get_json(api_url + path, body)
-        times.append(time.monotonic() - t0)
-    p95 = sorted(times)[int(0.95 * len(times)) - 1]
-    return f"prefect: {where}; API p95 {p95 * 1000:.0f} ms (30 reads of 200 flow/task runs)"
+    p95 = probe.p95_ms()
+    latency = f"{p95:.0f} ms" if p95 is not None else "n/a"
+    return (f"prefect: {where}; API p95 {latency} during the run ({len(probe.times)} reads of the latest 200 "
+            f"flow or task runs, one per 5 s; {probe.failed} failed)")
 
 
 def report_line(env: dict, run_id: str) -> str:
@@ -305,6 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument(
+        "--sandbox-concurrency",
+        type=int,
+        default=4,
+        help="sandboxes at once (default 4 on 2 cores: a hosted model's program that hangs holds its slot "
+        "for the whole time limit without using a core)",
+    )
+    ap.add_argument(
+        "--sandbox-reuse", type=int, default=10, help="programs per container, reset between two (docs/sandbox.md)"
+    )
+    ap.add_argument(
         "--data-dir", type=Path, default=Path(os.environ.get("AUDIOPROBE_DATA_DIR", "/tmp/bench-paper-data"))
     )
     ap.add_argument(
@@ -341,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         "AUDIOPROBE_MODELS": json.dumps({m: {"api_base": api_base} for m in MODELS[:2]}),
         "AUDIOPROBE_DESCRIBER_MODEL": "",  # the ontology's descriptions: no local LLM in this bench
         "AUDIOPROBE_TASK_RUNNER": args.runner,
+        "AUDIOPROBE_SANDBOX_CONCURRENCY": str(args.sandbox_concurrency),
+        "AUDIOPROBE_SANDBOX_REUSE": str(args.sandbox_reuse),
     }
     tiers = args.tiers or list(METHODS)
     command = [
@@ -364,8 +468,13 @@ def main(argv: list[str] | None = None) -> int:
         load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())  # the machine is shared: figures move with it
         t0 = time.monotonic()
         log = open(args.data_dir.parent / f"{args.data_dir.name}.run.log", "w")  # noqa: SIM115 - all resumes
-        sampler = RssSampler(os.getpid(), (f"--port {port}", "tests.bench.sim_llm"))
+        markers = (f"--port {port}", "tests.bench.sim_llm", "dockerd", "containerd",
+                   *(("postgres",) if pg is not None else ()))
+        sampler = RssSampler(os.getpid(), markers)
         sampler.start()
+        api_url = f"http://127.0.0.1:{port}/api"
+        probe = ApiProbe(api_url)
+        probe.start()
         if args.faults:
             proc, faults, fault_summary = run_faults(
                 args, command, env, expected, port, api_base, pg, log, sampler
@@ -378,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             out, _ = proc.communicate()
         wall = time.monotonic() - t0
         sampler.stop.set()
+        probe.stop.set()
         if proc.returncode not in (0, 3):
             print(f"audioprobe run failed (exit {proc.returncode}); see {log.name}", file=sys.stderr)
             return 1
@@ -389,16 +499,17 @@ def main(argv: list[str] | None = None) -> int:
         }
         n = len(keys)
         print(
-            f"paper benchmark: {n} items in {wall / 60:.1f} min (orchestration overhead: not measured: needs a "
-            f"plain-loop arm of the same items; orchestration_bench measures it on replayed notes) "
-            f"[fraction {args.fraction:g}, tiers {'+'.join(tiers)}, {args.runner}, {args.database}, exit {proc.returncode}; load average "
+            f"paper benchmark: {n} items in {wall / 60:.1f} min ({overhead_line(sampler)}) "
+            f"[fraction {args.fraction:g}, tiers {'+'.join(tiers)}, {args.runner}, {args.database}, sandboxes "
+            f"{args.sandbox_concurrency} at once, {args.sandbox_reuse} programs each, exit {proc.returncode}; load average "
             f"{load0} at the start, {os.getloadavg()[0]:.1f} at the end]"
         )
         print(stage_line(outcomes, wall / 60))
+        print(cpu_line(sampler))
         peak = sorted(((rss, name) for (_, name), rss in sampler.peak.items()), reverse=True)
         print("peak RSS: " + "; ".join(f"{rss / 2**20:.0f} MB ({name})" for rss, name in peak[:4]))
-        api_url = f"http://127.0.0.1:{port}/api"
-        print(prefect_line(api_url, args.data_dir / "prefect", pg is not None))
+        print(prefect_line(args.data_dir / "prefect", pg is not None, probe))
+        print(subflows_line(api_url))
         print(report_line(env, result["run_id"]))
         print(runs_line(env, Path(result["run_dir"])))
         print(
