@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -30,8 +31,17 @@ def local_cluster_address() -> str:
     global _cluster
     with _cluster_lock:
         if _cluster is None:
+            import dask
             from distributed import LocalCluster
 
+            # Dask's worker profiler calls sys._current_frames() every 10 ms. In CPython 3.11 that holds
+            # the interpreter's thread-list lock while it allocates; a garbage collection then runs Dask's
+            # GC-diagnosis callback, which reads /proc and lets go of the GIL, and a task thread that takes
+            # the GIL to start a thread (Prefect starts one per concurrency lease) waits for that lock:
+            # both wait for good. It froze a worker for 6 minutes, twice, in a paper-size run
+            # (docs/orchestration.md). The variable reaches the worker processes the nannies spawn.
+            os.environ["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = "False"
+            dask.config.set({"distributed.worker.profile.enabled": False})
             settings = get_settings()
             _cluster = LocalCluster(n_workers=settings.dask_workers,
                                     threads_per_worker=settings.dask_threads, processes=True,

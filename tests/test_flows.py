@@ -201,3 +201,22 @@ def test_embedded_server_tuning_yields_to_the_environment():
 
 def cli_args(cli) -> list[str]:
     return [sys.executable, "-m", "audioprobe"]
+
+
+def test_local_dask_workers_run_without_the_profiler():
+    """The local cluster's workers do not sample their threads (flows/runners.local_cluster_address): in
+    CPython 3.11 the profiler's sys._current_frames() and a thread start can wait on each other for good."""
+    from distributed import Client
+
+    from flows import runners
+
+    address = runners.local_cluster_address()
+    try:
+        assert runners.local_cluster_address() == address, "one cluster per process"
+        with Client(address) as client:
+            import dask
+
+            enabled = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+            assert enabled and not any(enabled.values()), enabled
+    finally:
+        runners.close_local_cluster()

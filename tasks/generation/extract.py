@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+import threading
 from dataclasses import dataclass
 
 from audioprobe.schema import ExtractionStatus
@@ -46,6 +47,18 @@ REFUSAL = re.compile(
 )
 
 
+_ast_lock = threading.Lock()
+
+
+def parse(code: str) -> ast.Module:
+    """`ast.parse`, one thread at a time: CPython 3.11 keeps the AST constructor's recursion depth in
+    interpreter-wide state, so parses in several threads at once can fail with "SystemError: AST
+    constructor recursion depth mismatch" (python/cpython#106905). Four answers of a batched `ask` hit
+    it in a paper-size run and were recorded as the model's llm_error."""
+    with _ast_lock:
+        return ast.parse(code)
+
+
 @dataclass(frozen=True)
 class Extraction:
     status: ExtractionStatus
@@ -55,7 +68,7 @@ class Extraction:
 
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        parse(code)
     except (SyntaxError, ValueError):
         return False
     return True
@@ -64,7 +77,7 @@ def _parses(code: str) -> bool:
 def _has_statement(code: str) -> bool:
     """True when the code does something: not only bare names or strings ("Sorry." parses as a name)."""
     try:
-        tree = ast.parse(code)
+        tree = parse(code)
     except (SyntaxError, ValueError):
         return False
     return any(
@@ -102,7 +115,7 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
 def undefined_names(code: str) -> set[str]:
     """Names a block reads but never binds nor imports: a sign it is a fragment of a larger program."""
     try:
-        tree = ast.parse(code)
+        tree = parse(code)
     except (SyntaxError, ValueError):
         return set()
     bound, loaded = set(dir(builtins)), set()
@@ -161,7 +174,7 @@ def _code_run(text: str) -> str:
         while e - s > len(best.splitlines()):
             chunk = "\n".join(lines[s:e]).rstrip()
             try:
-                ast.parse(chunk)
+                parse(chunk)
             except SyntaxError as err:
                 # Cut just before the offending line: the prose after the code is usually where it fails.
                 bad = (err.lineno or (e - s)) - 1
