@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def _healthy(api_url: str, timeout: float = 2.0) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def _unready(api_url: str, timeout: float = 2.0) -> str | None:
+    """Why the server cannot serve a run, or None. /health answers without the database; /ready asks the
+    database too: a server on PostgreSQL whose database is gone answers /health and 503s every call."""
+    try:
+        with urllib.request.urlopen(api_url.rstrip("/") + "/ready", timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"its database does not answer (GET /ready: {exc.code})"
+    except OSError:
+        return "it stopped answering"
 
 
 def prefect_home() -> Path:
@@ -97,17 +110,23 @@ class ServerWatchdog(threading.Thread):
 
     def run(self) -> None:
         missed = 0
+        embedded = _embedded_port is not None and self.api_url == f"http://127.0.0.1:{_embedded_port}/api"
         while not self._halt.wait(self.interval_s):
-            if _healthy(self.api_url, timeout=self.interval_s):
+            # The embedded server's SQLite lives with its process (a restart is the cure); another
+            # server's database is apart from it, and can fail while the server still answers.
+            if embedded:
+                problem = None if _healthy(self.api_url, timeout=self.interval_s) else "it stopped answering"
+            else:
+                problem = _unready(self.api_url, timeout=self.interval_s)
+            if problem is None:
                 missed = 0
                 continue
             missed += 1
             if missed < self.misses:
                 continue
             missed = 0
-            embedded = _embedded_port is not None and self.api_url == f"http://127.0.0.1:{_embedded_port}/api"
             if not embedded:
-                self.lost = f"the Prefect server at {self.api_url} stopped answering"
+                self.lost = f"the Prefect server at {self.api_url}: {problem}"
                 return
             print(f"audioprobe: the embedded Prefect server at {self.api_url} stopped answering; restarting it",
                   file=sys.stderr, flush=True)

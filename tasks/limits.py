@@ -1,27 +1,40 @@
-"""Limits that hold across processes: Prefect global concurrency and rate limits, made by the project.
+"""Limits that hold across processes, each at the scope of what it protects.
 
 A `threading.BoundedSemaphore` bounds the threads of one process; with two Dask worker processes (or
-two `audioprobe run`s on one machine) every such limit doubles. A Prefect global concurrency limit
-lives in the server, so every process that asks the same server shares it:
+two `audioprobe run`s on one machine) every such limit doubles. So, when several processes share the
+work (`global_limits_on`):
 
-- `audioprobe-sandbox`: containers running at once (settings.sandbox_concurrency);
-- `audioprobe-judge`: judge calls at once (settings.judge_concurrency);
-- `audioprobe-llm-<model>`: requests in flight to one model (its max_concurrency);
-- `audioprobe-llm-rate-<model>`: its requests_per_minute, as a limit whose slots decay (Prefect's
-  rate limit: a slot taken is freed by time, not by the holder).
+- a machine's resources are bounded on the machine, by lock files (`MachineSlots`): `audioprobe-sandbox`
+  (containers running at once on this machine's Docker engine, settings.sandbox_concurrency) and
+  `audioprobe-judge` (judge calls at once on its CPU or GPU, settings.judge_concurrency). A slot is
+  taken the moment one is free, costs no API call, and is freed by the kernel when its holder dies;
+- a model's limits hold wherever its callers run, in the Prefect server, as global concurrency limits:
+  `audioprobe-llm-<model>` (requests in flight to one model, its max_concurrency) and
+  `audioprobe-llm-rate-<model>` (its requests_per_minute, a limit whose slots decay: Prefect's rate
+  limit, a slot taken is freed by time, not by the holder).
 
-`ensure_limits` creates or updates them (idempotent; the settings are the source of truth, so a
+Why not every limit in the server: at the paper's size a sandbox slot per program, polled by every
+waiting thread, made the concurrency-limit endpoints the server's largest single cost, and a denied
+waiter sleeps for the server's Retry-After (the limit's mean occupancy) while a slot stands free
+(docs/orchestration.md, "Machine slots").
+
+`ensure_limits` creates or updates the server's (idempotent; the settings are the source of truth, so a
 changed setting changes the server's limit). `slot()` and `throttle()` are strict: a limit that does
 not exist is an error, never a silent "no limit".
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import random
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 SANDBOX = "audioprobe-sandbox"
 JUDGE = "audioprobe-judge"
@@ -53,10 +66,12 @@ def llm_rate_limit(model: str) -> str:
     return LLM_RATE_PREFIX + _model_slug(model)
 
 
+MACHINE_SCOPED = (SANDBOX, JUDGE)
+
+
 def wanted(settings, models: Iterable[str] = ()) -> list[LimitSpec]:
-    """The limits these settings ask for: sandbox, judge, and each model's (named as settings.models keys them)."""
-    specs = [LimitSpec(SANDBOX, max(1, settings.sandbox_concurrency)),
-             LimitSpec(JUDGE, max(1, settings.judge_concurrency))]
+    """The server-held limits these settings ask for: each model's (named as settings.models keys them)."""
+    specs = []
     for model in sorted(set(models)):
         ms = settings.model_settings(model)
         # the embedded model's server answers one request at a time (tasks/generation/llm.py)
@@ -125,11 +140,57 @@ def global_limits_on(settings=None) -> bool:
     return settings.global_limits if settings.global_limits is not None else settings.task_runner == "dask"
 
 
+class MachineSlots:
+    """At most `size` holders of `name` at once among all processes of this machine: slot i is an
+    exclusive `flock` on `<dir>/<name>.<i>.lock`. The kernel frees a dead holder's lock, so a killed
+    worker leaks nothing; two runs with different sizes share slots 0..min-1 (each keeps its own bound)."""
+
+    POLL_S = (0.005, 0.1)  # first and longest wait between two looks, when every slot is held
+
+    def __init__(self, directory: Path, name: str, size: int) -> None:
+        self.paths = [directory / f"{name}.{i}.lock" for i in range(max(1, size))]
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _try(self) -> int | None:
+        for path in random.sample(self.paths, len(self.paths)):  # no slot is everyone's first look
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                os.close(fd)
+        return None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        wait = self.POLL_S[0]
+        while (fd := self._try()) is None:
+            time.sleep(wait)
+            wait = min(wait * 2, self.POLL_S[1])
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases its lock
+
+
+def machine_slots_dir(settings=None) -> Path:
+    if settings is None:
+        from audioprobe.settings import get_settings
+
+        settings = get_settings()
+    return settings.cache_dir / "slots"
+
+
 @contextmanager
 def bound(name: str, size: int) -> Iterator[None]:
-    """Hold one of `size` slots of `name`: the Prefect global limit when global limits are on (it was
-    made by ensure_limits with the same size), else this process's semaphore."""
+    """Hold one of `size` slots of `name`. With global limits on: a machine's slot (`MachineSlots`) for
+    the sandbox and the judges, else the Prefect global limit ensure_limits made with the same size.
+    Without: this process's semaphore."""
     if global_limits_on():
+        if name in MACHINE_SCOPED:
+            with MachineSlots(machine_slots_dir(), name, size).hold():
+                yield
+            return
         with slot(name):
             yield
         return

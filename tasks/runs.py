@@ -231,7 +231,10 @@ def plan_retry(run: Run, only: str | None,
 
 
 def prepare_retry(run: Run, outcomes: list[ItemOutcome]) -> None:
-    """Move the chosen records aside (kept, never deleted) so the flows see those items as pending."""
+    """Move the chosen records aside (kept, never deleted) so the flows see those items as pending. An
+    ask whose answer was lost (tasks/generation/store.py) is released, so that it is sent again."""
+    from audioprobe.settings import get_settings
+    from tasks.generation.store import ResponseStore
     from tasks.records import outcome_key
 
     archive = run.dir / "outcomes.retried"
@@ -244,6 +247,8 @@ def prepare_retry(run: Run, outcomes: list[ItemOutcome]) -> None:
             source.replace(archive / f"{key}.{stamp}.json")
         for later in source.parent.glob(f"{key}__r*.json"):  # repair rounds followed the replaced answer
             later.replace(archive / f"{later.stem}.{stamp}.json")
+        if outcome.generation is not None and outcome.generation.error_kind == "answer_lost":
+            ResponseStore(get_settings().responses_dir).release(outcome.generation.response_id)
     manifest = run.manifest
     manifest.finished = None
     run.save_manifest(manifest)

@@ -88,7 +88,7 @@ TRANSIENT_LLM_KINDS = {"transient", "timeout", "connection", "unreachable", "rat
 # Every error_kind a Generation can carry (tasks/generation/errors.py and llm.py).
 LLM_ERROR_KINDS = ("timeout", "rate_limit", "auth", "unreachable", "server_error", "server_died", "not_found",
                    "context_window", "content_policy", "unknown_model", "bad_request", "malformed", "oversized",
-                   "not_attempted", "error")
+                   "not_attempted", "answer_lost", "error")
 
 
 def retry_status_names() -> list[str]:

@@ -23,15 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 HOLD_S = 0.4
 
 
-def hold(name: str, threads: int, rounds: int, hold_s: float, rate: bool = False) -> None:
-    """Child process: `threads` threads each enter the limit `rounds` times; prints the intervals as JSON."""
+def hold(name: str, threads: int, rounds: int, hold_s: float, rate: bool = False, machine: str = "") -> None:
+    """Child process: `threads` threads each enter the limit `rounds` times; prints the intervals as JSON.
+    `machine`: the lock directory of a machine-scoped limit (limits.MachineSlots) of size 2."""
     from concurrent.futures import ThreadPoolExecutor
 
     def once(_):
         if rate:
             limits.throttle(name, timeout_s=120)
             return (time.time(), time.time())
-        with limits.slot(name, timeout_s=120):
+        held = limits.MachineSlots(Path(machine), name, 2).hold() if machine else limits.slot(name, timeout_s=120)
+        with held:
             start = time.time()
             time.sleep(hold_s)
             return (start, time.time())
@@ -40,9 +42,11 @@ def hold(name: str, threads: int, rounds: int, hold_s: float, rate: bool = False
         print(json.dumps(list(pool.map(once, range(threads * rounds)))))
 
 
-def _run_children(api_url: str, name: str, n_procs: int, threads: int, rounds: int, rate: bool = False):
+def _run_children(api_url: str, name: str, n_procs: int, threads: int, rounds: int, rate: bool = False,
+                  machine: str = ""):
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_LOGGING_LEVEL": "WARNING"}
-    code = f"from tests.test_limits import hold; hold({name!r}, {threads}, {rounds}, {HOLD_S}, rate={rate})"
+    code = (f"from tests.test_limits import hold; "
+            f"hold({name!r}, {threads}, {rounds}, {HOLD_S}, rate={rate}, machine={machine!r})")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(n_procs)]
     intervals = []
@@ -70,15 +74,17 @@ def test_ensure_limits_creates_and_updates_from_settings(api):
     settings = Settings(sandbox_concurrency=3, judge_concurrency=1,
                         models={"openai/gpt-4o": ModelSettings(max_concurrency=5, requests_per_minute=120)})
     specs = limits.ensure_limits(settings, models=["openai/gpt-4o", "local"])
-    assert {s.name for s in specs} == {limits.SANDBOX, limits.JUDGE, "audioprobe-llm-openai-gpt-4o",
-                                      "audioprobe-llm-rate-openai-gpt-4o", "audioprobe-llm-local"}
+    # the sandbox and the judges are the machine's (MachineSlots), not the server's
+    assert {s.name for s in specs} == {"audioprobe-llm-openai-gpt-4o", "audioprobe-llm-rate-openai-gpt-4o",
+                                      "audioprobe-llm-local"}
     with get_client(sync_client=True) as client:
         rate = client.read_global_concurrency_limit_by_name("audioprobe-llm-rate-openai-gpt-4o")
         assert (rate.limit, rate.slot_decay_per_second) == (5, 2.0)
-        assert client.read_global_concurrency_limit_by_name(limits.SANDBOX).limit == 3
-    limits.ensure_limits(settings.model_copy(update={"sandbox_concurrency": 2}))  # a changed setting wins
+        assert client.read_global_concurrency_limit_by_name("audioprobe-llm-openai-gpt-4o").limit == 5
+    changed = settings.model_copy(update={"models": {"openai/gpt-4o": ModelSettings(max_concurrency=2)}})
+    limits.ensure_limits(changed, models=["openai/gpt-4o"])  # a changed setting wins
     with get_client(sync_client=True) as client:
-        assert client.read_global_concurrency_limit_by_name(limits.SANDBOX).limit == 2
+        assert client.read_global_concurrency_limit_by_name("audioprobe-llm-openai-gpt-4o").limit == 2
 
 
 def test_a_missing_limit_is_an_error_not_no_limit(api):
@@ -95,6 +101,33 @@ def test_two_processes_together_never_exceed_the_limit(api):
     intervals = _run_children(api, name, n_procs=2, threads=3, rounds=2)
     assert len(intervals) == 12
     assert limits.max_overlap(intervals) == n, sorted(intervals)
+
+
+def test_machine_slots_hold_across_processes_without_the_server(tmp_path):
+    # the server's URL points nowhere in the children: a machine slot must not ask it
+    intervals = _run_children("http://127.0.0.1:9/api", "audioprobe-sandbox", n_procs=2, threads=3, rounds=2,
+                              machine=str(tmp_path))
+    assert len(intervals) == 12
+    assert limits.max_overlap(intervals) == 2, sorted(intervals)
+
+
+def test_a_killed_holder_frees_its_machine_slot_at_once(tmp_path):
+    code = ("import time; from pathlib import Path; from tasks import limits\n"
+            f"with limits.MachineSlots(Path({str(tmp_path)!r}), 'audioprobe-judge', 1).hold():\n"
+            "    print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        slots = limits.MachineSlots(tmp_path, "audioprobe-judge", 1)
+        assert slots._try() is None  # held by the live process
+        holder.kill()
+        holder.wait(timeout=30)
+        t0 = time.monotonic()
+        with slots.hold():
+            waited = time.monotonic() - t0
+        assert waited < 1.0, waited  # no lease to run out: the kernel freed the dead holder's lock
+    finally:
+        holder.kill()
 
 
 def test_rate_limit_holds_across_processes(api):

@@ -207,7 +207,7 @@ def test_external_prefect_server_lost_stops_at_once_and_keeps_records(cli, tmp_p
         _kill_prefect(port)
     assert proc.returncode == EXIT_ORCHESTRATION_LOST, err[-3000:]
     line = last_line(err)
-    assert f"the Prefect server at {api_url} stopped answering" in line and "resume: audioprobe run" in line
+    assert f"the Prefect server at {api_url}: it stopped answering" in line and "resume: audioprobe run" in line
     assert took < 90, f"stopped {took:.0f} s after the server died"
     run_dir = record.parent.parent
     kept = outcomes_of(run_dir)
@@ -225,6 +225,40 @@ def test_external_prefect_server_lost_stops_at_once_and_keeps_records(cli, tmp_p
         assert not crashed, "no flow run of the killed client stays Running"
     finally:
         _kill_prefect(port)
+
+
+def test_a_server_whose_database_is_gone_stops_the_run_with_one_line(cli, tmp_path):
+    """A Prefect server on PostgreSQL keeps answering /health when its database goes, and 503s every
+    other call: the run must not wait on those retries for good (a paper-size bench hung so)."""
+    import asyncio
+
+    from tests.bench import bench_pg
+
+    port = free_port()
+    server, api_url = bench_pg.start(port, tmp_path / "prefect-pg")
+    env = cli.env | {"AUDIOPROBE_PREFECT_API_URL": api_url, "AUDIOPROBE_PREFECT_PORT": str(port)}
+    command = [sys.executable, "-m", "audioprobe", "run", "--tier", "notes", "--limit", "4", "--model", "local",
+               "--seed", "23", "--new"]  # items and asks of their own: no stored answer ends the run first
+    earlier = run_dirs(cli.data_dir)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        record = wait_for(lambda: _first_outcome(cli.data_dir, earlier), 600, "a first outcome")
+        asyncio.run(bench_pg._sql(f"DROP DATABASE {bench_pg.database(port)} WITH (FORCE)"))
+        dropped_at = time.monotonic()
+        out, err = proc.communicate(timeout=300)
+        took = time.monotonic() - dropped_at
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        bench_pg.stop(server, port)
+    assert proc.returncode == EXIT_ORCHESTRATION_LOST, err[-3000:]
+    line = last_line(err)
+    assert f"the Prefect server at {api_url}: its database does not answer (GET /ready: 503)" in line, line
+    assert "resume: audioprobe run" in line and "Traceback" not in err
+    assert took < 90, f"stopped {took:.0f} s after the database was dropped"
+    assert outcomes_of(record.parent.parent), "finished items are recorded"
+
 
 
 def test_embedded_prefect_server_killed_is_restarted_and_the_run_goes_on(cli, tmp_path):

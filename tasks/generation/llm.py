@@ -323,73 +323,83 @@ def generate(
             }
         )
     pace, model_slot = _limits(model, target, ms, settings)
-    attempts = 0
-    while True:
-        attempts += 1
-        pace()
-        with model_slot():
-            # Another item may have found the model down while this one waited for the slot.
-            if (reason := breaker.open_reason()) is not None:
-                return not_attempted(reason)
-            t0 = time.monotonic()
-            try:
-                response = litellm.completion(
-                    model=target.litellm_model,
-                    messages=messages,
-                    api_base=target.api_base,
-                    api_key=target.api_key,
-                    timeout=ms.timeout_s,
-                    num_retries=0,
-                    max_retries=0,
-                    drop_params=True,
-                    **{k: v for k, v in params.items() if v is not None},
-                )
-            except Exception as exc:
-                kind, transient = classify(exc)
-                msg = f"{type(exc).__name__}: {str(exc)[:500]}"
-                if not transient:
-                    if kind in ("auth", "unknown_model"):  # a revoked key fails every later item too
-                        msg = f"{kind}: {msg}"
-                        breaker.trip(msg)
-                    return base.model_copy(update={"error_kind": kind, "error": msg})
-                if target.local:
-                    try:
-                        if local_server.recover(settings) is not None:
-                            continue  # our server had died and was restarted: ask it again at once
-                    except local_server.ServerDied as died:
-                        breaker.trip(str(died))
-                        return base.model_copy(update={"error_kind": "server_died", "error": str(died)})
-                if kind == "unreachable":
-                    msg = unreachable_cause(exc, target.api_base or target.litellm_model)
-                wait_at_least = retry_after_s(exc)
-                if attempts > ms.max_retries:
-                    breaker.failure(msg)
-                    failed = base.model_copy(
-                        update={"error_kind": kind, "error": f"{msg} (after {attempts} attempts)"}
+    with store.claim(key) as claim:  # a second asker of this key waits here, then finds the answer
+        if (stored := store.get(key)) is not None:
+            return stored
+        if (lost := claim.lost()) is not None and not target.local:  # the embedded model costs nothing
+            return base.model_copy(update={"error_kind": "answer_lost", "error": (
+                f"answer lost: {lost}; not asked again by itself, so that it is not paid for twice "
+                "(`audioprobe retry RUN --only generation --status answer_lost` asks it again)")})
+        attempts = 0
+        while True:
+            attempts += 1
+            pace()
+            with model_slot():
+                # Another item may have found the model down while this one waited for the slot.
+                if (reason := breaker.open_reason()) is not None:
+                    return not_attempted(reason)
+                t0 = time.monotonic()
+                claim.mark()  # on disk before the request: what a crash mid-request leaves behind
+                try:
+                    response = litellm.completion(
+                        model=target.litellm_model,
+                        messages=messages,
+                        api_base=target.api_base,
+                        api_key=target.api_key,
+                        timeout=ms.timeout_s,
+                        num_retries=0,
+                        max_retries=0,
+                        drop_params=True,
+                        **{k: v for k, v in params.items() if v is not None},
                     )
-                    if raise_transient:
-                        raise TransientLLMError(f"{target.name}: {msg}", failed, attempts) from exc
-                    return failed
-            else:
-                latency = time.monotonic() - t0
-                breaker.success()
-                break
-        # Full jitter: concurrent workers hit by the same 429 do not come back in step; never before the
-        # provider's Retry-After (asking sooner only earns another 429 and counts against the quota).
-        jitter = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
-        time.sleep(max(jitter, wait_at_least))
+                except Exception as exc:
+                    claim.unmark()  # the provider answered (with an error): nothing to lose
+                    kind, transient = classify(exc)
+                    msg = f"{type(exc).__name__}: {str(exc)[:500]}"
+                    if not transient:
+                        if kind in ("auth", "unknown_model"):  # a revoked key fails every later item too
+                            msg = f"{kind}: {msg}"
+                            breaker.trip(msg)
+                        return base.model_copy(update={"error_kind": kind, "error": msg})
+                    if target.local:
+                        try:
+                            if local_server.recover(settings) is not None:
+                                continue  # our server had died and was restarted: ask it again at once
+                        except local_server.ServerDied as died:
+                            breaker.trip(str(died))
+                            return base.model_copy(update={"error_kind": "server_died", "error": str(died)})
+                    if kind == "unreachable":
+                        msg = unreachable_cause(exc, target.api_base or target.litellm_model)
+                    wait_at_least = retry_after_s(exc)
+                    if attempts > ms.max_retries:
+                        breaker.failure(msg)
+                        failed = base.model_copy(
+                            update={"error_kind": kind, "error": f"{msg} (after {attempts} attempts)"}
+                        )
+                        if raise_transient:
+                            raise TransientLLMError(f"{target.name}: {msg}", failed, attempts) from exc
+                        return failed
+                else:
+                    latency = time.monotonic() - t0
+                    breaker.success()
+                    break
+            # Full jitter: concurrent workers hit by the same 429 do not come back in step; never before the
+            # provider's Retry-After (asking sooner only earns another 429 and counts against the quota).
+            jitter = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
+            time.sleep(max(jitter, wait_at_least))
 
-    gen = _from_response(base, response, latency)
-    store.put(
-        gen,
-        {
-            "model": target.litellm_model,
-            "api_base": target.api_base,
-            "messages": messages,
-            "params": params,
-            "sample": sample,
-        },
-    )
+        gen = _from_response(base, response, latency)
+        store.put(
+            gen,
+            {
+                "model": target.litellm_model,
+                "api_base": target.api_base,
+                "messages": messages,
+                "params": params,
+                "sample": sample,
+            },
+        )
+        claim.unmark()
     return gen
 
 

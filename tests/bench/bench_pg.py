@@ -18,7 +18,12 @@ from pathlib import Path
 from audioprobe.prefect_server import server_environment
 
 PG = os.environ.get("AUDIOPROBE_TEST_PG", "prefect:prefect@127.0.0.1:5432")
-DB = "audioprobe_bench_paper"
+
+
+def database(port: int) -> str:
+    """One database per server port: two benches on one PostgreSQL (distinct ports) never share one,
+    and one bench's clean-up cannot drop another's."""
+    return f"audioprobe_bench_paper_{port}"
 
 
 async def _sql(sql: str, db: str = "postgres"):
@@ -31,23 +36,24 @@ async def _sql(sql: str, db: str = "postgres"):
         await conn.close()
 
 
-def size_mb() -> float:
-    return asyncio.run(_sql(f"SELECT pg_database_size('{DB}')")) / 2**20
+def size_mb(port: int) -> float:
+    return asyncio.run(_sql(f"SELECT pg_database_size('{database(port)}')")) / 2**20
 
 
 def start(port: int, home: Path, fresh: bool = True) -> tuple[subprocess.Popen, str]:
     """A Prefect server at 127.0.0.1:port on a fresh database (or, not `fresh`, on the one there, as a
     restarted server); (process, api_url) once healthy."""
+    db = database(port)
     if fresh:
-        asyncio.run(_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-        asyncio.run(_sql(f"CREATE DATABASE {DB}"))
+        asyncio.run(_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        asyncio.run(_sql(f"CREATE DATABASE {db}"))
     home.mkdir(parents=True, exist_ok=True)
     env = server_environment({k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")})
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_UI_ENABLED="false",
-        PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://{PG}/{DB}",
+        PREFECT_API_DATABASE_CONNECTION_URL=f"postgresql+asyncpg://{PG}/{db}",
     )
     prefect = Path(sys.executable).with_name("prefect")
     with open(home / "server.log", "wb" if fresh else "ab") as log:
@@ -72,11 +78,11 @@ def start(port: int, home: Path, fresh: bool = True) -> tuple[subprocess.Popen, 
     raise RuntimeError(f"Prefect on PostgreSQL did not answer in 180 s: see {home / 'server.log'}")
 
 
-def stop(proc: subprocess.Popen, drop: bool = True) -> None:
+def stop(proc: subprocess.Popen, port: int, drop: bool = True) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
     if drop:
-        asyncio.run(_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        asyncio.run(_sql(f"DROP DATABASE IF EXISTS {database(port)} WITH (FORCE)"))

@@ -137,9 +137,9 @@ def _one_item(run, item, sample, dataset_root):
 
 def run_loop(store, items, samples: int) -> None:
     """Everything the flows do, with the same functions and the same width, and no Prefect."""
+    from audioprobe.report import build_report
     from audioprobe.settings import get_settings
     from tasks import pipeline, runs
-    from audioprobe.report import build_report
 
     root = store.manifest.dataset_root
     work = [(item, s) for item in items for s in range(samples)]

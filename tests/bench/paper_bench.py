@@ -230,9 +230,9 @@ def stage_line(outcomes: list[dict], wall_min: float) -> str:
     )
 
 
-def prefect_line(home: Path, postgres: bool, probe: ApiProbe) -> str:
-    if postgres:
-        where = f"PostgreSQL {bench_pg.size_mb():.1f} MB"
+def prefect_line(home: Path, postgres_port: int | None, probe: ApiProbe) -> str:
+    if postgres_port is not None:
+        where = f"PostgreSQL {bench_pg.size_mb(postgres_port):.1f} MB"
     else:
         where = f"SQLite {sum(p.stat().st_size for p in home.glob('prefect.db*')) / 2**20:.1f} MB"
     p95 = probe.p95_ms()
@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         print(cpu_line(sampler))
         peak = sorted(((rss, name) for (_, name), rss in sampler.peak.items()), reverse=True)
         print("peak RSS: " + "; ".join(f"{rss / 2**20:.0f} MB ({name})" for rss, name in peak[:4]))
-        print(prefect_line(args.data_dir / "prefect", pg is not None, probe))
+        print(prefect_line(args.data_dir / "prefect", int(port) if pg is not None else None, probe))
         print(subflows_line(api_url))
         print(report_line(env, result["run_id"]))
         print(runs_line(env, Path(result["run_dir"])))
@@ -526,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sim.terminate()
         if pg is not None:
-            bench_pg.stop(pg[0], drop=not args.keep)
+            bench_pg.stop(pg[0], int(port), drop=not args.keep)
         subprocess.run(
             [sys.executable, "-m", "audioprobe", "server", "stop"],
             env=env,

@@ -153,8 +153,11 @@ def serve(sim: Sim, port: int = 0) -> ThreadingHTTPServer:
             for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the asker is gone (killed mid-request): the answer was made, and is counted
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") in ("/v1/models", "/models"):
