@@ -246,8 +246,9 @@ def _run_flow(run, api_url: str, refresh: str | None, resume: str) -> int:
     if lost:
         unfinished = runs.why_unfinished(run.outcomes(), runs.expected_count(run), lost)
         run.conclude(unfinished)
+        left = (unfinished or "every item done").removesuffix(f"; {lost}")  # the cause is said once
         print(
-            f"audioprobe: run {run.run_id} stopped: {lost}; {unfinished}; every finished item is "
+            f"audioprobe: run {run.run_id} stopped: {lost}; {left}; every finished item is "
             f"recorded; resume: {resume}",
             file=sys.stderr,
             flush=True,

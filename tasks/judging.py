@@ -12,13 +12,9 @@ from pathlib import Path
 
 from audioprobe.schema import FADResult, GateResult, ItemOutcome, Judgement, ProbeItem
 from audioprobe.settings import get_settings
-from tasks.tiers import all_tiers, get_tier
+from tasks.tiers import get_tier
 
 DISTRACTOR_SEED = 0  # the same 5 candidates for an item in every run and for every model
-
-# What each tier's prompt asks: (sample rate, seconds, relative tolerance on duration); tasks/tiers.
-ASKED = {tier.name: tier.asked for tier in all_tiers()}
-
 
 def gate_for_tier(audio: Path, tier: str) -> GateResult:
     from tasks.judges import gate

@@ -18,7 +18,7 @@ evaluated: it must land even while the Prefect server is away.
 from __future__ import annotations
 
 import contextvars
-
+import functools
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -83,14 +83,25 @@ def generate(prompt: RenderedPrompt, model: str, sample: int, item: ProbeItem | 
     return llm.generate(prompt, model, sample, raise_transient=False, samples=samples)
 
 
+def _generate_each(prompts: list[RenderedPrompt], model: str, samples_of: list[int], items: list[ProbeItem],
+                   samples: int, unavailable: str | None, width: int) -> list[Generation]:
+    """`generate` for each item of a batch, `width` at once (each thread in a copy of the task's context)."""
+    calls = [functools.partial(generate.fn, prompt, model, sample, item, samples, unavailable)
+             for prompt, sample, item in zip(prompts, samples_of, items, strict=True)]
+    if width <= 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(width, thread_name_prefix="ask") as threads:
+        futures = [threads.submit(contextvars.copy_context().run, call) for call in calls]
+        return [future.result() for future in futures]
+
+
 @task(name="recall", cache_policy=NO_CACHE, persist_result=False)
 def recall(prompts: list[RenderedPrompt], model: str, samples_of: list[int], items: list[ProbeItem],
            samples: int = 1) -> list[Generation]:
     """`generate` for a batch of items whose answers the response store already holds (a replayed or
     resumed run): the same stored answers, one task run for the batch, since no model is asked. An answer
     gone from the store since the flow looked is asked for here, as `generate` would."""
-    return [generate.fn(prompt, model, sample, item, samples)
-            for prompt, sample, item in zip(prompts, samples_of, items, strict=True)]
+    return _generate_each(prompts, model, samples_of, items, samples, None, width=1)
 
 
 @task(name="ask", cache_policy=NO_CACHE, persist_result=False)
@@ -98,12 +109,9 @@ def ask(prompts: list[RenderedPrompt], model: str, samples_of: list[int], items:
         samples: int = 1, unavailable: str | None = None) -> list[Generation]:
     """`generate` for a batch of items, all asked at once (a thread each; the model's concurrency limit
     holds inside llm.generate): one task run for the batch where a task run is dear (flows.runners.
-    ask_batch_size). Each answer is stored the moment it comes, so a batch killed midway loses none."""
-    with ThreadPoolExecutor(len(prompts), thread_name_prefix="ask") as threads:
-        futures = [threads.submit(contextvars.copy_context().run, generate.fn, prompt, model, sample, item,
-                                  samples, unavailable)
-                   for prompt, sample, item in zip(prompts, samples_of, items, strict=True)]
-        return [future.result() for future in futures]
+    ask_batch_size). Each answer is stored the moment it comes, so a batch killed midway loses none; an
+    ask it had out is claimed, so the batch run again does not send it twice (tasks/generation/store.py)."""
+    return _generate_each(prompts, model, samples_of, items, samples, unavailable, width=len(prompts))
 
 
 # ----------------------------------------------------------------------------- execute

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from tasks.judges import distance, frechet
+from tasks.judges import distance, fad
 
 
 def _clips(rng, n, dim=8, frames=4, shift=0.0):
@@ -122,7 +122,7 @@ def test_kad_kadtk_convention_matches_kadtks_formula_and_ours_differs_on_purpose
 def test_score_sets_goes_through_the_one_path():
     rng = np.random.default_rng(3)
     gen, ref = _clips(rng, 12), _clips(rng, 30)
-    via_frechet = frechet.score_sets(gen, ref, label="x", embedding="e", n_boot=50)
+    via_fad = fad.score_sets(gen, ref, label="x", embedding="e", n_boot=50)
     d = distance.distance("fad", gen, ref, embedding="e", n_boot=50)
-    assert (via_frechet.fad, via_frechet.ci, via_frechet.baseline) == (d.value, d.ci, d.baseline)
-    assert (via_frechet.baseline_n_gen, via_frechet.baseline_n_ref) == (12, 30)
+    assert (via_fad.fad, via_fad.ci, via_fad.baseline) == (d.value, d.ci, d.baseline)
+    assert (via_fad.baseline_n_gen, via_fad.baseline_n_ref) == (12, 30)

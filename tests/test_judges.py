@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.judges import audio, choices, distance, frechet, gate
+from tasks.judges import audio, choices, distance, fad, frechet, gate
 from tasks.judges.base import cached
 from tasks.judges.cache import JudgementCache
 from tests.judges_audio import (
@@ -100,8 +100,8 @@ def test_baseline_bootstrap_and_bands():
     rng = np.random.default_rng(3)
     clips = [rng.standard_normal((4, 4)) for _ in range(60)]
     shifted = [c + 3.0 for c in clips[:30]]
-    same = frechet.score_sets(clips[:30], clips[30:], label="x", embedding="logmel-stats-v1")
-    far = frechet.score_sets(shifted, clips[30:], label="x", embedding="logmel-stats-v1")
+    same = fad.score_sets(clips[:30], clips[30:], label="x", embedding="logmel-stats-v1")
+    far = fad.score_sets(shifted, clips[30:], label="x", embedding="logmel-stats-v1")
     assert far.fad > 10 * same.fad and same.baseline is not None and same.band is None
     lo, hi = far.ci
     assert lo <= far.fad * 1.2 and hi >= far.fad * 0.8 and lo < hi
@@ -110,9 +110,9 @@ def test_baseline_bootstrap_and_bands():
     assert frechet.band(15.0, "vggish-tf-v1") == "distinct"
     assert frechet.band(5.0, "vggish-tf-v1", scale="set") is None  # calibrated on single notes only
     assert frechet.band(5.0, "logmel-stats-v1") is None
-    empty = frechet.score_sets([], clips, label="x", embedding="vggish-tf-v1")
+    empty = fad.score_sets([], clips, label="x", embedding="vggish-tf-v1")
     assert empty.fad is None and empty.n_gen == 0
-    macro = frechet.macro_average([same, far, empty])
+    macro = fad.macro_average([same, far, empty])
     assert macro["classes"] == 2 and macro["unscored"] == ["x"]
 
 

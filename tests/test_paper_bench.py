@@ -177,32 +177,38 @@ def test_real_client_retries_429s_and_asks_each_prompt_once(tmp_path):
     assert {g.finish_reason for g in gens} <= {"stop", "length"}
 
 
+def _cli_env(data: Path, prefect_server: str, sims: dict[str, str]) -> dict[str, str]:
+    """`audioprobe run`'s environment against simulated models (model -> the sim's base URL), on threads."""
+    import os
+
+    from tests.fixtures_flows import PREFECT_TEST_PORT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return env | {
+        "AUDIOPROBE_DATA_DIR": str(data),
+        "AUDIOPROBE_PREFECT_API_URL": prefect_server,
+        "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT),
+        "AUDIOPROBE_MODELS": json.dumps({m: {"api_base": base + "/v1"} for m, base in sims.items()}),
+        "AUDIOPROBE_DESCRIBER_MODEL": "",  # the ontology's descriptions: no local LLM here
+        "AUDIOPROBE_TASK_RUNNER": "threads",
+    }
+
+
 @pytest.mark.prefect
 @pytest.mark.docker
 @pytest.mark.judges
 def test_a_killed_client_resumes_without_loss_or_repeat(small_tree, prefect_server, tmp_path):
     """SIGKILL `audioprobe run` at half its records, resume with the same command: every final record
     is kept as it was, no ask is answered twice, and no flow run of the killed client stays Running."""
-    import os
     import sys
 
     from tests.bench import faults
-    from tests.fixtures_flows import PREFECT_TEST_PORT
 
     sim = sim_llm.Sim(latency=0.01, jitter=0.5, rate_limit=0.2, retry_after=0.3)
     server = sim_llm.serve(sim)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {
-        "AUDIOPROBE_DATA_DIR": str(data),
-        "AUDIOPROBE_PREFECT_API_URL": prefect_server,
-        "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT),
-        "PYTHONUNBUFFERED": "1",
-        "AUDIOPROBE_MODELS": json.dumps({"openai/sim-weak": {"api_base": base + "/v1"}}),
-        "AUDIOPROBE_DESCRIBER_MODEL": "",
-        "AUDIOPROBE_TASK_RUNNER": "threads",
-    }
+    env = _cli_env(data, prefect_server, {"openai/sim-weak": base}) | {"PYTHONUNBUFFERED": "1"}
     # The environmental tier: the notes tier ends in a FAD bootstrap of minutes per model, paid again on resume.
     command = [
         sys.executable,
@@ -352,13 +358,11 @@ def test_models_run_side_by_side_as_sub_flows_in_reused_sandboxes(small_tree, pr
     """Two models' tier sub-flows overlap in time (flows/benchmark.side_by_side), each recorded as a
     sub-flow of the one benchmark flow run; with AUDIOPROBE_SANDBOX_REUSE the engine creates fewer
     sandbox containers than there were programs."""
-    import os
     import subprocess
     import sys
     from datetime import datetime, timezone
 
     from sandbox.engine import connect
-    from tests.fixtures_flows import PREFECT_TEST_PORT
 
     # Answers slow enough that the model's chain of sub-flows lasts ~10 s: on the embedded SQLite server
     # two flow runs created at once can meet "database is locked", which Prefect's client retries 2-6 s later.
@@ -366,16 +370,7 @@ def test_models_run_side_by_side_as_sub_flows_in_reused_sandboxes(small_tree, pr
     server = sim_llm.serve(sim)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {
-        "AUDIOPROBE_DATA_DIR": str(data),
-        "AUDIOPROBE_PREFECT_API_URL": prefect_server,
-        "AUDIOPROBE_PREFECT_PORT": str(PREFECT_TEST_PORT),
-        "AUDIOPROBE_MODELS": json.dumps({"openai/sim-strong": {"api_base": base + "/v1"}}),
-        "AUDIOPROBE_DESCRIBER_MODEL": "",
-        "AUDIOPROBE_TASK_RUNNER": "threads",
-        "AUDIOPROBE_SANDBOX_REUSE": "10",
-    }
+    env = _cli_env(data, prefect_server, {"openai/sim-strong": base}) | {"AUDIOPROBE_SANDBOX_REUSE": "10"}
     since = datetime.now(timezone.utc)
     try:
         proc = subprocess.run(

@@ -152,7 +152,7 @@ def test_rounds_are_planned_from_the_records(tmp_path):
     ids=["notes", "environmental", "speech"],
 )
 def test_template_baseline_writes_the_asked_clip(tmp_path, item):
-    from tasks.judging import ASKED
+    from tasks.tiers import get_tier
 
     answer = baseline.generate(item, PROMPT if item.tier == "notes" else PROMPT.model_copy(update={"output_name": None}),
                                "baseline/template")
@@ -161,7 +161,7 @@ def test_template_baseline_writes_the_asked_clip(tmp_path, item):
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     (path,) = tmp_path.glob("*.wav") if item.tier != "notes" else tmp_path.glob("*.WAV")
-    rate, seconds, _ = ASKED[item.tier]
+    rate, seconds, _ = get_tier(item.tier).asked
     with wave.open(str(path)) as w:
         assert (rate is None or w.getframerate() == rate) and w.getnframes() / w.getframerate() == pytest.approx(
             seconds, rel=0.01)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from audioprobe.schema import FADResult
 from tasks.judges import distance, frechet
 from tasks.judges.embeddings import Embedding, embed_files, get_embedding, reference_window
@@ -86,4 +88,33 @@ def fad_per_class(
                           seed=seed, n_boot=n_boot, groups=(groups or {}).get(label) if g else None)
         res.group = group
         results.append(res)
-    return results, frechet.macro_average(results)
+    return results, macro_average(results)
+
+
+def score_sets(
+    gen_clips: Sequence[np.ndarray],
+    ref_clips: Sequence[np.ndarray],
+    *,
+    label: str,
+    embedding: str,
+    seed: int = 0,
+    n_boot: int = 200,
+    groups: Sequence[str] | None = None,
+) -> FADResult:
+    """FAD of generated against reference clips (each an (examples, dim) array of frame embeddings), by the
+    one path every set distance takes (fad.score_class -> distance.distance): the same baseline at the
+    comparison's own N and the same interval as the report."""
+    return score_class([], list(gen_clips), list(ref_clips), label=label, embedding=embedding, window_s=None,
+                       seed=seed, n_boot=n_boot, groups=groups)
+
+
+def macro_average(results: Sequence[FADResult]) -> dict:
+    """Unweighted mean over classes that have a score, with the classes left out named."""
+    scored = [r for r in results if r.fad is not None]
+    mean = lambda xs: float(np.mean(xs)) if xs else None
+    return {
+        "fad": mean([r.fad for r in scored]),
+        "baseline": mean([r.baseline for r in scored if r.baseline is not None]),
+        "classes": len(scored),
+        "unscored": [r.label for r in results if r.fad is None],
+    }

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from audioprobe.schema import FADResult
-
 FRECHET_VERSION = "frechet-v1"
 # The paper's human calibration (section 4.1.2): listeners heard single generated NSynth notes (4 s,
 # 16 kHz) at per-note VGGish FADs of 5-25. Half-open bands: <10 highly, [10, 15) moderately, >=15 distinct.
@@ -161,34 +159,3 @@ def bootstrap_ci(
         scores.append(frechet_distance(*stats(sample), mu_r, s_r, sqrt_s2=root))
     lo, hi = np.quantile(scores, [alpha / 2, 1 - alpha / 2]) - (np.mean(scores) - point)
     return max(float(lo), 0.0), float(hi)
-
-
-def score_sets(
-    gen_clips: Sequence[np.ndarray],
-    ref_clips: Sequence[np.ndarray],
-    *,
-    label: str,
-    embedding: str,
-    seed: int = 0,
-    n_boot: int = 200,
-    groups: Sequence[str] | None = None,
-) -> FADResult:
-    """FAD of generated against reference clips (each an (examples, dim) array of frame embeddings), by the
-    one path every set distance takes (fad.score_class -> distance.distance): the same baseline at the
-    comparison's own N and the same interval as the report."""
-    from tasks.judges.fad import score_class
-
-    return score_class([], list(gen_clips), list(ref_clips), label=label, embedding=embedding, window_s=None,
-                       seed=seed, n_boot=n_boot, groups=groups)
-
-
-def macro_average(results: Sequence[FADResult]) -> dict:
-    """Unweighted mean over classes that have a score, with the classes left out named."""
-    scored = [r for r in results if r.fad is not None]
-    mean = lambda xs: float(np.mean(xs)) if xs else None
-    return {
-        "fad": mean([r.fad for r in scored]),
-        "baseline": mean([r.baseline for r in scored if r.baseline is not None]),
-        "classes": len(scored),
-        "unscored": [r.label for r in results if r.fad is None],
-    }

@@ -13,10 +13,7 @@ from typing import Any
 
 from audioprobe.schema import ProbeItem, SkippedItem
 from tasks.probesets.common import DatasetError
-from tasks.tiers import UnknownTier, get_tier, with_references
-
-# tier -> its folder (tasks/tiers declares it); kept as a mapping for tests/bench/paper_bench.py
-OFFLINE_DIRS = {tier.name: tier.offline_dir for tier in with_references()}
+from tasks.tiers import UnknownTier, get_tier
 
 
 def offline_root(tier: str, refs_dir: Path | None = None) -> Path:

@@ -70,11 +70,23 @@ def final_records(run_dir: Path) -> dict[str, str]:
 
 def broken_generations(run_dir: Path) -> list[str]:
     """Records of items whose generate task itself failed (flows/probe._salvage: `llm_error` with no
-    answer), e.g. when its task could not reach the Prefect server: no model answered them."""
+    answer), e.g. when its task could not reach the Prefect server: not final (tasks/taxonomy.is_final),
+    so one left after the last resume is an item the resumes did not redo."""
     found = []
     for path in (run_dir / "outcomes").glob("*.json"):
         data = json.loads(path.read_text())
         if data.get("failure") == "llm_error" and not data.get("generation"):
+            found.append(path.name)
+    return sorted(found)
+
+
+def lost_answers(run_dir: Path) -> list[str]:
+    """Records of asks sent by a process that was killed before the answer came (`answer_lost`, kept
+    final: tasks/generation/store.py): the price of a kill mid-request, paid in items, not in requests."""
+    found = []
+    for path in (run_dir / "outcomes").glob("*.json"):
+        generation = json.loads(path.read_text()).get("generation") or {}
+        if generation.get("error_kind") == "answer_lost":
             found.append(path.name)
     return sorted(found)
 
@@ -204,7 +216,8 @@ def run_with_faults(
     done = subprocess.CompletedProcess(command, proc.returncode, out, "")
     summary = (
         f"{starts} starts, exits {exits}; flow runs Running or Pending at the end: "
-        f"{active_flow_runs(api_url)}; records of a broken generate task (llm_error with no answer, kept "
-        f"as final on resume): {len(broken_generations(run_dir)) if run_dir else 0}"
+        f"{active_flow_runs(api_url)}; records of a broken generate task left after the last resume "
+        f"(llm_error with no answer, which a resume asks again): {len(broken_generations(run_dir)) if run_dir else 0}; answers lost to a kill "
+        f"mid-request (answer_lost, not asked again): {len(lost_answers(run_dir)) if run_dir else 0}"
     )
     return done, faults, summary

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.judges import audio, frechet, gate
+from tasks.judges import audio, fad, frechet, gate
 from tasks.judges.cache import JudgementCache
 from tests.judges_audio import SYNTH_CLASSES, espeak, synth_class, tone, write
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
                     row[name] = f"{type(exc).__name__}: {exc}"
             fr[label] = row
         res["frechet"] = fr
-        _, t = timed(frechet.score_sets, ref_emb[::2], ref_emb[1::2], label="x", embedding="logmel-stats-v1")
+        _, t = timed(fad.score_sets, ref_emb[::2], ref_emb[1::2], label="x", embedding="logmel-stats-v1")
         res["notes"]["score_sets incl. 200-draw bootstrap + baseline (s)"] = round(t, 2)
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))

@@ -203,13 +203,14 @@ def overhead_line(sampler: RssSampler) -> str:
 
 def expected_items(dataset: Path, tiers=tuple(METHODS)) -> int:
     """Model x tier x method x item, from the loaders themselves: what a complete run records."""
-    from tasks.probesets.loaders import OFFLINE_DIRS, load_items
+    from tasks.probesets.loaders import load_items
+    from tasks.tiers import get_tier
 
     total = 0
     for tier, methods in METHODS.items():
         if tier not in tiers:
             continue
-        items, _ = load_items(tier, dataset / OFFLINE_DIRS[tier])
+        items, _ = load_items(tier, dataset / get_tier(tier).offline_dir)
         total += len(items) * len(methods) * len(MODELS)
     return total
 
