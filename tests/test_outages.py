@@ -183,6 +183,23 @@ def _first_outcome(data_dir: Path, earlier: set[Path]):
     return next((p for p in (data_dir / "runs").glob("*/outcomes/*.json") if p.parent.parent not in earlier), None)
 
 
+def _break_mid_run(data_dir: Path, command: list[str], env: dict, break_it):
+    """Start `command`, call `break_it()` once its first record is on disk, wait for the run to stop:
+    (process, its stderr, seconds from the break to its exit, that first record)."""
+    earlier = run_dirs(data_dir)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        record = wait_for(lambda: _first_outcome(data_dir, earlier), 600, "a first outcome")
+        break_it()
+        broken_at = time.monotonic()
+        _, err = proc.communicate(timeout=300)
+        return proc, err, time.monotonic() - broken_at, record
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_external_prefect_server_lost_stops_at_once_and_keeps_records(cli, tmp_path):
     port = free_port()
     server_env = {**os.environ, "AUDIOPROBE_DATA_DIR": str(tmp_path / "server"),
@@ -192,18 +209,9 @@ def test_external_prefect_server_lost_stops_at_once_and_keeps_records(cli, tmp_p
     env = cli.env | {"AUDIOPROBE_PREFECT_API_URL": api_url, "AUDIOPROBE_PREFECT_PORT": str(port)}
     command = [sys.executable, "-m", "audioprobe", "run", "--tier", "notes", "--limit", "4", "--model", "local",
                "--new"]
-    earlier = run_dirs(cli.data_dir)
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
     try:
-        record = wait_for(lambda: _first_outcome(cli.data_dir, earlier), 600, "a first outcome")
-        _kill_prefect(port)
-        killed_at = time.monotonic()
-        out, err = proc.communicate(timeout=300)
-        took = time.monotonic() - killed_at
+        proc, err, took, record = _break_mid_run(cli.data_dir, command, env, lambda: _kill_prefect(port))
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
         _kill_prefect(port)
     assert proc.returncode == EXIT_ORCHESTRATION_LOST, err[-3000:]
     line = last_line(err)
@@ -240,18 +248,12 @@ def test_a_server_whose_database_is_gone_stops_the_run_with_one_line(cli, tmp_pa
     env = cli.env | {"AUDIOPROBE_PREFECT_API_URL": api_url, "AUDIOPROBE_PREFECT_PORT": str(port)}
     command = [sys.executable, "-m", "audioprobe", "run", "--tier", "notes", "--limit", "4", "--model", "local",
                "--seed", "23", "--new"]  # items and asks of their own: no stored answer ends the run first
-    earlier = run_dirs(cli.data_dir)
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        record = wait_for(lambda: _first_outcome(cli.data_dir, earlier), 600, "a first outcome")
+    def drop() -> None:
         asyncio.run(bench_pg._sql(f"DROP DATABASE {bench_pg.database(port)} WITH (FORCE)"))
-        dropped_at = time.monotonic()
-        out, err = proc.communicate(timeout=300)
-        took = time.monotonic() - dropped_at
+
+    try:
+        proc, err, took, record = _break_mid_run(cli.data_dir, command, env, drop)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
         bench_pg.stop(server, port)
     assert proc.returncode == EXIT_ORCHESTRATION_LOST, err[-3000:]
     line = last_line(err)

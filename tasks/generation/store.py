@@ -85,7 +85,7 @@ class ResponseStore:
             except FileNotFoundError:
                 pass
             os.close(fd)
-        claim = AskClaim(fd, path)
+        claim = AskClaim(fd)
         try:
             yield claim
         finally:
@@ -108,8 +108,8 @@ class ResponseStore:
 class AskClaim:
     """One held claim: `mark` before a request goes out, `unmark` once its outcome is known (stored)."""
 
-    def __init__(self, fd: int, path: Path) -> None:
-        self.fd, self.path = fd, path
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
 
     def lost(self) -> str | None:
         """Who asked and died before the answer came, when the last holder left its mark; else None."""
